@@ -1,0 +1,269 @@
+//! [`RecordBatch`]: rows packed into one contiguous arena, moved between
+//! threads and never copied again.
+//!
+//! A cell is a tag byte followed by its payload (8 bytes for numbers, a
+//! length and the bytes for text, 12 bytes for dates). Appending a cell never
+//! allocates beyond the arena's own amortised growth, and reading one borrows
+//! from the arena.
+
+use crate::schema::{self, Cell, CellError, ColumnType, LocalDateTime, Value};
+
+const NULL: u8 = 0;
+const TRUE: u8 = 1;
+const FALSE: u8 = 2;
+const INT: u8 = 3;
+const FLOAT: u8 = 4;
+const TEXT: u8 = 5;
+const DATE: u8 = 6;
+const DATETIME: u8 = 7;
+const TIME: u8 = 8;
+
+/// Rows of cells in one arena. Every row has `columns` cells.
+#[derive(Debug, Default, Clone)]
+pub struct RecordBatch {
+    data: Vec<u8>,
+    columns: usize,
+    rows: usize,
+    cells_in_row: usize,
+}
+
+impl RecordBatch {
+    /// An empty batch for rows of `columns` cells; `capacity` is a byte hint.
+    pub fn new(columns: usize, capacity: usize) -> Self {
+        Self {
+            data: Vec::with_capacity(capacity),
+            columns,
+            rows: 0,
+            cells_in_row: 0,
+        }
+    }
+
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    pub fn columns(&self) -> usize {
+        self.columns
+    }
+
+    /// Bytes held: what the queues between threads count.
+    pub fn byte_size(&self) -> usize {
+        self.data.len()
+    }
+
+    /// Converts `value` by the column's type and appends it to the current row.
+    pub fn push(&mut self, value: Value<'_>, column_type: ColumnType) -> Result<(), CellError> {
+        let cell = schema::convert(value, column_type)?;
+        if column_type == ColumnType::String && !matches!(cell, Cell::Text(_) | Cell::Null) {
+            self.push_text_form(&cell);
+        } else {
+            self.push_cell(&cell);
+        }
+        Ok(())
+    }
+
+    /// Appends an already converted cell to the current row.
+    pub fn push_cell(&mut self, cell: &Cell<'_>) {
+        match *cell {
+            Cell::Null => self.data.push(NULL),
+            Cell::Bool(b) => self.data.push(if b { TRUE } else { FALSE }),
+            Cell::Int(i) => {
+                self.data.push(INT);
+                self.data.extend_from_slice(&i.to_le_bytes());
+            }
+            Cell::Float(f) => {
+                self.data.push(FLOAT);
+                self.data.extend_from_slice(&f.to_le_bytes());
+            }
+            Cell::Text(t) => {
+                self.data.push(TEXT);
+                self.data
+                    .extend_from_slice(&text_len(t.len()).to_le_bytes());
+                self.data.extend_from_slice(t.as_bytes());
+            }
+            Cell::Date(dt) => self.push_datetime(DATE, dt),
+            Cell::DateTime(dt) => self.push_datetime(DATETIME, dt),
+            Cell::Time(dt) => self.push_datetime(TIME, dt),
+        }
+        self.cells_in_row += 1;
+    }
+
+    // The text goes straight into the arena: write it after a length
+    // placeholder, then patch the length in.
+    fn push_text_form(&mut self, cell: &Cell<'_>) {
+        self.data.push(TEXT);
+        let len_at = self.data.len();
+        self.data.extend_from_slice(&[0; 4]);
+        schema::write_text_form(cell, ("true", "false"), &mut self.data);
+        let len = text_len(self.data.len() - len_at - 4);
+        self.data[len_at..len_at + 4].copy_from_slice(&len.to_le_bytes());
+        self.cells_in_row += 1;
+    }
+
+    fn push_datetime(&mut self, tag: u8, dt: LocalDateTime) {
+        self.data.push(tag);
+        self.data.extend_from_slice(&dt.seconds.to_le_bytes());
+        self.data.extend_from_slice(&dt.nanos.to_le_bytes());
+    }
+
+    /// Closes the current row. Panics if it does not have `columns` cells:
+    /// front ends check the count before they append a row.
+    pub fn end_row(&mut self) {
+        assert_eq!(
+            self.cells_in_row, self.columns,
+            "row has the wrong number of cells"
+        );
+        self.cells_in_row = 0;
+        self.rows += 1;
+    }
+
+    /// Reads the rows back in order.
+    pub fn reader(&self) -> BatchReader<'_> {
+        BatchReader {
+            data: &self.data,
+            pos: 0,
+            columns: self.columns,
+        }
+    }
+}
+
+/// Texts are limited to 4 GiB each by the length prefix; a cell that large is
+/// rejected long before by the writers' own limits.
+fn text_len(len: usize) -> u32 {
+    u32::try_from(len).expect("a cell text longer than 4 GiB")
+}
+
+/// Sequential reader over a batch's rows.
+pub struct BatchReader<'a> {
+    data: &'a [u8],
+    pos: usize,
+    columns: usize,
+}
+
+impl<'a> BatchReader<'a> {
+    /// Decodes the next row into `row` (cleared first). Returns false at the end.
+    pub fn next_row(&mut self, row: &mut Vec<Cell<'a>>) -> bool {
+        row.clear();
+        if self.pos >= self.data.len() {
+            return false;
+        }
+        for _ in 0..self.columns {
+            let cell = self.next_cell();
+            row.push(cell);
+        }
+        true
+    }
+
+    fn take<const N: usize>(&mut self) -> [u8; N] {
+        let bytes = self.data[self.pos..self.pos + N]
+            .try_into()
+            .expect("N bytes");
+        self.pos += N;
+        bytes
+    }
+
+    fn next_cell(&mut self) -> Cell<'a> {
+        let [tag] = self.take::<1>();
+        match tag {
+            NULL => Cell::Null,
+            TRUE => Cell::Bool(true),
+            FALSE => Cell::Bool(false),
+            INT => Cell::Int(i64::from_le_bytes(self.take())),
+            FLOAT => Cell::Float(f64::from_le_bytes(self.take())),
+            TEXT => {
+                let len = u32::from_le_bytes(self.take()) as usize;
+                let bytes = &self.data[self.pos..self.pos + len];
+                self.pos += len;
+                // Only `push_cell` (from a `&str`) and `push_text_form` (ASCII
+                // digits or validated text) write TEXT cells.
+                Cell::Text(std::str::from_utf8(bytes).expect("arena text is UTF-8"))
+            }
+            DATE | DATETIME | TIME => {
+                let dt = LocalDateTime {
+                    seconds: i64::from_le_bytes(self.take()),
+                    nanos: u32::from_le_bytes(self.take()),
+                };
+                match tag {
+                    DATE => Cell::Date(dt),
+                    TIME => Cell::Time(dt),
+                    _ => Cell::DateTime(dt),
+                }
+            }
+            other => unreachable!("unknown cell tag {other} in a batch arena"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cells_come_back_as_written() {
+        let dt = LocalDateTime::from_parts((2026, 11, 29), (10, 0, 0), 5);
+        let cells = [
+            Cell::Null,
+            Cell::Bool(true),
+            Cell::Bool(false),
+            Cell::Int(i64::MIN),
+            Cell::Float(-0.5),
+            Cell::Text("张伟, \"quoted\"\n"),
+            Cell::Date(dt),
+            Cell::DateTime(dt),
+            Cell::Time(dt),
+        ];
+        let mut batch = RecordBatch::new(cells.len(), 0);
+        for _ in 0..3 {
+            for c in &cells {
+                batch.push_cell(c);
+            }
+            batch.end_row();
+        }
+        assert_eq!(batch.rows(), 3);
+        let mut reader = batch.reader();
+        let mut row = Vec::new();
+        for _ in 0..3 {
+            assert!(reader.next_row(&mut row));
+            assert_eq!(row, cells);
+        }
+        assert!(!reader.next_row(&mut row));
+    }
+
+    #[test]
+    fn string_columns_store_exact_text_of_numbers() {
+        let mut batch = RecordBatch::new(3, 0);
+        batch
+            .push(Value::Int(123_456_789_012_345_678), ColumnType::String)
+            .unwrap();
+        batch.push(Value::Float(0.1), ColumnType::String).unwrap();
+        batch.push(Value::Null, ColumnType::String).unwrap();
+        batch.end_row();
+        let mut row = Vec::new();
+        batch.reader().next_row(&mut row);
+        assert_eq!(
+            row,
+            [
+                Cell::Text("123456789012345678"),
+                Cell::Text("0.1"),
+                Cell::Null
+            ]
+        );
+    }
+
+    #[test]
+    fn a_rejected_value_reports_why() {
+        let mut batch = RecordBatch::new(1, 0);
+        assert_eq!(
+            batch.push(Value::Bytes(b"12x"), ColumnType::Number),
+            Err(CellError::NotANumber)
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "wrong number of cells")]
+    fn a_short_row_is_a_bug_in_the_caller() {
+        let mut batch = RecordBatch::new(2, 0);
+        batch.push_cell(&Cell::Null);
+        batch.end_row();
+    }
+}

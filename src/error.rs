@@ -1,0 +1,67 @@
+//! The one error type of the engine. Its kind decides which exception a
+//! front end raises; its message says what is at fault and where.
+
+use std::fmt;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// An option or setting is unknown or has a wrong value.
+    InvalidOption,
+    /// A row or cell cannot be written.
+    InvalidRow,
+    /// The file could not be written or stored (disk, store, permissions).
+    Storage,
+    /// The export was cancelled.
+    Cancelled,
+    /// Anything else: a writer failure, a wrong call order.
+    Export,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExportError {
+    pub kind: ErrorKind,
+    pub message: String,
+}
+
+pub type Result<T, E = ExportError> = std::result::Result<T, E>;
+
+impl ExportError {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+        }
+    }
+
+    pub fn invalid_option(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::InvalidOption, message)
+    }
+
+    pub fn invalid_row(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::InvalidRow, message)
+    }
+
+    pub fn export(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Export, message)
+    }
+
+    pub fn cancelled() -> Self {
+        Self::new(ErrorKind::Cancelled, "the export was cancelled")
+    }
+
+    /// An I/O failure on `path` while doing `what`.
+    pub fn io(what: &str, path: &std::path::Path, err: std::io::Error) -> Self {
+        Self::new(
+            ErrorKind::Storage,
+            format!("{what} {}: {err}", path.display()),
+        )
+    }
+}
+
+impl fmt::Display for ExportError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for ExportError {}

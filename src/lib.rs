@@ -1,0 +1,21 @@
+//! Fluxo Export: a fast, constant-memory CSV/XLSX export engine.
+//!
+//! Rows enter as [`batch::RecordBatch`]es (one arena per batch), flow through
+//! a byte-bounded queue to a worker that writes them with a
+//! [`writer::FormatWriter`], and the finished file is handed to a
+//! [`storage::Store`]. [`task`] ties it together; `php` (feature `php`) is
+//! the PHP extension on top.
+
+pub mod batch;
+pub mod config;
+pub mod error;
+pub mod schema;
+pub mod storage;
+pub mod task;
+pub mod telemetry;
+pub mod writer;
+
+#[cfg(feature = "php")]
+pub mod php;
+
+pub use error::{ErrorKind, ExportError};

@@ -1,0 +1,180 @@
+//! PHP values → core types. Each row is walked once and each cell copied
+//! once, into the batch arena; no zval is kept after the call returns.
+
+use ext_php_rs::flags::DataType;
+use ext_php_rs::types::{ZendHashTable, ZendObject, Zval};
+use ext_php_rs::zend::ClassEntry;
+
+use crate::batch::RecordBatch;
+use crate::config::OptionValue;
+use crate::error::ExportError;
+use crate::schema::{self, CellError, Column, Value};
+
+/// A PHP array of options as an option tree.
+pub fn options(ht: &ZendHashTable) -> OptionValue {
+    if ht.has_sequential_keys() {
+        return OptionValue::List(ht.values().map(option).collect());
+    }
+    OptionValue::Map(ht.iter().map(|(k, v)| (k.to_string(), option(v))).collect())
+}
+
+fn option(zv: &Zval) -> OptionValue {
+    let zv = zv.dereference();
+    match zv.get_type() {
+        DataType::Null => OptionValue::Null,
+        DataType::True => OptionValue::Bool(true),
+        DataType::False => OptionValue::Bool(false),
+        DataType::Long => OptionValue::Int(zv.long().unwrap_or_default()),
+        DataType::Double => OptionValue::Float(zv.double().unwrap_or_default()),
+        DataType::String => OptionValue::Str(
+            zv.zend_str()
+                .map(|s| String::from_utf8_lossy(s.as_bytes()).into_owned())
+                .unwrap_or_default(),
+        ),
+        DataType::Array => zv.array().map_or(OptionValue::Null, options),
+        _ => OptionValue::Other,
+    }
+}
+
+/// The type name as PHP's `get_debug_type()` spells it.
+fn debug_type(zv: &Zval) -> String {
+    match zv.get_type() {
+        DataType::Null => "null".into(),
+        DataType::True | DataType::False | DataType::Bool => "bool".into(),
+        DataType::Long => "int".into(),
+        DataType::Double => "float".into(),
+        DataType::String => "string".into(),
+        DataType::Array => "array".into(),
+        DataType::Object(_) => zv
+            .object()
+            .and_then(|o| o.get_class_name().ok())
+            .unwrap_or_else(|| "object".into()),
+        DataType::Resource => "resource".into(),
+        other => other.to_string(),
+    }
+}
+
+/// Why a PHP value is not a cell.
+enum Fault {
+    Cell(CellError),
+    /// The object's method threw or returned something unusable.
+    Object(String),
+}
+
+fn class_named(name: &str) -> Option<&'static ClassEntry> {
+    ClassEntry::try_find(name)
+}
+
+/// Appends one PHP value to the batch, converted by the column's type.
+fn push(batch: &mut RecordBatch, zv: &Zval, column: &Column) -> Result<(), Fault> {
+    let ty = column.column_type;
+    let value = match zv.get_type() {
+        DataType::Null => Value::Null,
+        DataType::True => Value::Bool(true),
+        DataType::False => Value::Bool(false),
+        DataType::Long => Value::Int(zv.long().unwrap_or_default()),
+        DataType::Double => Value::Float(zv.double().unwrap_or_default()),
+        DataType::String => {
+            let bytes = zv.zend_str().map(|s| s.as_bytes()).unwrap_or_default();
+            return batch.push(Value::Bytes(bytes), ty).map_err(Fault::Cell);
+        }
+        DataType::Object(_) => {
+            let obj = zv.object().ok_or(Fault::Cell(CellError::Unsupported))?;
+            return push_object(batch, obj, column);
+        }
+        _ => return Err(Fault::Cell(CellError::Unsupported)),
+    };
+    batch.push(value, ty).map_err(Fault::Cell)
+}
+
+/// `DateTimeInterface` becomes a date; `Stringable` its string.
+fn push_object(batch: &mut RecordBatch, obj: &ZendObject, column: &Column) -> Result<(), Fault> {
+    let is = |name| class_named(name).is_some_and(|ce| obj.instance_of(ce));
+    if is("DateTimeInterface") {
+        let text = obj
+            .try_call_method("format", vec![&"Y-m-d\\TH:i:s.u"])
+            .map_err(|e| Fault::Object(format!("DateTimeInterface::format() failed: {e}")))?;
+        let parsed = text
+            .str()
+            .and_then(schema::parse_datetime)
+            .ok_or(Fault::Cell(CellError::NotADate))?;
+        return batch
+            .push(Value::DateTime(parsed), column.column_type)
+            .map_err(Fault::Cell);
+    }
+    if is("Stringable") {
+        let text = obj
+            .try_call_method("__toString", vec![])
+            .map_err(|e| Fault::Object(format!("__toString() failed: {e}")))?;
+        let bytes = text.zend_str().map(|s| s.as_bytes()).unwrap_or_default();
+        return batch
+            .push(Value::Bytes(bytes), column.column_type)
+            .map_err(Fault::Cell);
+    }
+    Err(Fault::Cell(CellError::Unsupported))
+}
+
+fn cell_error(index: usize, column: &Column, zv: &Zval, fault: Fault) -> ExportError {
+    let reason = match fault {
+        Fault::Cell(CellError::Unsupported) => match zv.get_type() {
+            DataType::Array => "a nested array is not a cell value".to_owned(),
+            DataType::Object(_) => {
+                "an object must be a DateTimeInterface or Stringable to be a cell value".to_owned()
+            }
+            _ => "not a valid cell value".to_owned(),
+        },
+        Fault::Cell(e) => e.to_string(),
+        Fault::Object(msg) => msg,
+    };
+    ExportError::invalid_row(format!(
+        "row {index}, column \"{}\": {reason} (got {})",
+        column.name,
+        debug_type(zv)
+    ))
+}
+
+/// Copies PHP rows into one batch. Any bad row rejects the whole batch,
+/// with a message naming the row's index, the column and the PHP type.
+pub fn batch<'a>(
+    rows: impl Iterator<Item = &'a Zval>,
+    count: usize,
+    columns: &[Column],
+) -> Result<RecordBatch, ExportError> {
+    let mut batch = RecordBatch::new(columns.len(), count * columns.len() * 16);
+    for (index, row) in rows.enumerate() {
+        let row = row.dereference();
+        let Some(cells) = row.array() else {
+            return Err(ExportError::invalid_row(format!(
+                "row {index}: expected an array (got {})",
+                debug_type(row)
+            )));
+        };
+        if cells.has_sequential_keys() {
+            if cells.len() != columns.len() {
+                return Err(ExportError::invalid_row(format!(
+                    "row {index}: has {} cells, expected {}",
+                    cells.len(),
+                    columns.len()
+                )));
+            }
+            for (zv, column) in cells.values().zip(columns) {
+                let zv = zv.dereference();
+                push(&mut batch, zv, column).map_err(|f| cell_error(index, column, zv, f))?;
+            }
+        } else {
+            for column in columns {
+                let key = column.lookup_key();
+                let Some(zv) = cells.get(key) else {
+                    return Err(ExportError::invalid_row(format!(
+                        "row {index}, column \"{}\": missing key \"{key}\"",
+                        column.name
+                    )));
+                };
+                let zv = zv.dereference();
+                push(&mut batch, zv, column).map_err(|f| cell_error(index, column, zv, f))?;
+            }
+        }
+        batch.end_row();
+    }
+    Ok(batch)
+}

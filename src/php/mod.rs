@@ -1,0 +1,223 @@
+//! The PHP extension `fluxo`: thin wrappers that translate PHP values to the
+//! core types and core errors to `Fluxo\*Exception`s.
+
+mod convert;
+mod module;
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use ext_php_rs::exception::PhpException;
+use ext_php_rs::prelude::*;
+use ext_php_rs::types::ZendHashTable;
+use ext_php_rs::zend::ClassEntry;
+
+use crate::config::{self, ExportSpec, Settings};
+use crate::error::{ErrorKind, ExportError};
+use crate::task::{self, registry, Export, ExportOutcome};
+
+pub(crate) const EXPORT_EXCEPTION: &str = "Fluxo\\ExportException";
+const INVALID_ROW_EXCEPTION: &str = "Fluxo\\InvalidRowException";
+const INVALID_OPTION_EXCEPTION: &str = "Fluxo\\InvalidOptionException";
+const STORAGE_EXCEPTION: &str = "Fluxo\\StorageException";
+
+/// The exception class for an error kind.
+fn exception(err: ExportError) -> PhpException {
+    let class = match err.kind {
+        ErrorKind::InvalidRow => INVALID_ROW_EXCEPTION,
+        ErrorKind::InvalidOption => INVALID_OPTION_EXCEPTION,
+        ErrorKind::Storage => STORAGE_EXCEPTION,
+        ErrorKind::Cancelled | ErrorKind::Export => EXPORT_EXCEPTION,
+    };
+    match ClassEntry::try_find(class) {
+        Some(ce) => PhpException::new(err.message, 0, ce),
+        None => PhpException::from_message(err.message),
+    }
+}
+
+/// Runs a method body; a Rust panic becomes a `Fluxo\ExportException`
+/// instead of crossing into PHP.
+fn guarded<T>(body: impl FnOnce() -> Result<T, ExportError>) -> PhpResult<T> {
+    match catch_unwind(AssertUnwindSafe(body)) {
+        Ok(result) => result.map_err(exception),
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            Err(exception(ExportError::export(format!(
+                "internal error in the fluxo extension: {what}"
+            ))))
+        }
+    }
+}
+
+/// Settings from php.ini (`fluxo.*`), overridden by `FLUXO_*` variables.
+fn current_settings() -> Result<Settings, ExportError> {
+    let ini = ext_php_rs::zend::ExecutorGlobals::get().ini_values();
+    let settings = Settings::resolve(|key| ini.get(&format!("fluxo.{key}")).cloned().flatten())?;
+    module::remember_shutdown_timeout(settings.shutdown_timeout);
+    Ok(settings)
+}
+
+/// `Fluxo\Exporter`: one export, fed with rows from PHP.
+#[php_class]
+#[php(name = "Fluxo\\Exporter")]
+pub struct Exporter {
+    export: Export,
+}
+
+#[php_impl]
+impl Exporter {
+    pub fn __construct(options: &ZendHashTable) -> PhpResult<Self> {
+        guarded(|| {
+            let settings = current_settings()?;
+            let options = convert::options(options);
+            let spec = ExportSpec::from_options(&options, &settings)?;
+            Ok(Self {
+                export: Export::start(spec, &settings)?,
+            })
+        })
+    }
+
+    /// The id of this export's task (for `Exporter::status()`).
+    pub fn task_id(&self) -> String {
+        self.export.task_id().to_owned()
+    }
+
+    /// Adds a list of rows; returns the running row count.
+    pub fn add_batch(&mut self, rows: &ZendHashTable) -> PhpResult<i64> {
+        guarded(|| {
+            let batch = convert::batch(rows.values(), rows.len(), self.export.columns())?;
+            self.export.add(batch).map(|n| n as i64)
+        })
+    }
+
+    /// Adds one row; returns the running row count.
+    pub fn add_row(&mut self, row: &ext_php_rs::types::Zval) -> PhpResult<i64> {
+        guarded(|| {
+            let batch = convert::batch(std::iter::once(row), 1, self.export.columns())?;
+            self.export.add(batch).map(|n| n as i64)
+        })
+    }
+
+    /// XLSX: starts another sheet; columns default to the current ones.
+    pub fn sheet(&mut self, name: String, columns: Option<&ZendHashTable>) -> PhpResult<()> {
+        guarded(|| {
+            let columns = match columns {
+                Some(c) => Some(config::parse_columns(&convert::options(c))?),
+                None => None,
+            };
+            self.export.start_sheet(&name, columns)
+        })
+    }
+
+    /// Waits for the file and returns where it is.
+    pub fn finish(&mut self) -> PhpResult<ExportResult> {
+        guarded(|| self.export.finish().map(ExportResult::from))
+    }
+
+    /// Returns the task id at once; the file is completed in the background.
+    pub fn finish_async(&mut self) -> PhpResult<String> {
+        guarded(|| self.export.finish_async())
+    }
+
+    /// Abandons the export: no file is left.
+    pub fn cancel(&mut self) -> PhpResult<()> {
+        guarded(|| {
+            self.export.cancel();
+            Ok(())
+        })
+    }
+
+    /// Status of any task on this host; null for an unknown id.
+    pub fn status(task_id: String) -> PhpResult<Option<TaskStatus>> {
+        guarded(|| {
+            let settings = current_settings()?;
+            Ok(task::status(&settings, &task_id)?.map(TaskStatus::from))
+        })
+    }
+}
+
+/// `Fluxo\ExportResult`: a finished export.
+#[php_class]
+#[php(name = "Fluxo\\ExportResult")]
+pub struct ExportResult {
+    #[php(prop)]
+    task_id: String,
+    #[php(prop)]
+    url: String,
+    #[php(prop)]
+    path: Option<String>,
+    #[php(prop)]
+    filename: String,
+    #[php(prop)]
+    format: String,
+    #[php(prop)]
+    records: i64,
+    #[php(prop)]
+    bytes: i64,
+    #[php(prop)]
+    sha256: String,
+    #[php(prop)]
+    duration_ms: i64,
+    #[php(prop)]
+    sheets: i64,
+}
+
+impl From<ExportOutcome> for ExportResult {
+    fn from(o: ExportOutcome) -> Self {
+        Self {
+            task_id: o.task_id,
+            url: o.url,
+            path: o.path.map(|p| p.display().to_string()),
+            filename: o.filename,
+            format: o.format.extension().to_owned(),
+            records: o.records as i64,
+            bytes: o.bytes as i64,
+            sha256: o.sha256,
+            duration_ms: o.duration_ms as i64,
+            sheets: i64::from(o.sheets),
+        }
+    }
+}
+
+/// `Fluxo\TaskStatus`: a task's state, readable from any process on the host.
+#[php_class]
+#[php(name = "Fluxo\\TaskStatus")]
+pub struct TaskStatus {
+    #[php(prop)]
+    task_id: String,
+    #[php(prop)]
+    state: String,
+    #[php(prop)]
+    progress: i64,
+    #[php(prop)]
+    records: i64,
+    #[php(prop)]
+    total_rows: Option<i64>,
+    #[php(prop)]
+    bytes: i64,
+    #[php(prop)]
+    url: Option<String>,
+    #[php(prop)]
+    path: Option<String>,
+    #[php(prop)]
+    error: Option<String>,
+}
+
+impl From<registry::TaskStatus> for TaskStatus {
+    fn from(s: registry::TaskStatus) -> Self {
+        Self {
+            progress: i64::from(s.progress()),
+            state: s.state.name().to_owned(),
+            records: s.records as i64,
+            total_rows: s.total_rows.map(|n| n as i64),
+            bytes: s.bytes as i64,
+            task_id: s.task_id,
+            url: s.url,
+            path: s.path,
+            error: s.error,
+        }
+    }
+}

@@ -1,0 +1,531 @@
+//! Columns, data types and the rules that turn an incoming value into a cell.
+//!
+//! Every front end (PHP, gRPC) hands values over as a borrowed [`Value`]; the
+//! column's [`ColumnType`] decides what the cell becomes. The result is a
+//! [`Cell`], which is what the batch arena stores and the writers read.
+
+use std::fmt;
+
+/// What a column holds. `Auto` keeps each value's own type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum ColumnType {
+    #[default]
+    Auto,
+    String,
+    Int,
+    Number,
+    Bool,
+    Date,
+    DateTime,
+    Time,
+}
+
+impl ColumnType {
+    pub const NAMES: &'static str = "auto, string, int, number, bool, date, datetime, time";
+
+    /// Parses the name used in options (`"datetime"`), case-insensitively.
+    pub fn parse(name: &str) -> Option<Self> {
+        Some(match name.to_ascii_lowercase().as_str() {
+            "auto" => Self::Auto,
+            "string" | "text" => Self::String,
+            "int" | "integer" => Self::Int,
+            "number" | "float" | "decimal" => Self::Number,
+            "bool" | "boolean" => Self::Bool,
+            "date" => Self::Date,
+            "datetime" => Self::DateTime,
+            "time" => Self::Time,
+            _ => return None,
+        })
+    }
+}
+
+/// One output column.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Column {
+    /// Header text.
+    pub name: String,
+    /// Where an associative row keeps this column's value; defaults to `name`.
+    pub key: Option<String>,
+    pub column_type: ColumnType,
+    /// Excel number format (`#,##0.00`); XLSX only.
+    pub number_format: Option<String>,
+}
+
+impl Column {
+    pub fn new(name: impl Into<String>, column_type: ColumnType) -> Self {
+        Self {
+            name: name.into(),
+            key: None,
+            column_type,
+            number_format: None,
+        }
+    }
+
+    /// The key an associative row is looked up by.
+    pub fn lookup_key(&self) -> &str {
+        self.key.as_deref().unwrap_or(&self.name)
+    }
+}
+
+/// A value as a front end received it, borrowed from the caller's memory.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Value<'a> {
+    Null,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    /// Raw bytes: not yet checked for UTF-8.
+    Bytes(&'a [u8]),
+    DateTime(LocalDateTime),
+}
+
+/// A converted cell, ready for any writer.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Cell<'a> {
+    Null,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Text(&'a str),
+    Date(LocalDateTime),
+    DateTime(LocalDateTime),
+    Time(LocalDateTime),
+}
+
+/// Wall-clock date and time as the value showed it (its UTC offset already
+/// applied): spreadsheets have no time zones, so the clock reading is what is kept.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct LocalDateTime {
+    /// Seconds since 1970-01-01 00:00:00 on the wall clock.
+    pub seconds: i64,
+    pub nanos: u32,
+}
+
+const SECONDS_PER_DAY: i64 = 86_400;
+
+impl LocalDateTime {
+    pub fn from_parts(date: (i64, u32, u32), time: (u32, u32, u32), nanos: u32) -> Self {
+        let days = days_from_civil(date.0, date.1, date.2);
+        let secs = i64::from(time.0) * 3600 + i64::from(time.1) * 60 + i64::from(time.2);
+        Self {
+            seconds: days * SECONDS_PER_DAY + secs,
+            nanos,
+        }
+    }
+
+    /// (year, month, day, hour, minute, second)
+    pub fn parts(&self) -> (i64, u32, u32, u32, u32, u32) {
+        let days = self.seconds.div_euclid(SECONDS_PER_DAY);
+        let secs = self.seconds.rem_euclid(SECONDS_PER_DAY);
+        let (y, m, d) = civil_from_days(days);
+        (
+            y,
+            m,
+            d,
+            (secs / 3600) as u32,
+            (secs / 60 % 60) as u32,
+            (secs % 60) as u32,
+        )
+    }
+
+    /// Excel's serial number: days since 1899-12-30, time as the fraction.
+    pub fn excel_serial(&self) -> f64 {
+        const UNIX_EPOCH_SERIAL: f64 = 25_569.0;
+        let seconds = self.seconds as f64 + f64::from(self.nanos) / 1e9;
+        UNIX_EPOCH_SERIAL + seconds / SECONDS_PER_DAY as f64
+    }
+
+    /// Only the time of day (for `time` columns): Excel shows it as a fraction of a day.
+    pub fn time_of_day(&self) -> Self {
+        Self {
+            seconds: self.seconds.rem_euclid(SECONDS_PER_DAY),
+            nanos: self.nanos,
+        }
+    }
+}
+
+// Howard Hinnant's algorithms: exact proleptic Gregorian conversions.
+fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let m = i64::from(m);
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(d) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (
+        if m <= 2 {
+            yoe + era * 400 + 1
+        } else {
+            yoe + era * 400
+        },
+        m,
+        d,
+    )
+}
+
+fn days_in_month(y: i64, m: u32) -> u32 {
+    match m {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        _ if (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 => 29,
+        _ => 28,
+    }
+}
+
+/// Parses `Y-m-d`, `Y-m-d H:i:s`, `H:i:s` and ISO 8601 (`T` separator,
+/// fractional seconds, `Z` or `±hh:mm` suffix). The clock reading is kept as
+/// written; a zone suffix is accepted but does not shift the time.
+pub fn parse_datetime(text: &str) -> Option<LocalDateTime> {
+    let text = text.trim();
+    let bytes = text.as_bytes();
+    if bytes.len() >= 5 && bytes[2] == b':' {
+        let (time, nanos, rest) = parse_time(text)?;
+        return rest
+            .is_empty()
+            .then(|| LocalDateTime::from_parts((1970, 1, 1), time, nanos));
+    }
+    let (date, rest) = parse_date(text)?;
+    if rest.is_empty() {
+        return Some(LocalDateTime::from_parts(date, (0, 0, 0), 0));
+    }
+    let rest = rest.strip_prefix(['T', ' '])?;
+    let (time, nanos, zone) = parse_time(rest)?;
+    if !(zone.is_empty() || zone == "Z" || is_utc_offset(zone)) {
+        return None;
+    }
+    Some(LocalDateTime::from_parts(date, time, nanos))
+}
+
+fn digits(text: &str, n: usize) -> Option<(u32, &str)> {
+    let head = text.get(..n)?;
+    if !head.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some((head.parse().ok()?, &text[n..]))
+}
+
+fn parse_date(text: &str) -> Option<((i64, u32, u32), &str)> {
+    let (y, rest) = digits(text, 4)?;
+    let (m, rest) = digits(rest.strip_prefix('-')?, 2)?;
+    let (d, rest) = digits(rest.strip_prefix('-')?, 2)?;
+    let y = i64::from(y);
+    ((1..=12).contains(&m) && d >= 1 && d <= days_in_month(y, m)).then_some(((y, m, d), rest))
+}
+
+fn parse_time(text: &str) -> Option<((u32, u32, u32), u32, &str)> {
+    let (h, rest) = digits(text, 2)?;
+    let (mi, rest) = digits(rest.strip_prefix(':')?, 2)?;
+    let (s, mut rest) = match rest.strip_prefix(':') {
+        Some(r) => digits(r, 2)?,
+        None => (0, rest),
+    };
+    let mut nanos = 0u32;
+    if let Some(frac) = rest.strip_prefix('.') {
+        let len = frac.bytes().take_while(u8::is_ascii_digit).count();
+        if len == 0 {
+            return None;
+        }
+        let kept = &frac[..len.min(9)];
+        nanos = kept.parse::<u32>().ok()? * 10u32.pow(9 - kept.len() as u32);
+        rest = &frac[len..];
+    }
+    (h < 24 && mi < 60 && s < 60).then_some(((h, mi, s), nanos, rest))
+}
+
+fn is_utc_offset(zone: &str) -> bool {
+    let b = zone.as_bytes();
+    matches!(b.first(), Some(b'+' | b'-'))
+        && match b.len() {
+            6 => b[3] == b':' && b[1..3].iter().chain(&b[4..]).all(u8::is_ascii_digit),
+            5 | 3 => b[1..].iter().all(u8::is_ascii_digit),
+            _ => false,
+        }
+}
+
+/// Why a value cannot become a cell of its column.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CellError {
+    InvalidUtf8 {
+        valid_up_to: usize,
+    },
+    NotFinite,
+    NotAnInteger,
+    NotANumber,
+    NotABool,
+    NotADate,
+    /// A type no column can hold (nested array, resource, object ...).
+    Unsupported,
+}
+
+impl fmt::Display for CellError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::InvalidUtf8 { valid_up_to } => {
+                write!(f, "invalid UTF-8 at byte {valid_up_to}")
+            }
+            Self::NotFinite => f.write_str("NAN and INF cannot be written to a file"),
+            Self::NotAnInteger => f.write_str("not an integer"),
+            Self::NotANumber => f.write_str("not a number"),
+            Self::NotABool => f.write_str("not a boolean"),
+            Self::NotADate => f.write_str("not a date (expected Y-m-d, Y-m-d H:i:s or ISO 8601)"),
+            Self::Unsupported => f.write_str("not a valid cell value"),
+        }
+    }
+}
+
+fn text(bytes: &[u8]) -> Result<&str, CellError> {
+    std::str::from_utf8(bytes).map_err(|e| CellError::InvalidUtf8 {
+        valid_up_to: e.valid_up_to(),
+    })
+}
+
+fn finite(f: f64) -> Result<f64, CellError> {
+    if f.is_finite() {
+        Ok(f)
+    } else {
+        Err(CellError::NotFinite)
+    }
+}
+
+/// Applies a column's type to a value.
+///
+/// For a `string` column a number, bool or date keeps its typed cell: the
+/// batch stores its text form (see [`write_text_form`]), so an 18-digit id
+/// given as an int stays exact text.
+pub fn convert(value: Value<'_>, column_type: ColumnType) -> Result<Cell<'_>, CellError> {
+    use ColumnType as T;
+    let cell = match (column_type, value) {
+        (_, Value::Null) => Cell::Null,
+        (T::Auto, Value::Bool(b)) | (T::Bool, Value::Bool(b)) => Cell::Bool(b),
+        (T::Auto, Value::Int(i)) | (T::Int, Value::Int(i)) | (T::Number, Value::Int(i)) => {
+            Cell::Int(i)
+        }
+        (T::Auto, Value::Float(f)) | (T::Number, Value::Float(f)) => Cell::Float(finite(f)?),
+        (T::Auto, Value::Bytes(b)) => Cell::Text(text(b)?),
+        (T::Auto, Value::DateTime(dt)) | (T::DateTime, Value::DateTime(dt)) => Cell::DateTime(dt),
+        (T::String, Value::Bytes(b)) => Cell::Text(text(b)?),
+        (T::String, Value::Float(f)) => Cell::Float(finite(f)?),
+        (T::String, Value::Int(i)) => Cell::Int(i),
+        (T::String, Value::Bool(b)) => Cell::Bool(b),
+        (T::String, Value::DateTime(dt)) => Cell::DateTime(dt),
+        (T::Int, Value::Float(f)) if f.fract() == 0.0 && f.abs() < 9.2e18 => Cell::Int(f as i64),
+        (T::Int, Value::Bool(b)) | (T::Number, Value::Bool(b)) => Cell::Int(i64::from(b)),
+        (T::Int, Value::Bytes(b)) => Cell::Int(
+            text(b)?
+                .trim()
+                .parse()
+                .map_err(|_| CellError::NotAnInteger)?,
+        ),
+        (T::Int, _) => return Err(CellError::NotAnInteger),
+        (T::Number, Value::Bytes(b)) => Cell::Float(parse_number(text(b)?)?),
+        (T::Number, _) => return Err(CellError::NotANumber),
+        (T::Bool, Value::Int(i)) => Cell::Bool(i != 0),
+        (T::Bool, Value::Float(f)) => Cell::Bool(f != 0.0),
+        (T::Bool, Value::Bytes(b)) => Cell::Bool(parse_bool(text(b)?)?),
+        (T::Bool, _) => return Err(CellError::NotABool),
+        (T::Date | T::DateTime | T::Time, v) => {
+            let dt = match v {
+                Value::DateTime(dt) => dt,
+                Value::Bytes(b) => parse_datetime(text(b)?).ok_or(CellError::NotADate)?,
+                Value::Int(unix) => LocalDateTime {
+                    seconds: unix,
+                    nanos: 0,
+                },
+                _ => return Err(CellError::NotADate),
+            };
+            match column_type {
+                T::Date => Cell::Date(dt),
+                T::Time => Cell::Time(dt.time_of_day()),
+                _ => Cell::DateTime(dt),
+            }
+        }
+    };
+    Ok(cell)
+}
+
+fn parse_number(s: &str) -> Result<f64, CellError> {
+    let s = s.trim();
+    // Rust also accepts "inf"/"nan"/"infinity": those are not numbers a file can hold.
+    if s.is_empty()
+        || s.bytes()
+            .any(|b| b.is_ascii_alphabetic() && b != b'e' && b != b'E')
+    {
+        return Err(CellError::NotANumber);
+    }
+    s.parse::<f64>().map_err(|_| CellError::NotANumber)
+}
+
+fn parse_bool(s: &str) -> Result<bool, CellError> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "y" | "on" => Ok(true),
+        "0" | "false" | "no" | "n" | "off" | "" => Ok(false),
+        _ => Err(CellError::NotABool),
+    }
+}
+
+/// Writes the text form of a cell, as CSV shows it and as a `string` column
+/// stores a non-text value. Floats use the shortest round-trip digits and
+/// never an exponent (`1e20` → `100000000000000000000`).
+pub fn write_text_form(cell: &Cell<'_>, bool_text: (&str, &str), out: &mut Vec<u8>) {
+    use std::io::Write;
+    match *cell {
+        Cell::Null => {}
+        Cell::Bool(b) => {
+            out.extend_from_slice(if b { bool_text.0 } else { bool_text.1 }.as_bytes())
+        }
+        Cell::Int(i) => out.extend_from_slice(itoa::Buffer::new().format(i).as_bytes()),
+        Cell::Float(f) => {
+            let _ = write!(out, "{f}");
+        }
+        Cell::Text(t) => out.extend_from_slice(t.as_bytes()),
+        Cell::Date(dt) => {
+            let (y, m, d, ..) = dt.parts();
+            let _ = write!(out, "{y:04}-{m:02}-{d:02}");
+        }
+        Cell::DateTime(dt) => {
+            let (y, m, d, h, mi, s) = dt.parts();
+            let _ = write!(out, "{y:04}-{m:02}-{d:02} {h:02}:{mi:02}:{s:02}");
+        }
+        Cell::Time(dt) => {
+            let (.., h, mi, s) = dt.parts();
+            let _ = write!(out, "{h:02}:{mi:02}:{s:02}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cell(v: Value<'_>, t: ColumnType) -> Result<Cell<'_>, CellError> {
+        convert(v, t)
+    }
+
+    #[test]
+    fn dates_round_trip_through_civil_days() {
+        for &(y, m, d) in &[
+            (1970, 1, 1),
+            (2000, 2, 29),
+            (2026, 11, 29),
+            (1900, 3, 1),
+            (9999, 12, 31),
+        ] {
+            let dt = LocalDateTime::from_parts((y, m, d), (13, 5, 9), 0);
+            assert_eq!(dt.parts(), (y, m, d, 13, 5, 9));
+        }
+        assert_eq!(
+            LocalDateTime::from_parts((1970, 1, 1), (0, 0, 0), 0).seconds,
+            0
+        );
+    }
+
+    #[test]
+    fn excel_serial_matches_excel() {
+        // Excel shows 2026-11-29 as 46355; noon adds half a day.
+        let dt = LocalDateTime::from_parts((2026, 11, 29), (12, 0, 0), 0);
+        assert_eq!(dt.excel_serial(), 46_355.5);
+        let dt = LocalDateTime::from_parts((1900, 3, 1), (0, 0, 0), 0);
+        assert_eq!(dt.excel_serial(), 61.0);
+    }
+
+    #[test]
+    fn parses_the_documented_date_forms() {
+        let p = |s| parse_datetime(s).map(|d| d.parts());
+        assert_eq!(p("2026-11-29"), Some((2026, 11, 29, 0, 0, 0)));
+        assert_eq!(p("2026-11-29 10:20:30"), Some((2026, 11, 29, 10, 20, 30)));
+        assert_eq!(
+            p("2026-11-29T10:20:30+08:00"),
+            Some((2026, 11, 29, 10, 20, 30))
+        );
+        assert_eq!(
+            p("2026-11-29T10:20:30.5Z"),
+            Some((2026, 11, 29, 10, 20, 30))
+        );
+        assert_eq!(p("10:20:30"), Some((1970, 1, 1, 10, 20, 30)));
+        assert_eq!(p("2026-02-30"), None);
+        assert_eq!(p("2026-13-01"), None);
+        assert_eq!(p("29/11/2026"), None);
+        assert_eq!(p("2026-11-29 25:00:00"), None);
+        assert_eq!(p("2026-11-29T10:20:30 Europe"), None);
+        assert_eq!(
+            parse_datetime("2026-11-29T10:20:30.25").unwrap().nanos,
+            250_000_000
+        );
+    }
+
+    #[test]
+    fn columns_convert_by_type() {
+        use ColumnType as T;
+        assert_eq!(
+            cell(Value::Bytes(b"12.5"), T::Number),
+            Ok(Cell::Float(12.5))
+        );
+        assert_eq!(
+            cell(Value::Bytes(b"abc"), T::Number),
+            Err(CellError::NotANumber)
+        );
+        assert_eq!(
+            cell(Value::Bytes(b"inf"), T::Number),
+            Err(CellError::NotANumber)
+        );
+        assert_eq!(cell(Value::Bytes(b" 42 "), T::Int), Ok(Cell::Int(42)));
+        assert_eq!(
+            cell(Value::Bytes(b"4.2"), T::Int),
+            Err(CellError::NotAnInteger)
+        );
+        assert_eq!(cell(Value::Float(3.0), T::Int), Ok(Cell::Int(3)));
+        assert_eq!(cell(Value::Bytes(b"yes"), T::Bool), Ok(Cell::Bool(true)));
+        assert_eq!(
+            cell(Value::Bytes(b"maybe"), T::Bool),
+            Err(CellError::NotABool)
+        );
+        assert_eq!(
+            cell(Value::Float(f64::NAN), T::Auto),
+            Err(CellError::NotFinite)
+        );
+        assert_eq!(cell(Value::Null, T::Int), Ok(Cell::Null));
+        assert_eq!(
+            cell(Value::Bytes(b"a\xffb"), T::Auto),
+            Err(CellError::InvalidUtf8 { valid_up_to: 1 })
+        );
+        assert_eq!(
+            cell(Value::Int(123_456_789_012_345_678), T::String),
+            Ok(Cell::Int(123_456_789_012_345_678))
+        );
+        let Ok(Cell::Time(t)) = cell(Value::Bytes(b"2026-11-29 08:30:00"), T::Time) else {
+            panic!("time column must give a time")
+        };
+        assert_eq!(t.parts(), (1970, 1, 1, 8, 30, 0));
+        assert_eq!(cell(Value::Bytes(b"x"), T::Date), Err(CellError::NotADate));
+    }
+
+    #[test]
+    fn text_form_has_no_exponent_and_exact_ints() {
+        let show = |c: Cell<'_>| {
+            let mut out = Vec::new();
+            write_text_form(&c, ("TRUE", "FALSE"), &mut out);
+            String::from_utf8(out).unwrap()
+        };
+        assert_eq!(show(Cell::Float(1e20)), "100000000000000000000");
+        assert_eq!(show(Cell::Float(0.1)), "0.1");
+        assert_eq!(show(Cell::Float(3.0)), "3");
+        assert_eq!(show(Cell::Int(i64::MIN)), "-9223372036854775808");
+        assert_eq!(show(Cell::Bool(false)), "FALSE");
+        let dt = LocalDateTime::from_parts((2026, 1, 2), (3, 4, 5), 0);
+        assert_eq!(show(Cell::Date(dt)), "2026-01-02");
+        assert_eq!(show(Cell::DateTime(dt)), "2026-01-02 03:04:05");
+        assert_eq!(show(Cell::Time(dt)), "03:04:05");
+    }
+}

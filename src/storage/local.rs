@@ -1,0 +1,100 @@
+//! Local folder storage: the default, no setup needed.
+
+use std::fs;
+use std::path::{Component, Path, PathBuf};
+
+use super::{Store, StoredObject};
+use crate::error::{ExportError, Result};
+
+pub struct LocalStore {
+    root: PathBuf,
+}
+
+impl LocalStore {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+
+    /// The target path of `key`; a key that would leave the root is refused.
+    fn target(&self, key: &str) -> Result<PathBuf> {
+        let relative = Path::new(key);
+        let escapes = relative
+            .components()
+            .any(|c| !matches!(c, Component::Normal(_)));
+        if key.is_empty() || escapes {
+            return Err(ExportError::invalid_option(format!(
+                "storage key \"{key}\" must be a relative path without \"..\""
+            )));
+        }
+        Ok(self.root.join(relative))
+    }
+}
+
+pub fn file_url(path: &Path) -> String {
+    let mut url = String::from("file://");
+    for byte in path.to_string_lossy().bytes() {
+        match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'/' | b'-' | b'_' | b'.' | b'~' => {
+                url.push(byte as char)
+            }
+            other => url.push_str(&format!("%{other:02X}")),
+        }
+    }
+    url
+}
+
+impl Store for LocalStore {
+    fn put_file(&self, spool: &Path, key: &str) -> Result<StoredObject> {
+        let target = self.target(key)?;
+        let dir = target.parent().expect("a key has a file name");
+        fs::create_dir_all(dir).map_err(|e| ExportError::io("cannot create folder", dir, e))?;
+        if let Err(err) = fs::rename(spool, &target) {
+            if err.raw_os_error() != Some(libc::EXDEV) {
+                return Err(ExportError::io("cannot move the file to", &target, err));
+            }
+            // Another filesystem: copy beside the target, then rename, so the
+            // target never exists half-written.
+            let partial = target.with_extension("part");
+            fs::copy(spool, &partial)
+                .and_then(|_| fs::rename(&partial, &target))
+                .map_err(|e| {
+                    let _ = fs::remove_file(&partial);
+                    ExportError::io("cannot copy the file to", &target, e)
+                })?;
+            let _ = fs::remove_file(spool);
+        }
+        Ok(StoredObject {
+            url: file_url(&target),
+            path: Some(target),
+            key: key.to_owned(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn moves_the_spool_file_under_its_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = dir.path().join("x.part");
+        fs::write(&spool, b"data").unwrap();
+        let store = LocalStore::new(dir.path().join("out"));
+        let obj = store.put_file(&spool, "2026/11/29/t/报表 1.csv").unwrap();
+        let path = obj.path.unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"data");
+        assert!(!spool.exists());
+        assert!(
+            obj.url.starts_with("file:///") && obj.url.ends_with("/t/%E6%8A%A5%E8%A1%A8%201.csv")
+        );
+    }
+
+    #[test]
+    fn keys_cannot_escape_the_root() {
+        let store = LocalStore::new("/tmp/root");
+        for key in ["../x", "/etc/passwd", "a/../../b", ""] {
+            assert!(store.target(key).is_err(), "{key}");
+        }
+    }
+}

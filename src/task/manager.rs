@@ -1,0 +1,160 @@
+//! The per-process worker pool and the host-wide limit on running exports.
+//!
+//! Threads are created on first use in each process, never at start-up:
+//! PHP-FPM loads the extension in its master and forks workers, and threads
+//! do not survive a fork. A pool made before a fork is replaced in the child.
+
+use std::fs::{self, File};
+use std::path::Path;
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+type Job = Box<dyn FnOnce() + Send>;
+
+struct Pool {
+    pid: u32,
+    jobs: Sender<Job>,
+}
+
+/// Tasks running in this process, for a bounded wait at shutdown.
+#[derive(Default)]
+struct Active {
+    count: Mutex<usize>,
+    idle: Condvar,
+}
+
+fn pool() -> &'static Mutex<Option<Pool>> {
+    static POOL: OnceLock<Mutex<Option<Pool>>> = OnceLock::new();
+    POOL.get_or_init(|| Mutex::new(None))
+}
+
+fn active() -> &'static Active {
+    static ACTIVE: OnceLock<Active> = OnceLock::new();
+    ACTIVE.get_or_init(Active::default)
+}
+
+fn worker_loop(jobs: Arc<Mutex<Receiver<Job>>>) {
+    loop {
+        let job = match jobs.lock().unwrap_or_else(|p| p.into_inner()).recv() {
+            Ok(job) => job,
+            Err(_) => return,
+        };
+        job();
+    }
+}
+
+/// Runs `job` on a pool thread (`workers` threads, made on first use).
+/// Jobs beyond the pool size wait their turn.
+pub fn submit(workers: usize, job: impl FnOnce() + Send + 'static) {
+    let mut guard = pool().lock().unwrap_or_else(|p| p.into_inner());
+    let pid = std::process::id();
+    if guard.as_ref().is_none_or(|p| p.pid != pid) {
+        let (tx, rx) = mpsc::channel::<Job>();
+        let rx = Arc::new(Mutex::new(rx));
+        for n in 0..workers {
+            let rx = rx.clone();
+            std::thread::Builder::new()
+                .name(format!("fluxo-worker-{n}"))
+                .spawn(move || worker_loop(rx))
+                .expect("cannot start a worker thread");
+        }
+        *guard = Some(Pool { pid, jobs: tx });
+    }
+    {
+        *active().count.lock().unwrap_or_else(|p| p.into_inner()) += 1;
+    }
+    let counted = move || {
+        // The count drops even if the job panics.
+        struct Done;
+        impl Drop for Done {
+            fn drop(&mut self) {
+                let a = active();
+                let mut n = a.count.lock().unwrap_or_else(|p| p.into_inner());
+                *n -= 1;
+                a.idle.notify_all();
+            }
+        }
+        let _done = Done;
+        job();
+    };
+    let sent = guard
+        .as_ref()
+        .expect("pool exists")
+        .jobs
+        .send(Box::new(counted));
+    sent.expect("worker threads live as long as the process");
+}
+
+/// Waits up to `timeout` until no task runs in this process. Returns how
+/// many were still running.
+pub fn wait_idle(timeout: Duration) -> usize {
+    let a = active();
+    let deadline = Instant::now() + timeout;
+    let mut n = a.count.lock().unwrap_or_else(|p| p.into_inner());
+    while *n > 0 {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        n = a
+            .idle
+            .wait_timeout(n, left)
+            .unwrap_or_else(|p| p.into_inner())
+            .0;
+    }
+    *n
+}
+
+/// One of `fluxo.max_concurrent_tasks` host-wide slots: a lock file held
+/// while the task runs. The kernel releases it when the process dies, so a
+/// crashed worker never leaks a slot.
+pub struct Slot {
+    _lock: File,
+}
+
+/// Tries every slot once; `None` if all are taken.
+pub fn try_acquire_slot(work_dir: &Path, slots: usize) -> std::io::Result<Option<Slot>> {
+    let dir = work_dir.join("slots");
+    fs::create_dir_all(&dir)?;
+    for n in 0..slots {
+        let file = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.join(format!("{n}.lock")))?;
+        match file.try_lock() {
+            Ok(()) => return Ok(Some(Slot { _lock: file })),
+            Err(fs::TryLockError::WouldBlock) => continue,
+            Err(fs::TryLockError::Error(e)) => return Err(e),
+        }
+    }
+    Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slots_are_exclusive_and_freed_on_drop() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = try_acquire_slot(dir.path(), 2).unwrap().unwrap();
+        let b = try_acquire_slot(dir.path(), 2).unwrap().unwrap();
+        assert!(try_acquire_slot(dir.path(), 2).unwrap().is_none());
+        drop(a);
+        assert!(try_acquire_slot(dir.path(), 2).unwrap().is_some());
+        drop(b);
+    }
+
+    #[test]
+    fn wait_idle_returns_once_jobs_finish() {
+        let (tx, rx) = mpsc::channel();
+        submit(2, move || {
+            rx.recv().unwrap();
+        });
+        assert!(wait_idle(Duration::from_millis(30)) >= 1);
+        tx.send(()).unwrap();
+        assert_eq!(wait_idle(Duration::from_secs(10)), 0);
+    }
+}

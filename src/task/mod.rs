@@ -1,0 +1,500 @@
+//! Export tasks: the handle a front end feeds ([`Export`]), the worker that
+//! writes and stores the file, and task status.
+//!
+//! ```
+//! use fluxo::config::{ExportSpec, OptionValue, Settings};
+//! use fluxo::schema::{ColumnType, Value};
+//! use fluxo::task::Export;
+//!
+//! let dir = tempfile::tempdir().unwrap();
+//! let settings = Settings::resolve(|key| match key {
+//!     "local_dir" => Some(dir.path().join("out").display().to_string()),
+//!     "work_dir" => Some(dir.path().join("work").display().to_string()),
+//!     _ => None,
+//! })
+//! .unwrap();
+//! let options = OptionValue::Map(vec![(
+//!     "columns".into(),
+//!     OptionValue::List(vec![OptionValue::Str("Id".into())]),
+//! )]);
+//! let spec = ExportSpec::from_options(&options, &settings).unwrap();
+//! let mut export = Export::start(spec, &settings).unwrap();
+//! let mut batch = export.new_batch();
+//! batch.push(Value::Int(7), ColumnType::Auto).unwrap();
+//! batch.end_row();
+//! export.add(batch).unwrap();
+//! let result = export.finish().unwrap();
+//! assert_eq!(result.records, 1);
+//! ```
+
+pub mod manager;
+pub mod queue;
+pub mod registry;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, OnceLock, Weak};
+use std::time::{Duration, Instant};
+
+use crate::batch::RecordBatch;
+use crate::config::{ExportSpec, Settings};
+use crate::error::{ErrorKind, ExportError, Result};
+use crate::schema::Column;
+use crate::storage::{self, local::LocalStore, Store};
+use crate::writer::{self, Format};
+use queue::ByteQueue;
+use registry::{now_ms, StatusFiles, TaskState, TaskStatus};
+
+/// What flows from the producer to the task's writer.
+pub enum Message {
+    Rows(RecordBatch),
+    Sheet { name: String, columns: Vec<Column> },
+}
+
+impl Message {
+    fn byte_size(&self) -> usize {
+        match self {
+            Self::Rows(b) => b.byte_size(),
+            Self::Sheet { .. } => 0,
+        }
+    }
+}
+
+/// A finished export.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExportOutcome {
+    pub task_id: String,
+    pub url: String,
+    pub path: Option<PathBuf>,
+    pub filename: String,
+    pub format: Format,
+    pub records: u64,
+    pub bytes: u64,
+    pub sha256: String,
+    pub sheets: u32,
+    pub duration_ms: u64,
+}
+
+/// State shared by the producer's handle and the worker.
+struct Task {
+    status: Mutex<TaskStatus>,
+    files: StatusFiles,
+    queue: ByteQueue<Message>,
+    cancelled: AtomicBool,
+    outcome: Mutex<Option<Result<ExportOutcome>>>,
+    finished: Condvar,
+    last_saved: Mutex<Instant>,
+}
+
+/// How often a running task rewrites its status file with progress.
+const SAVE_INTERVAL: Duration = Duration::from_millis(200);
+
+impl Task {
+    fn status(&self) -> std::sync::MutexGuard<'_, TaskStatus> {
+        self.status.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Changes the status; saves it at once if `now`, else at most every
+    /// [`SAVE_INTERVAL`].
+    fn update(&self, now: bool, change: impl FnOnce(&mut TaskStatus)) {
+        let snapshot = {
+            let mut s = self.status();
+            change(&mut s);
+            s.updated_ms = now_ms();
+            let mut last = self.last_saved.lock().unwrap_or_else(|p| p.into_inner());
+            if !now && last.elapsed() < SAVE_INTERVAL {
+                return;
+            }
+            *last = Instant::now();
+            s.clone()
+        };
+        if let Err(e) = self.files.save(&snapshot) {
+            tracing::warn!(task_id = %snapshot.task_id, error = %e, "status file not written");
+        }
+    }
+
+    fn outcome(&self) -> std::sync::MutexGuard<'_, Option<Result<ExportOutcome>>> {
+        self.outcome.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn wait_outcome(&self) -> Result<ExportOutcome> {
+        let mut guard = self.outcome();
+        loop {
+            if let Some(result) = guard.as_ref() {
+                return result.clone();
+            }
+            guard = self.finished.wait(guard).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+}
+
+/// Tasks of this process, for fresh status without reading files.
+fn live_tasks() -> &'static Mutex<HashMap<String, Weak<Task>>> {
+    static LIVE: OnceLock<Mutex<HashMap<String, Weak<Task>>>> = OnceLock::new();
+    LIVE.get_or_init(Default::default)
+}
+
+/// The status of a task of any process on this host; `None` if unknown.
+pub fn status(settings: &Settings, task_id: &str) -> Result<Option<TaskStatus>> {
+    registry::check_task_id(task_id)?;
+    let live = live_tasks()
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(task_id)
+        .and_then(Weak::upgrade);
+    match live {
+        Some(task) => Ok(Some(task.status().clone())),
+        None => StatusFiles::new(&settings.work_dir).load(task_id),
+    }
+}
+
+/// Waits up to `fluxo.shutdown_timeout` for this process's running exports,
+/// so an async export is not lost when a script ends.
+pub fn wait_for_running(timeout: Duration) -> usize {
+    manager::wait_idle(timeout)
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    Open,
+    Finished,
+    Cancelled,
+}
+
+/// One export as its producer sees it: add rows, then finish or cancel.
+/// Dropping an unfinished export cancels it.
+pub struct Export {
+    task: Arc<Task>,
+    task_id: String,
+    columns: Vec<Column>,
+    format: Format,
+    rows: u64,
+    phase: Phase,
+}
+
+impl Export {
+    /// Creates the task (status QUEUED) and hands it to a worker.
+    pub fn start(spec: ExportSpec, settings: &Settings) -> Result<Self> {
+        crate::telemetry::init(settings);
+        let task_id = uuid::Uuid::now_v7().to_string();
+        let files = StatusFiles::new(&settings.work_dir);
+        let now = now_ms();
+        let status = TaskStatus {
+            task_id: task_id.clone(),
+            state: TaskState::Queued,
+            format: spec.format.extension().into(),
+            filename: spec.filename_for(&task_id),
+            records: 0,
+            total_rows: spec.total_rows,
+            bytes: 0,
+            sheets: 0,
+            url: None,
+            path: None,
+            sha256: None,
+            error: None,
+            owner_pid: std::process::id(),
+            created_ms: now,
+            updated_ms: now,
+        };
+        files.save(&status)?;
+        let task = Arc::new(Task {
+            status: Mutex::new(status),
+            files,
+            queue: ByteQueue::new(settings.buffer_size),
+            cancelled: AtomicBool::new(false),
+            outcome: Mutex::new(None),
+            finished: Condvar::new(),
+            last_saved: Mutex::new(Instant::now()),
+        });
+        live_tasks()
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(task_id.clone(), Arc::downgrade(&task));
+        let export = Self {
+            task: task.clone(),
+            task_id,
+            columns: spec.columns.clone(),
+            format: spec.format,
+            rows: 0,
+            phase: Phase::Open,
+        };
+        let settings = settings.clone();
+        manager::submit(settings.workers, move || run(task, spec, settings));
+        Ok(export)
+    }
+
+    pub fn task_id(&self) -> &str {
+        &self.task_id
+    }
+
+    /// Columns of the sheet being written: what a row must match.
+    pub fn columns(&self) -> &[Column] {
+        &self.columns
+    }
+
+    /// Data rows accepted so far.
+    pub fn rows(&self) -> u64 {
+        self.rows
+    }
+
+    /// An empty batch shaped for the current columns.
+    pub fn new_batch(&self) -> RecordBatch {
+        RecordBatch::new(self.columns.len(), 64 * 1024)
+    }
+
+    fn ensure_open(&self) -> Result<()> {
+        match self.phase {
+            Phase::Open => Ok(()),
+            Phase::Finished => Err(ExportError::export(format!(
+                "export {} is already finished",
+                self.task_id
+            ))),
+            Phase::Cancelled => Err(ExportError::cancelled()),
+        }
+    }
+
+    fn send(&mut self, message: Message) -> Result<()> {
+        self.ensure_open()?;
+        let bytes = message.byte_size();
+        if self.task.queue.push(message, bytes).is_err() {
+            // The worker stopped early: its outcome says why.
+            self.phase = Phase::Finished;
+            return Err(self.task.wait_outcome().err().unwrap_or_else(|| {
+                ExportError::export("the export ended before all rows were written")
+            }));
+        }
+        Ok(())
+    }
+
+    /// Queues a batch for the writer; blocks while `fluxo.buffer_size` bytes
+    /// are already waiting. Returns the running row count.
+    pub fn add(&mut self, batch: RecordBatch) -> Result<u64> {
+        let rows = batch.rows() as u64;
+        if batch.columns() != self.columns.len() {
+            return Err(ExportError::invalid_row(format!(
+                "batch rows have {} cells, the sheet has {} columns",
+                batch.columns(),
+                self.columns.len()
+            )));
+        }
+        if rows > 0 {
+            self.send(Message::Rows(batch))?;
+        } else {
+            self.ensure_open()?;
+        }
+        self.rows += rows;
+        Ok(self.rows)
+    }
+
+    /// Starts another sheet (XLSX only); `columns` default to the current ones.
+    pub fn start_sheet(&mut self, name: &str, columns: Option<Vec<Column>>) -> Result<()> {
+        self.ensure_open()?;
+        if self.format != Format::Xlsx {
+            return Err(ExportError::invalid_option(
+                "sheet(): a CSV file has one sheet; use format xlsx for several",
+            ));
+        }
+        crate::writer::xlsx::validate_sheet_name(name)?;
+        let columns = columns.unwrap_or_else(|| self.columns.clone());
+        self.send(Message::Sheet {
+            name: name.to_owned(),
+            columns: columns.clone(),
+        })?;
+        self.columns = columns;
+        Ok(())
+    }
+
+    /// No more rows: the task completes in the background.
+    pub fn finish_async(&mut self) -> Result<String> {
+        self.ensure_open()?;
+        self.phase = Phase::Finished;
+        self.task.queue.close();
+        Ok(self.task_id.clone())
+    }
+
+    /// No more rows: waits for the file and returns where it is.
+    pub fn finish(&mut self) -> Result<ExportOutcome> {
+        self.finish_async()?;
+        self.task.wait_outcome()
+    }
+
+    /// Abandons the export: no file is left. Does nothing once the task has
+    /// completed.
+    pub fn cancel(&mut self) {
+        if self.phase == Phase::Cancelled || matches!(&*self.task.outcome(), Some(Ok(_))) {
+            return;
+        }
+        self.phase = Phase::Cancelled;
+        self.task.cancelled.store(true, Ordering::SeqCst);
+        self.task.queue.abort();
+    }
+}
+
+impl Drop for Export {
+    fn drop(&mut self) {
+        if self.phase == Phase::Open {
+            self.cancel();
+        }
+    }
+}
+
+/// Waits for a host-wide slot while the task is QUEUED.
+fn wait_for_slot(task: &Task, settings: &Settings) -> Result<manager::Slot> {
+    let started = Instant::now();
+    loop {
+        if task.cancelled.load(Ordering::SeqCst) {
+            return Err(ExportError::cancelled());
+        }
+        match manager::try_acquire_slot(&settings.work_dir, settings.max_concurrent_tasks) {
+            Ok(Some(slot)) => return Ok(slot),
+            Ok(None) if started.elapsed() < settings.queue_timeout => {
+                std::thread::sleep(Duration::from_millis(50))
+            }
+            Ok(None) => {
+                return Err(ExportError::export(format!(
+                    "waited {} s for a free export slot (fluxo.max_concurrent_tasks = {}); \
+                     raise fluxo.queue_timeout or the limit",
+                    settings.queue_timeout.as_secs(),
+                    settings.max_concurrent_tasks
+                )))
+            }
+            Err(e) => {
+                return Err(ExportError::io(
+                    "cannot take an export slot in",
+                    &settings.work_dir,
+                    e,
+                ))
+            }
+        }
+    }
+}
+
+/// Writes and stores one export: runs on a pool thread.
+fn run(task: Arc<Task>, spec: ExportSpec, settings: Settings) {
+    let started = Instant::now();
+    let task_id = task.status().task_id.clone();
+    let spool = settings
+        .work_dir
+        .join("spool")
+        .join(format!("{task_id}.{}", spec.format.extension()));
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        write_and_store(&task, &spec, &settings, &spool)
+    }))
+    .unwrap_or_else(|panic| {
+        let what = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown".into());
+        Err(ExportError::export(format!(
+            "internal error in the export worker: {what}"
+        )))
+    });
+    let result = result.map(|mut outcome| {
+        outcome.duration_ms = started.elapsed().as_millis() as u64;
+        outcome
+    });
+    match &result {
+        Ok(o) => {
+            tracing::info!(task_id = %task_id, records = o.records, bytes = o.bytes, duration_ms = o.duration_ms, "export completed");
+            task.update(true, |s| {
+                s.state = TaskState::Completed;
+                s.records = o.records;
+                s.bytes = o.bytes;
+                s.sheets = o.sheets;
+                s.url = Some(o.url.clone());
+                s.path = o.path.as_ref().map(|p| p.display().to_string());
+                s.sha256 = Some(o.sha256.clone());
+            });
+        }
+        Err(e) => {
+            let _ = std::fs::remove_file(&spool);
+            let cancelled = e.kind == ErrorKind::Cancelled;
+            if !cancelled {
+                tracing::warn!(task_id = %task_id, error = %e, "export failed");
+            }
+            task.update(true, |s| {
+                s.state = if cancelled {
+                    TaskState::Cancelled
+                } else {
+                    TaskState::Failed
+                };
+                s.error = Some(e.message.clone());
+            });
+        }
+    }
+    *task.outcome() = Some(result);
+    task.finished.notify_all();
+    // A producer blocked on a full queue must learn that the task ended.
+    task.queue.abort();
+    live_tasks()
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .remove(&task_id);
+}
+
+fn write_and_store(
+    task: &Task,
+    spec: &ExportSpec,
+    settings: &Settings,
+    spool: &std::path::Path,
+) -> Result<ExportOutcome> {
+    let _slot = wait_for_slot(task, settings)?;
+    task.update(true, |s| s.state = TaskState::Processing);
+    let spool_dir = spool.parent().expect("spool file is in a folder");
+    std::fs::create_dir_all(spool_dir)
+        .map_err(|e| ExportError::io("cannot create folder", spool_dir, e))?;
+
+    let mut writer = writer::open(spec.format, spool, &spec.csv, settings.compression_level)?;
+    writer.begin_sheet(&spec.sheet, &spec.columns)?;
+    let mut records = 0u64;
+    while let Some(message) = task.queue.pop() {
+        match message {
+            Message::Rows(batch) => {
+                writer.write_batch(&batch)?;
+                records += batch.rows() as u64;
+                task.update(false, |s| s.records = records);
+            }
+            Message::Sheet { name, columns } => writer.begin_sheet(&name, &columns)?,
+        }
+    }
+    if task.cancelled.load(Ordering::SeqCst) {
+        return Err(ExportError::cancelled());
+    }
+    let written = writer.finish()?;
+    task.update(true, |s| {
+        s.state = TaskState::Uploading;
+        s.records = records;
+        s.bytes = written.bytes;
+    });
+
+    let (task_id, filename) = {
+        let s = task.status();
+        (s.task_id.clone(), s.filename.clone())
+    };
+    let key = storage::object_key(
+        &settings.key_prefix,
+        (now_ms() / 1000) as i64,
+        &task_id,
+        &filename,
+    );
+    let store = LocalStore::new(
+        spec.local_dir
+            .clone()
+            .unwrap_or_else(|| settings.local_dir.clone()),
+    );
+    let stored = store.put_file(spool, &key)?;
+    Ok(ExportOutcome {
+        task_id,
+        url: stored.url,
+        path: stored.path,
+        filename,
+        format: spec.format,
+        records,
+        bytes: written.bytes,
+        sha256: written.sha256,
+        sheets: written.sheets,
+        duration_ms: 0,
+    })
+}

@@ -1,0 +1,245 @@
+//! Task status: kept in memory by the process that runs the task and
+//! persisted as small JSON files, so any process on the host can read it.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{ExportError, Result};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum TaskState {
+    Queued,
+    Processing,
+    Uploading,
+    Completed,
+    Failed,
+    Cancelled,
+}
+
+impl TaskState {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Queued => "QUEUED",
+            Self::Processing => "PROCESSING",
+            Self::Uploading => "UPLOADING",
+            Self::Completed => "COMPLETED",
+            Self::Failed => "FAILED",
+            Self::Cancelled => "CANCELLED",
+        }
+    }
+
+    pub fn is_final(self) -> bool {
+        matches!(self, Self::Completed | Self::Failed | Self::Cancelled)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TaskStatus {
+    pub task_id: String,
+    pub state: TaskState,
+    pub format: String,
+    pub filename: String,
+    /// Data rows written so far.
+    pub records: u64,
+    pub total_rows: Option<u64>,
+    pub bytes: u64,
+    pub sheets: u32,
+    pub url: Option<String>,
+    pub path: Option<String>,
+    pub sha256: Option<String>,
+    pub error: Option<String>,
+    /// The process that runs the task.
+    pub owner_pid: u32,
+    pub created_ms: u64,
+    pub updated_ms: u64,
+}
+
+impl TaskStatus {
+    /// Percent done, 0–100: 100 once completed, otherwise from `total_rows`
+    /// (capped at 99 until the file is complete).
+    pub fn progress(&self) -> u8 {
+        match (self.state, self.total_rows) {
+            (TaskState::Completed, _) => 100,
+            (_, Some(total)) if total > 0 => {
+                (self.records.saturating_mul(100) / total).min(99) as u8
+            }
+            _ => 0,
+        }
+    }
+}
+
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Task ids are UUIDs; anything else is refused before it touches a path.
+pub fn check_task_id(id: &str) -> Result<()> {
+    match uuid::Uuid::try_parse(id) {
+        Ok(u) if u.hyphenated().to_string() == id => Ok(()),
+        _ => Err(ExportError::invalid_option(format!(
+            "task id \"{}\" is malformed: expected a UUID such as 0193a5b2-7c1e-7d4f-9a6b-3c2d1e0f4a5b",
+            id.escape_debug()
+        ))),
+    }
+}
+
+/// Whether a process exists (signal 0 only checks).
+fn process_alive(pid: u32) -> bool {
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return false;
+    };
+    // SAFETY: kill with signal 0 sends nothing; it only reports whether the
+    // pid exists and may be signalled. No memory is passed.
+    let rc = unsafe { libc::kill(pid, 0) };
+    rc == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}
+
+/// Status files under `{work_dir}/tasks`.
+#[derive(Clone, Debug)]
+pub struct StatusFiles {
+    dir: PathBuf,
+}
+
+impl StatusFiles {
+    pub fn new(work_dir: &Path) -> Self {
+        Self {
+            dir: work_dir.join("tasks"),
+        }
+    }
+
+    fn path(&self, id: &str) -> PathBuf {
+        self.dir.join(format!("{id}.json"))
+    }
+
+    /// Writes the status atomically (temp file, then rename).
+    pub fn save(&self, status: &TaskStatus) -> Result<()> {
+        fs::create_dir_all(&self.dir)
+            .map_err(|e| ExportError::io("cannot create folder", &self.dir, e))?;
+        let target = self.path(&status.task_id);
+        let temp = self
+            .dir
+            .join(format!(".{}.{}.tmp", status.task_id, std::process::id()));
+        let json = serde_json::to_vec(status).expect("a status always serializes");
+        fs::File::create(&temp)
+            .and_then(|mut f| f.write_all(&json))
+            .and_then(|_| fs::rename(&temp, &target))
+            .map_err(|e| {
+                let _ = fs::remove_file(&temp);
+                ExportError::io("cannot write status file", &target, e)
+            })
+    }
+
+    /// The status of `id`, or `None` if no such task is known. A task whose
+    /// owner process is gone before it finished is reported FAILED.
+    pub fn load(&self, id: &str) -> Result<Option<TaskStatus>> {
+        check_task_id(id)?;
+        let path = self.path(id);
+        let bytes = match fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(ExportError::io("cannot read status file", &path, e)),
+        };
+        let mut status: TaskStatus = serde_json::from_slice(&bytes).map_err(|e| {
+            ExportError::export(format!("status file {} is damaged: {e}", path.display()))
+        })?;
+        if !status.state.is_final() && !process_alive(status.owner_pid) {
+            status.state = TaskState::Failed;
+            status.error = Some(format!(
+                "process {} that ran the export exited before it finished",
+                status.owner_pid
+            ));
+        }
+        Ok(Some(status))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(id: &str, state: TaskState, pid: u32) -> TaskStatus {
+        TaskStatus {
+            task_id: id.into(),
+            state,
+            format: "csv".into(),
+            filename: "a.csv".into(),
+            records: 50,
+            total_rows: Some(200),
+            bytes: 0,
+            sheets: 0,
+            url: None,
+            path: None,
+            sha256: None,
+            error: None,
+            owner_pid: pid,
+            created_ms: now_ms(),
+            updated_ms: now_ms(),
+        }
+    }
+
+    #[test]
+    fn saves_and_loads_atomically() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = StatusFiles::new(dir.path());
+        let id = uuid::Uuid::now_v7().to_string();
+        let s = status(&id, TaskState::Processing, std::process::id());
+        files.save(&s).unwrap();
+        assert_eq!(files.load(&id).unwrap(), Some(s.clone()));
+        assert_eq!(s.progress(), 25);
+        let leftovers: Vec<_> = fs::read_dir(dir.path().join("tasks")).unwrap().collect();
+        assert_eq!(leftovers.len(), 1, "no temp file left behind");
+    }
+
+    #[test]
+    fn unknown_and_malformed_ids() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = StatusFiles::new(dir.path());
+        assert_eq!(files.load(&uuid::Uuid::now_v7().to_string()).unwrap(), None);
+        for bad in [
+            "../../etc/passwd",
+            "",
+            "0193A5B2-7C1E-7D4F-9A6B-3C2D1E0F4A5B",
+            "x",
+        ] {
+            assert!(
+                files.load(bad).unwrap_err().message.contains("malformed"),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_dead_owner_means_failed() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = StatusFiles::new(dir.path());
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead_pid = child.id();
+        child.wait().unwrap();
+        let id = uuid::Uuid::now_v7().to_string();
+        files
+            .save(&status(&id, TaskState::Processing, dead_pid))
+            .unwrap();
+        let loaded = files.load(&id).unwrap().unwrap();
+        assert_eq!(loaded.state, TaskState::Failed);
+        assert!(loaded.error.unwrap().contains(&dead_pid.to_string()));
+    }
+
+    #[test]
+    fn progress_is_capped_until_completed() {
+        let mut s = status("x", TaskState::Processing, 1);
+        s.records = 200;
+        assert_eq!(s.progress(), 99);
+        s.state = TaskState::Completed;
+        assert_eq!(s.progress(), 100);
+        s.total_rows = None;
+        s.state = TaskState::Processing;
+        assert_eq!(s.progress(), 0);
+    }
+}
