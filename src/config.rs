@@ -24,7 +24,6 @@ pub const KEYS: &[(&str, &str, &str)] = &[
         "spool and status files; empty: {temp}/fluxo/work",
     ),
     ("key_prefix", "", "folder prefix inside local_dir"),
-    ("workers", "2", "writer threads per process"),
     (
         "max_concurrent_tasks",
         "4",
@@ -53,7 +52,6 @@ pub struct Settings {
     pub local_dir: PathBuf,
     pub work_dir: PathBuf,
     pub key_prefix: String,
-    pub workers: usize,
     pub max_concurrent_tasks: usize,
     pub buffer_size: usize,
     pub queue_timeout: Duration,
@@ -105,7 +103,6 @@ impl Settings {
             local_dir: dir("local_dir", "exports"),
             work_dir: dir("work_dir", "work"),
             key_prefix: get("key_prefix").trim_matches('/').to_owned(),
-            workers: number(&get("workers"), "workers", 1, 256)?,
             max_concurrent_tasks: number(
                 &get("max_concurrent_tasks"),
                 "max_concurrent_tasks",
@@ -139,7 +136,6 @@ impl Settings {
             ("local_dir", self.local_dir.display().to_string()),
             ("work_dir", self.work_dir.display().to_string()),
             ("key_prefix", self.key_prefix.clone()),
-            ("workers", self.workers.to_string()),
             (
                 "max_concurrent_tasks",
                 self.max_concurrent_tasks.to_string(),
@@ -536,19 +532,20 @@ mod tests {
     #[test]
     fn environment_overrides_ini() {
         let st = Settings::resolve_with_env(
-            |k| (k == "workers").then(|| "3".into()),
+            |k| (k == "max_concurrent_tasks").then(|| "3".into()),
             |k| (k == "FLUXO_LOCAL_DIR").then(|| "/srv/out".into()),
         )
         .unwrap();
-        assert_eq!(st.workers, 3);
+        assert_eq!(st.max_concurrent_tasks, 3);
         assert_eq!(st.local_dir, PathBuf::from("/srv/out"));
     }
 
     #[test]
     fn bad_settings_name_the_key() {
-        let err = Settings::resolve_with_env(|k| (k == "workers").then(|| "lots".into()), |_| None)
-            .unwrap_err();
-        assert!(err.message.contains("fluxo.workers"), "{err}");
+        let err =
+            Settings::resolve_with_env(|k| (k == "buffer_size").then(|| "lots".into()), |_| None)
+                .unwrap_err();
+        assert!(err.message.contains("fluxo.buffer_size"), "{err}");
     }
 
     #[test]
@@ -616,5 +613,20 @@ mod tests {
         assert_eq!(sanitize_filename("报表.CSV", Format::Csv), "报表.CSV");
         let long = sanitize_filename(&"é".repeat(300), Format::Csv);
         assert!(long.len() <= 200 && long.ends_with(".csv"));
+    }
+}
+
+#[cfg(test)]
+mod example_file_tests {
+    #[test]
+    fn config_example_documents_every_key_with_its_default() {
+        let example = include_str!("../config.example.ini");
+        for (key, default, _) in super::KEYS {
+            let line = format!("fluxo.{key} = {default}");
+            assert!(
+                example.lines().any(|l| l.trim_end() == line.trim_end()),
+                "config.example.ini lacks `{line}`"
+            );
+        }
     }
 }

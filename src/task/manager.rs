@@ -1,5 +1,11 @@
 //! The per-process worker pool and the host-wide limit on running exports.
 //!
+//! Each running export has a thread of its own: one PHP thread may feed
+//! several exports at once, and a fixed pool smaller than that would leave
+//! a producer blocked on a task that never gets a thread. Threads are reused
+//! once their export ends. What bounds the work is the host-wide slot limit
+//! (`fluxo.max_concurrent_tasks`), which has a timeout.
+//!
 //! Threads are created on first use in each process, never at start-up:
 //! PHP-FPM loads the extension in its master and forks workers, and threads
 //! do not survive a fork. A pool made before a fork is replaced in the child.
@@ -15,6 +21,10 @@ type Job = Box<dyn FnOnce() + Send>;
 struct Pool {
     pid: u32,
     jobs: Sender<Job>,
+    receiver: Arc<Mutex<Receiver<Job>>>,
+    /// Threads waiting for a job that no submitted job has claimed yet.
+    idle: Arc<Mutex<usize>>,
+    spawned: usize,
 }
 
 /// Tasks running in this process, for a bounded wait at shutdown.
@@ -34,32 +44,47 @@ fn active() -> &'static Active {
     ACTIVE.get_or_init(Active::default)
 }
 
-fn worker_loop(jobs: Arc<Mutex<Receiver<Job>>>) {
+fn worker_loop(jobs: Arc<Mutex<Receiver<Job>>>, idle: Arc<Mutex<usize>>) {
     loop {
         let job = match jobs.lock().unwrap_or_else(|p| p.into_inner()).recv() {
             Ok(job) => job,
             Err(_) => return,
         };
         job();
+        *idle.lock().unwrap_or_else(|p| p.into_inner()) += 1;
     }
 }
 
-/// Runs `job` on a pool thread (`workers` threads, made on first use).
-/// Jobs beyond the pool size wait their turn.
-pub fn submit(workers: usize, job: impl FnOnce() + Send + 'static) {
+/// Runs `job` on a pool thread: an idle one, or a new one if none is idle.
+pub fn submit(job: impl FnOnce() + Send + 'static) {
     let mut guard = pool().lock().unwrap_or_else(|p| p.into_inner());
     let pid = std::process::id();
     if guard.as_ref().is_none_or(|p| p.pid != pid) {
-        let (tx, rx) = mpsc::channel::<Job>();
-        let rx = Arc::new(Mutex::new(rx));
-        for n in 0..workers {
-            let rx = rx.clone();
-            std::thread::Builder::new()
-                .name(format!("fluxo-worker-{n}"))
-                .spawn(move || worker_loop(rx))
-                .expect("cannot start a worker thread");
+        let (jobs, receiver) = mpsc::channel::<Job>();
+        *guard = Some(Pool {
+            pid,
+            jobs,
+            receiver: Arc::new(Mutex::new(receiver)),
+            idle: Arc::new(Mutex::new(0)),
+            spawned: 0,
+        });
+    }
+    let pool = guard.as_mut().expect("pool exists");
+    let claimed_idle = {
+        let mut idle = pool.idle.lock().unwrap_or_else(|p| p.into_inner());
+        let had = *idle > 0;
+        if had {
+            *idle -= 1;
         }
-        *guard = Some(Pool { pid, jobs: tx });
+        had
+    };
+    if !claimed_idle {
+        let (receiver, idle) = (pool.receiver.clone(), pool.idle.clone());
+        std::thread::Builder::new()
+            .name(format!("fluxo-worker-{}", pool.spawned))
+            .spawn(move || worker_loop(receiver, idle))
+            .expect("cannot start a worker thread");
+        pool.spawned += 1;
     }
     {
         *active().count.lock().unwrap_or_else(|p| p.into_inner()) += 1;
@@ -148,9 +173,30 @@ mod tests {
     }
 
     #[test]
+    fn every_job_gets_a_thread_even_when_others_block() {
+        let (tx, rx) = mpsc::channel();
+        let gates: Vec<_> = (0..5)
+            .map(|_| {
+                let (open, wait) = mpsc::channel::<()>();
+                let tx = tx.clone();
+                submit(move || {
+                    tx.send(()).unwrap();
+                    wait.recv().unwrap();
+                });
+                open
+            })
+            .collect();
+        for _ in 0..5 {
+            rx.recv_timeout(Duration::from_secs(10))
+                .expect("all five jobs run at once");
+        }
+        gates.iter().for_each(|g| g.send(()).unwrap());
+    }
+
+    #[test]
     fn wait_idle_returns_once_jobs_finish() {
         let (tx, rx) = mpsc::channel();
-        submit(2, move || {
+        submit(move || {
             rx.recv().unwrap();
         });
         assert!(wait_idle(Duration::from_millis(30)) >= 1);

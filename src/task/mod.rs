@@ -220,7 +220,7 @@ impl Export {
             phase: Phase::Open,
         };
         let settings = settings.clone();
-        manager::submit(settings.workers, move || run(task, spec, settings));
+        manager::submit(move || run(task, spec, settings));
         Ok(export)
     }
 

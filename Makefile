@@ -1,0 +1,36 @@
+# Fluxo Export. `make demo` and `make test` are the two commands a newcomer needs.
+CARGO_TARGET_DIR ?= $(HOME)/.cache/fluxo/target
+export CARGO_TARGET_DIR
+SO := $(CARGO_TARGET_DIR)/release/libfluxo.so
+PHP := php -d extension=$(SO)
+ROWS ?= 1000000
+FORMAT ?= csv
+
+.PHONY: deps build demo test rust-test php-test lint bench
+
+deps:
+	@scripts/install-deps.sh
+
+build: deps
+	cargo build --release --features php --lib
+
+## Export 1,000,000 rows from PHP into ./exports, with a progress bar.
+demo: build
+	$(PHP) -d fluxo.local_dir=$(CURDIR)/exports examples/demo.php $(ROWS) $(FORMAT)
+
+## Rust tests, then PHPUnit against the built extension.
+test: build rust-test php-test
+
+rust-test:
+	cargo test --release
+
+php-test:
+	FLUXO_SO=$(SO) $(PHP) /usr/bin/phpunit -c php-tests/phpunit.xml
+
+lint:
+	cargo fmt --check
+	cargo clippy --release --features php --lib --tests -- -D warnings
+
+## End-to-end figures: bare PHP loop, fputcsv, Fluxo CSV, Fluxo XLSX.
+bench: build
+	FLUXO_SO=$(SO) $(PHP) php-bench/bench.php $(or $(BENCH_ROWS),800000)

@@ -1,0 +1,151 @@
+<?php
+
+/**
+ * IDE stubs for the fluxo extension (Fluxo Export). Not loaded at run time.
+ *
+ * See README.md of Fluxo Export for the full guide.
+ */
+
+namespace Fluxo;
+
+/** Base class of every error the extension throws. */
+class ExportException extends \Exception
+{
+}
+
+/** A row or cell cannot be written; the message names the row index, column and PHP type. */
+class InvalidRowException extends ExportException
+{
+}
+
+/** An option or setting is unknown or has a wrong value; the message names the key. */
+class InvalidOptionException extends ExportException
+{
+}
+
+/** The file could not be written or stored (disk, permissions, store). */
+class StorageException extends ExportException
+{
+}
+
+/** One export: feed rows, then finish (or cancel). */
+class Exporter
+{
+    /**
+     * @param array{
+     *     format?: 'csv'|'xlsx',
+     *     filename?: string,
+     *     sheet?: string,
+     *     columns: list<string|array{name: string, type?: 'auto'|'string'|'int'|'number'|'bool'|'date'|'datetime'|'time', key?: string|int, format?: string}>,
+     *     total_rows?: int,
+     *     storage?: 'local',
+     *     local_dir?: string,
+     *     csv?: array{delimiter?: string, enclosure?: string, bom?: bool, header?: bool, line_ending?: "\n"|"\r\n", encoding?: 'UTF-8', null?: string, true?: string, false?: string}
+     * } $options
+     * @throws InvalidOptionException
+     */
+    public function __construct(array $options)
+    {
+    }
+
+    /** The id of this export's task, for {@see Exporter::status()}. */
+    public function taskId(): string
+    {
+    }
+
+    /**
+     * Adds rows (lists by position, or assoc arrays by column key). A bad row rejects the whole batch.
+     *
+     * @param list<array<array-key, mixed>> $rows
+     * @return int the running row count
+     * @throws InvalidRowException
+     * @throws ExportException
+     */
+    public function addBatch(array $rows): int
+    {
+    }
+
+    /**
+     * @param array<array-key, mixed> $row
+     * @return int the running row count
+     * @throws InvalidRowException
+     * @throws ExportException
+     */
+    public function addRow(mixed $row): int
+    {
+    }
+
+    /**
+     * XLSX only: starts another sheet. Columns default to the current ones.
+     *
+     * @param list<string|array<string, mixed>>|null $columns
+     * @throws InvalidOptionException
+     */
+    public function sheet(string $name, ?array $columns = null): void
+    {
+    }
+
+    /**
+     * Waits for the file.
+     *
+     * @throws ExportException
+     * @throws StorageException
+     */
+    public function finish(): ExportResult
+    {
+    }
+
+    /** Returns the task id at once; the file is completed in the background. */
+    public function finishAsync(): string
+    {
+    }
+
+    /** Abandons the export: status CANCELLED, no file left. */
+    public function cancel(): void
+    {
+    }
+
+    /**
+     * Status of any task on this host; null for an unknown id.
+     *
+     * @throws InvalidOptionException for a malformed id
+     */
+    public static function status(string $taskId): ?TaskStatus
+    {
+    }
+}
+
+/** A finished export. */
+final class ExportResult
+{
+    public string $taskId;
+    /** file:// URL of the file */
+    public string $url;
+    public ?string $path;
+    public string $filename;
+    /** 'csv' or 'xlsx' */
+    public string $format;
+    /** data rows written (header excluded) */
+    public int $records;
+    public int $bytes;
+    /** hex SHA-256 of the file */
+    public string $sha256;
+    public int $durationMs;
+    public int $sheets;
+}
+
+/** A task's state, readable from any process on the host. */
+final class TaskStatus
+{
+    public string $taskId;
+    /** QUEUED, PROCESSING, UPLOADING, COMPLETED, FAILED or CANCELLED */
+    public string $state;
+    /** 0-100 (needs total_rows; 100 once COMPLETED) */
+    public int $progress;
+    public int $records;
+    public ?int $totalRows;
+    public int $bytes;
+    public ?string $url;
+    public ?string $path;
+    public ?string $error;
+}
