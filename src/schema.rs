@@ -135,12 +135,26 @@ impl LocalDateTime {
         UNIX_EPOCH_SERIAL + seconds / SECONDS_PER_DAY as f64
     }
 
-    /// Only the time of day (for `time` columns): Excel shows it as a fraction of a day.
+    /// Only the time of day (for `time` columns), on 1970-01-01.
     pub fn time_of_day(&self) -> Self {
         Self {
             seconds: self.seconds.rem_euclid(SECONDS_PER_DAY),
             nanos: self.nanos,
         }
+    }
+
+    /// Only the date (for `date` columns), at midnight.
+    pub fn date_only(&self) -> Self {
+        Self {
+            seconds: self.seconds - self.seconds.rem_euclid(SECONDS_PER_DAY),
+            nanos: 0,
+        }
+    }
+
+    /// The time of day as Excel stores a time: a fraction of a day.
+    pub fn excel_time(&self) -> f64 {
+        let seconds = self.seconds.rem_euclid(SECONDS_PER_DAY) as f64 + f64::from(self.nanos) / 1e9;
+        seconds / SECONDS_PER_DAY as f64
     }
 }
 
@@ -346,7 +360,7 @@ pub fn convert(value: Value<'_>, column_type: ColumnType) -> Result<Cell<'_>, Ce
                 _ => return Err(CellError::NotADate),
             };
             match column_type {
-                T::Date => Cell::Date(dt),
+                T::Date => Cell::Date(dt.date_only()),
                 T::Time => Cell::Time(dt.time_of_day()),
                 _ => Cell::DateTime(dt),
             }
@@ -438,6 +452,9 @@ mod tests {
         assert_eq!(dt.excel_serial(), 46_355.5);
         let dt = LocalDateTime::from_parts((1900, 3, 1), (0, 0, 0), 0);
         assert_eq!(dt.excel_serial(), 61.0);
+        let noon = LocalDateTime::from_parts((2026, 11, 29), (18, 0, 0), 0);
+        assert_eq!(noon.excel_time(), 0.75);
+        assert_eq!(noon.date_only().parts(), (2026, 11, 29, 0, 0, 0));
     }
 
     #[test]

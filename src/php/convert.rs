@@ -2,7 +2,7 @@
 //! once, into the batch arena; no zval is kept after the call returns.
 
 use ext_php_rs::flags::DataType;
-use ext_php_rs::types::{ZendHashTable, ZendObject, Zval};
+use ext_php_rs::types::{ZendCallable, ZendHashTable, ZendObject, Zval};
 use ext_php_rs::zend::ClassEntry;
 
 use crate::batch::RecordBatch;
@@ -36,22 +36,14 @@ fn option(zv: &Zval) -> OptionValue {
     }
 }
 
-/// The type name as PHP's `get_debug_type()` spells it.
+/// The type name from PHP's own `get_debug_type()` (`resource (stream)`,
+/// class names): only called on the error path.
 fn debug_type(zv: &Zval) -> String {
-    match zv.get_type() {
-        DataType::Null => "null".into(),
-        DataType::True | DataType::False | DataType::Bool => "bool".into(),
-        DataType::Long => "int".into(),
-        DataType::Double => "float".into(),
-        DataType::String => "string".into(),
-        DataType::Array => "array".into(),
-        DataType::Object(_) => zv
-            .object()
-            .and_then(|o| o.get_class_name().ok())
-            .unwrap_or_else(|| "object".into()),
-        DataType::Resource => "resource".into(),
-        other => other.to_string(),
-    }
+    ZendCallable::try_from_name("get_debug_type")
+        .and_then(|f| f.try_call(vec![zv]))
+        .ok()
+        .and_then(|name| name.string())
+        .unwrap_or_else(|| zv.get_type().to_string())
 }
 
 /// Why a PHP value is not a cell.

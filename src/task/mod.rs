@@ -454,7 +454,10 @@ fn write_and_store(
             Message::Rows(batch) => {
                 writer.write_batch(&batch)?;
                 records += batch.rows() as u64;
-                task.update(false, |s| s.records = records);
+                // Caught up with the producer: save now, or the status file
+                // would show stale progress for as long as the producer is idle.
+                let caught_up = task.queue.queued_bytes() == 0;
+                task.update(caught_up, |s| s.records = records);
             }
             Message::Sheet { name, columns } => writer.begin_sheet(&name, &columns)?,
         }

@@ -197,7 +197,7 @@ fn write_cell(
             ws,
             row,
             col,
-            dt.excel_serial(),
+            dt.excel_time(),
             Some(format.unwrap_or(&dates.time)),
         )?,
     };

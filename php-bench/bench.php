@@ -1,0 +1,214 @@
+<?php
+
+/**
+ * Fluxo Export benchmark: the same PHP row loop into different sinks, each variant in its own process.
+ *
+ * Usage: php -d extension=/path/to/libfluxo.so php-bench/bench.php [rows=800000] [--json]
+ *
+ * Each variant runs in a child process (PHP_BINARY with this process's own -d/-c/-n options, FLUXO_SO in
+ * its environment) so that peak RSS (VmHWM) belongs to that variant alone. The child prints one JSON
+ * object: {variant, seconds, rows, peak_rss_mb, bytes}. Time covers producing every row and, for the
+ * writers, closing the file (finish() returns when the file is complete). Output files are removed.
+ */
+
+declare(strict_types=1);
+
+const CHUNK = 1000;
+const VARIANTS = ['bare', 'fputcsv', 'fluxo-csv', 'fluxo-xlsx', 'xlswriter'];
+const HEADER = ['id', 'order_no', 'qty', 'price', 'discount', 'sku', 'city', 'created', 'active', 'note'];
+
+/** The workload: identical in every variant. Yields lists of CHUNK rows of 10 mixed cells. */
+$chunks = static function (int $rows): Generator {
+    $cities = ['Shanghai', 'Beijing', 'Hangzhou', 'Shenzhen', '成都', 'Berlin', 'São Paulo', 'Austin'];
+    $dates = [];
+    for ($d = 0; $d < 365; $d++) {
+        $dates[] = gmdate('Y-m-d', 1767225600 + $d * 86400);
+    }
+    for ($start = 0; $start < $rows; $start += CHUNK) {
+        $chunk = [];
+        $end = min($rows, $start + CHUNK);
+        for ($i = $start; $i < $end; $i++) {
+            $chunk[] = [
+                $i + 1,
+                (string) (202601010000000000 + $i * 7),
+                $i % 97 + 1,
+                ($i % 100000) / 100 + 0.99,
+                ($i % 7) * 0.05,
+                'SKU-' . ($i % 5000),
+                $cities[$i % 8],
+                $dates[$i % 365],
+                $i % 3 !== 0,
+                $i % 5 === 0 ? null : 'n' . ($i % 13),
+            ];
+        }
+        yield $chunk;
+    }
+};
+
+$columns = [
+    ['name' => 'id', 'type' => 'int'],
+    ['name' => 'order_no', 'type' => 'string'],
+    ['name' => 'qty', 'type' => 'int'],
+    ['name' => 'price', 'type' => 'number'],
+    ['name' => 'discount', 'type' => 'number'],
+    ['name' => 'sku', 'type' => 'string'],
+    ['name' => 'city', 'type' => 'string'],
+    ['name' => 'created', 'type' => 'date'],
+    ['name' => 'active', 'type' => 'bool'],
+    'note',
+];
+
+/** Runs one variant in this process; returns [rows, output bytes]. */
+$runVariant = static function (string $variant, int $rows) use ($chunks, $columns): array {
+    switch ($variant) {
+        case 'bare':
+            $n = 0;
+            foreach ($chunks($rows) as $chunk) {
+                $n += count($chunk);
+            }
+            return [$n, 0];
+        case 'fputcsv':
+            $file = tempnam(sys_get_temp_dir(), 'bench-csv-');
+            $fh = fopen($file, 'wb');
+            fputcsv($fh, HEADER);
+            $n = 0;
+            foreach ($chunks($rows) as $chunk) {
+                foreach ($chunk as $row) {
+                    fputcsv($fh, $row);
+                }
+                $n += count($chunk);
+            }
+            fclose($fh);
+            $bytes = filesize($file);
+            unlink($file);
+            return [$n, $bytes];
+        case 'fluxo-csv':
+        case 'fluxo-xlsx':
+            $exporter = new Fluxo\Exporter([
+                'format' => substr($variant, 6),
+                'columns' => $columns,
+                'total_rows' => $rows,
+            ]);
+            foreach ($chunks($rows) as $chunk) {
+                $exporter->addBatch($chunk);
+            }
+            $result = $exporter->finish();
+            unlink($result->path);
+            @rmdir(dirname($result->path));
+            return [$result->records, $result->bytes];
+        case 'xlswriter':
+            $dir = sys_get_temp_dir();
+            $excel = new Vtiful\Kernel\Excel(['path' => $dir]);
+            $excel->constMemory('bench-xlswriter-' . getmypid() . '.xlsx', 'Sheet1', false)->header(HEADER);
+            $n = 0;
+            foreach ($chunks($rows) as $chunk) {
+                $excel->data($chunk);
+                $n += count($chunk);
+            }
+            $file = $excel->output();
+            $bytes = filesize($file);
+            unlink($file);
+            return [$n, $bytes];
+    }
+    throw new InvalidArgumentException("unknown variant $variant");
+};
+
+$peakRssMb = static function (): float {
+    preg_match('/^VmHWM:\s+(\d+) kB/m', (string) file_get_contents('/proc/self/status'), $m);
+    return isset($m[1]) ? (int) $m[1] / 1024 : -1.0;
+};
+
+/** Child command: PHP_BINARY with this process's interpreter options; fluxo loaded from $so if known. */
+$childCommand = static function (string $variant, int $rows, ?string $so): array {
+    $cmdline = explode("\0", rtrim((string) @file_get_contents('/proc/self/cmdline'), "\0"));
+    $options = array_slice($cmdline, 1, max(0, count($cmdline) - 1 - count($_SERVER['argv'])));
+    $kept = [];
+    for ($i = 0; $i < count($options); $i++) {
+        $value = $options[$i] === '-d' ? ($options[$i + 1] ?? '') : preg_replace('/^-d/', '', $options[$i]);
+        if (str_starts_with($options[$i], '-d') && preg_match('/^extension\s*=.*fluxo/', $value)) {
+            $i += $options[$i] === '-d' ? 1 : 0; // replaced by FLUXO_SO below
+            continue;
+        }
+        $kept[] = $options[$i];
+    }
+    if ($so !== null) {
+        $kept[] = '-d';
+        $kept[] = "extension=$so";
+    }
+    return [PHP_BINARY, ...$kept, __FILE__, '--child=' . $variant, (string) $rows];
+};
+
+/** Path of the loaded fluxo .so: FLUXO_SO, else the mapped library file. */
+$fluxoSo = static function (): ?string {
+    $so = getenv('FLUXO_SO');
+    if (is_string($so) && $so !== '') {
+        return $so;
+    }
+    preg_match('#\s(/\S*fluxo\S*\.so)$#m', (string) @file_get_contents('/proc/self/maps'), $m);
+    return $m[1] ?? null;
+};
+
+// ---- child: run one variant, print its JSON line ----
+$args = array_slice($argv, 1);
+$child = preg_grep('/^--child=/', $args);
+$rows = (int) (array_values(preg_grep('/^\d+$/', $args))[0] ?? 800000);
+if ($child) {
+    $variant = substr(reset($child), 8);
+    $t0 = hrtime(true);
+    [$done, $bytes] = $runVariant($variant, $rows);
+    $seconds = (hrtime(true) - $t0) / 1e9;
+    echo json_encode([
+        'variant' => $variant,
+        'seconds' => round($seconds, 4),
+        'rows' => $done,
+        'peak_rss_mb' => round($peakRssMb(), 1),
+        'bytes' => $bytes,
+    ]), "\n";
+    exit($done === $rows ? 0 : 1);
+}
+
+// ---- parent: run each variant in a fresh process, then report ----
+$so = $fluxoSo();
+$env = $so !== null ? ['FLUXO_SO' => $so] + getenv() : getenv();
+$results = [];
+foreach (VARIANTS as $variant) {
+    $needs = ['fluxo-csv' => 'fluxo', 'fluxo-xlsx' => 'fluxo', 'xlswriter' => 'xlswriter'][$variant] ?? null;
+    if ($needs !== null && !extension_loaded($needs)) {
+        $results[] = ['variant' => $variant, 'skipped' => "$needs not loaded"];
+        continue;
+    }
+    $proc = proc_open($childCommand($variant, $rows, $so), [1 => ['pipe', 'w'], 2 => STDERR], $pipes, null, $env);
+    $out = stream_get_contents($pipes[1]);
+    fclose($pipes[1]);
+    $code = proc_close($proc);
+    $result = json_decode(trim((string) $out), true);
+    if ($code !== 0 || !is_array($result)) {
+        $result = ['variant' => $variant, 'error' => "exit code $code: " . trim((string) $out)];
+    }
+    $results[] = $result;
+}
+
+if (in_array('--json', $args, true)) {
+    echo json_encode(['rows' => $rows, 'php' => PHP_VERSION, 'results' => $results], JSON_PRETTY_PRINT), "\n";
+    exit(0);
+}
+
+$bare = $results[0]['seconds'] ?? null;
+printf("%s rows x %d columns, chunks of %d, PHP %s\n\n", number_format($rows), count(HEADER), CHUNK, PHP_VERSION);
+printf("%-11s %9s %12s %9s %12s %14s\n", 'variant', 'wall s', 'rows/s', 'x bare', 'peak RSS MB', 'output bytes');
+foreach ($results as $r) {
+    if (!isset($r['seconds'])) {
+        $why = isset($r['skipped']) ? "skipped ({$r['skipped']})" : "FAILED ({$r['error']})";
+        printf("%-11s %s\n", $r['variant'], $why);
+        continue;
+    }
+    printf(
+        "%-11s %9.3f %12s %9s %12.1f %14s\n",
+        $r['variant'],
+        $r['seconds'],
+        number_format($r['rows'] / max($r['seconds'], 1e-9)),
+        $bare ? sprintf('%.2f', $r['seconds'] / $bare) : '-',
+        $r['peak_rss_mb'],
+        number_format($r['bytes'])
+    );
+}

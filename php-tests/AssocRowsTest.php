@@ -1,0 +1,153 @@
+<?php
+
+declare(strict_types=1);
+
+namespace Fluxo\Tests;
+
+use Fluxo\Exporter;
+use Fluxo\InvalidRowException;
+use Fluxo\Tests\Support\FluxoTestCase;
+
+/**
+ * Associative rows: values looked up by each column's key (default: its name).
+ */
+final class AssocRowsTest extends FluxoTestCase
+{
+    /**
+     * @return iterable<string, array{string}>
+     */
+    public static function formatProvider(): iterable
+    {
+        yield 'csv' => ['csv'];
+        yield 'xlsx' => ['xlsx'];
+    }
+
+    /**
+     * @return list<list<mixed>>
+     */
+    private function rowsAsStrings(string $format, \Fluxo\ExportResult $r): array
+    {
+        $rows = $this->dataRows($r, false);
+        if ($format === 'csv') {
+            return $rows;
+        }
+        // normalise openpyxl values to what the CSV writer would print
+        return array_map(
+            static fn (array $row): array => array_map(
+                static fn (mixed $v): string => $v === null ? '' : (is_bool($v) ? ($v ? 'TRUE' : 'FALSE') : (string) $v),
+                $row
+            ),
+            $rows
+        );
+    }
+
+    /**
+     * @dataProvider formatProvider
+     */
+    public function testLookupByNameAndKey(string $format): void
+    {
+        $e = new Exporter([
+            'format' => $format,
+            'columns' => [
+                'Customer',
+                ['name' => 'E-mail', 'key' => 'email'],
+                ['name' => 'Ten', 'key' => 10],
+                ['name' => 'Amount', 'type' => 'int'],
+            ],
+        ]);
+        self::assertSame(2, $e->addBatch([
+            ['Customer' => 'Ann', 'email' => 'ann@example.com', 10 => 'x', 'Amount' => 5],
+            // key order does not matter, extra keys are ignored
+            ['Amount' => '7', 'extra' => 'ignored', 10 => 'y', 'email' => 'bob@example.com', 'Customer' => 'Bob', 'E-mail' => 'not used'],
+        ]));
+        self::assertSame(3, $e->addRow(['email' => 'c@example.com', 'Customer' => 'Cid', 'Amount' => 9, 10 => 'z']));
+        $r = $e->finish();
+        $this->assertResult($r, $format, 3);
+        self::assertSame(
+            [
+                ['Customer', 'E-mail', 'Ten', 'Amount'],
+                ['Ann', 'ann@example.com', 'x', '5'],
+                ['Bob', 'bob@example.com', 'y', '7'],
+                ['Cid', 'c@example.com', 'z', '9'],
+            ],
+            $this->rowsAsStrings($format, $r)
+        );
+    }
+
+    /**
+     * @dataProvider formatProvider
+     */
+    public function testPresentKeyWithNullIsNotMissing(string $format): void
+    {
+        $r = $this->exportOne(
+            ['format' => $format, 'columns' => ['a', 'b', 'c']],
+            [['a' => null, 'b' => 'x', 'c' => null], ['c' => 1, 'b' => null, 'a' => 'y']]
+        );
+        $this->assertResult($r, $format, 2);
+        self::assertSame([['a', 'b', 'c'], ['', 'x', ''], ['y', '', '1']], $this->rowsAsStrings($format, $r));
+    }
+
+    /**
+     * @dataProvider formatProvider
+     */
+    public function testListAndAssocRowsMayBeMixed(string $format): void
+    {
+        $r = $this->exportOne(
+            ['format' => $format, 'columns' => ['a', 'b']],
+            [['1', '2'], ['b' => '4', 'a' => '3'], ['5', '6']]
+        );
+        $this->assertResult($r, $format, 3);
+        self::assertSame([['a', 'b'], ['1', '2'], ['3', '4'], ['5', '6']], $this->rowsAsStrings($format, $r));
+    }
+
+    /**
+     * @dataProvider formatProvider
+     */
+    public function testAssocRowWithMoreKeysThanColumnsIsFine(string $format): void
+    {
+        $row = ['id' => 1];
+        for ($i = 0; $i < 50; $i++) {
+            $row['extra' . $i] = [1, 2, 3]; // extra keys are never looked at, even when not valid cells
+        }
+        $r = $this->exportOne(['format' => $format, 'columns' => ['id']], [$row]);
+        $this->assertResult($r, $format, 1);
+        self::assertSame([['id'], ['1']], $this->rowsAsStrings($format, $r));
+    }
+
+    /**
+     * @dataProvider formatProvider
+     */
+    public function testMissingKeyRejectsTheBatch(string $format): void
+    {
+        $e = new Exporter(['format' => $format, 'columns' => ['name', ['name' => 'E-mail', 'key' => 'email']]]);
+        self::assertSame(1, $e->addBatch([['name' => 'ok', 'email' => 'ok@example.com']]));
+        try {
+            $e->addBatch([
+                ['name' => 'a', 'email' => 'a@example.com'],
+                ['name' => 'b', 'E-mail' => 'wrong key'],
+            ]);
+            self::fail('a missing key must be rejected');
+        } catch (InvalidRowException $ex) {
+            self::assertStringContainsString('row 1, column "E-mail": missing key "email"', $ex->getMessage());
+        }
+        self::assertSame(2, $e->addRow(['email' => 'c@example.com', 'name' => 'c']));
+        $r = $e->finish();
+        $this->assertResult($r, $format, 2);
+        self::assertSame(
+            [['name', 'E-mail'], ['ok', 'ok@example.com'], ['c', 'c@example.com']],
+            $this->rowsAsStrings($format, $r)
+        );
+    }
+
+    public function testMissingIntKeyIsReported(): void
+    {
+        $e = new Exporter(['columns' => [['name' => 'Ten', 'key' => 10], 'x']]);
+        try {
+            $e->addRow(['x' => 1, 11 => 'nope']);
+            self::fail('a missing int key must be rejected');
+        } catch (InvalidRowException $ex) {
+            self::assertStringContainsString('row 0, column "Ten": missing key "10"', $ex->getMessage());
+        }
+        $e->cancel();
+    }
+}

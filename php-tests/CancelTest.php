@@ -1,0 +1,152 @@
+<?php
+
+declare(strict_types=1);
+
+namespace Fluxo\Tests;
+
+use Fluxo\ExportException;
+use Fluxo\Exporter;
+use Fluxo\Tests\Support\ChildPhp;
+use Fluxo\Tests\Support\FluxoTestCase;
+
+/**
+ * cancel(), and an Exporter destroyed without finish(): task CANCELLED, no file left.
+ */
+final class CancelTest extends FluxoTestCase
+{
+    /**
+     * @return iterable<string, array{string}>
+     */
+    public static function formatProvider(): iterable
+    {
+        yield 'csv' => ['csv'];
+        yield 'xlsx' => ['xlsx'];
+    }
+
+    /**
+     * @return list<list<mixed>>
+     */
+    private static function rows(int $n): array
+    {
+        $rows = [];
+        for ($i = 0; $i < $n; $i++) {
+            $rows[] = [$i, 'row ' . $i, $i * 0.5];
+        }
+        return $rows;
+    }
+
+    private function assertCancelledAndClean(string $taskId): void
+    {
+        $s = $this->waitForState($taskId);
+        self::assertNotNull($s, 'status of a cancelled task is still known');
+        self::assertSame('CANCELLED', $s->state, json_encode(self::snapshot($s)));
+        self::assertNull($s->url);
+        $left = $this->eventually(static fn () => self::taskArtifacts($taskId) === [], 400) ? [] : self::taskArtifacts($taskId);
+        self::assertSame([], $left, 'no export or spool file is left for a cancelled task');
+    }
+
+    /**
+     * @dataProvider formatProvider
+     */
+    public function testCancel(string $format): void
+    {
+        $e = new Exporter(['format' => $format, 'columns' => ['n', 's', 'f'], 'total_rows' => 10000]);
+        $id = $e->taskId();
+        self::assertSame(5000, $e->addBatch(self::rows(5000)));
+        $e->cancel();
+        $this->assertCancelledAndClean($id);
+
+        try {
+            $e->addBatch(self::rows(1));
+            self::fail('addBatch() after cancel() must throw');
+        } catch (ExportException $ex) {
+            self::assertNotSame('', $ex->getMessage());
+        }
+        try {
+            $e->addRow([1, 'x', 1.0]);
+            self::fail('addRow() after cancel() must throw');
+        } catch (ExportException $ex) {
+            self::assertNotSame('', $ex->getMessage());
+        }
+        try {
+            $e->finish();
+            self::fail('finish() after cancel() must throw');
+        } catch (ExportException $ex) {
+            self::assertNotSame('', $ex->getMessage());
+        }
+        self::assertSame('CANCELLED', Exporter::status($id)?->state);
+        self::assertSame([], self::taskArtifacts($id));
+    }
+
+    /**
+     * @dataProvider formatProvider
+     */
+    public function testCancelBeforeAnyRow(string $format): void
+    {
+        $e = new Exporter(['format' => $format, 'columns' => ['a']]);
+        $id = $e->taskId();
+        $e->cancel();
+        $this->assertCancelledAndClean($id);
+        $this->expectException(ExportException::class);
+        $e->finish();
+    }
+
+    /**
+     * @dataProvider formatProvider
+     */
+    public function testUnsetWithoutFinishCancels(string $format): void
+    {
+        $e = new Exporter(['format' => $format, 'columns' => ['n', 's', 'f']]);
+        $id = $e->taskId();
+        $e->addBatch(self::rows(2000));
+        unset($e);
+        $this->assertCancelledAndClean($id);
+    }
+
+    public function testExporterGoingOutOfScopeCancels(): void
+    {
+        $make = static function (): string {
+            $e = new Exporter(['columns' => ['n', 's', 'f']]);
+            $e->addBatch(self::rows(100));
+            return $e->taskId();
+        };
+        $id = $make();
+        $this->assertCancelledAndClean($id);
+    }
+
+    /**
+     * @dataProvider formatProvider
+     */
+    public function testCancelAfterFinishIsANoOp(string $format): void
+    {
+        $e = new Exporter(['format' => $format, 'columns' => ['n', 's', 'f']]);
+        $e->addBatch(self::rows(10));
+        $r = $e->finish();
+        $e->cancel();
+        $s = Exporter::status($r->taskId);
+        self::assertNotNull($s);
+        self::assertSame('COMPLETED', $s->state);
+        self::assertSame(100, $s->progress);
+        $this->assertResult($r, $format, 10);
+        unset($e);
+        self::assertSame('COMPLETED', Exporter::status($r->taskId)?->state, 'destroying a finished Exporter changes nothing');
+        self::assertFileExists($r->path);
+    }
+
+    public function testChildScriptEndingWithoutFinishCancels(): void
+    {
+        $result = ChildPhp::run(<<<'PHP'
+            $e = new Fluxo\Exporter(['format' => $argv[1], 'columns' => ['n']]);
+            $rows = [];
+            for ($i = 0; $i < 1000; $i++) {
+                $rows[] = [$i];
+            }
+            $e->addBatch($rows);
+            echo json_encode(['id' => $e->taskId()]), "\n";
+            // script ends: the Exporter is destroyed without finish()
+            PHP, ['csv']);
+        self::assertSame(0, $result->exitCode, $result->describe());
+        $id = $result->json()['id'];
+        $this->assertCancelledAndClean($id);
+    }
+}

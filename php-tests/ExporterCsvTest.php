@@ -1,0 +1,465 @@
+<?php
+
+declare(strict_types=1);
+
+namespace Fluxo\Tests;
+
+use Fluxo\ExportException;
+use Fluxo\Exporter;
+use Fluxo\ExportResult;
+use Fluxo\InvalidOptionException;
+use Fluxo\Tests\Support\Env;
+use Fluxo\Tests\Support\FluxoTestCase;
+
+/**
+ * CSV exports: result object, file layout and every `csv` option.
+ */
+final class ExporterCsvTest extends FluxoTestCase
+{
+    public function testListRowsAndResultProperties(): void
+    {
+        $e = new Exporter(['format' => 'csv', 'columns' => ['id', 'name', 'amount']]);
+        $taskId = $e->taskId();
+        self::assertMatchesRegularExpression(self::UUID_V7, $taskId, 'taskId() is a UUID v7');
+        self::assertSame($taskId, $e->taskId(), 'taskId() is stable');
+
+        self::assertSame(2, $e->addBatch([[1, 'Ann', 10.5], [2, 'Bob', 20]]));
+        self::assertSame(3, $e->addRow([3, 'Cid', -1.25]));
+        self::assertSame(3, $e->addBatch([]), 'an empty batch adds nothing');
+        self::assertSame(5, $e->addBatch([[4, 'Dee', 0], [5, 'Eve', 1e3]]));
+        $r = $e->finish();
+
+        $this->assertResult($r, 'csv', 5, 'export-' . $taskId . '.csv');
+        self::assertSame($taskId, $r->taskId);
+        self::assertSame(
+            [
+                ['id', 'name', 'amount'],
+                ['1', 'Ann', '10.5'],
+                ['2', 'Bob', '20'],
+                ['3', 'Cid', '-1.25'],
+                ['4', 'Dee', '0'],
+                ['5', 'Eve', '1000'],
+            ],
+            $this->readCsv($r->path)
+        );
+    }
+
+    public function testResultPropertiesHaveDeclaredTypes(): void
+    {
+        $r = $this->exportOne(['columns' => ['a']], [['x']]);
+        self::assertIsString($r->taskId);
+        self::assertIsString($r->url);
+        self::assertIsString($r->path);
+        self::assertIsString($r->filename);
+        self::assertIsString($r->format);
+        self::assertIsInt($r->records);
+        self::assertIsInt($r->bytes);
+        self::assertIsString($r->sha256);
+        self::assertMatchesRegularExpression('/^[0-9a-f]{64}$/', $r->sha256);
+        self::assertIsInt($r->durationMs);
+        self::assertIsInt($r->sheets);
+    }
+
+    public function testFormatDefaultsToCsv(): void
+    {
+        self::assertSame('csv', ini_get('fluxo.format'));
+        $r = $this->exportOne(['columns' => ['a']], [['x']]);
+        $this->assertResult($r, 'csv', 1);
+        self::assertStringEndsWith('.csv', $r->filename);
+    }
+
+    public function testBomIsWrittenByDefault(): void
+    {
+        $r = $this->exportOne(['columns' => ['name']], [['x']]);
+        self::assertTrue($this->hasBom($r->path), 'UTF-8 BOM EF BB BF first by default');
+        self::assertSame("\xEF\xBB\xBFname\nx\n", file_get_contents($r->path));
+    }
+
+    public function testBomTrue(): void
+    {
+        $r = $this->exportOne(['columns' => ['name'], 'csv' => ['bom' => true]], [['x']]);
+        self::assertSame("\xEF\xBB\xBFname\nx\n", file_get_contents($r->path));
+    }
+
+    public function testBomFalse(): void
+    {
+        $r = $this->exportOne(['columns' => ['name'], 'csv' => ['bom' => false]], [['x']]);
+        self::assertFalse($this->hasBom($r->path));
+        self::assertSame("name\nx\n", file_get_contents($r->path));
+    }
+
+    public function testHeaderFalseWritesOnlyData(): void
+    {
+        $r = $this->exportOne(
+            ['columns' => ['a', 'b'], 'csv' => ['header' => false, 'bom' => false]],
+            [[1, 2], [3, 4]]
+        );
+        $this->assertResult($r, 'csv', 2);
+        self::assertSame("1,2\n3,4\n", file_get_contents($r->path));
+        self::assertSame([['1', '2'], ['3', '4']], $this->readCsv($r->path));
+    }
+
+    public function testHeaderTrueUsesColumnNames(): void
+    {
+        $r = $this->exportOne(
+            [
+                'columns' => ['plain', ['name' => 'Typed', 'type' => 'int'], ['name' => 'Keyed', 'key' => 'k']],
+                'csv' => ['header' => true],
+            ],
+            [['a', 1, 'b']]
+        );
+        self::assertSame([['plain', 'Typed', 'Keyed'], ['a', '1', 'b']], $this->readCsv($r->path));
+    }
+
+    public function testEmptyExportHasOnlyTheHeader(): void
+    {
+        $e = new Exporter(['columns' => ['a', 'b'], 'csv' => ['bom' => false]]);
+        $r = $e->finish();
+        $this->assertResult($r, 'csv', 0);
+        self::assertSame("a,b\n", file_get_contents($r->path));
+    }
+
+    public function testDefaultLineEndingIsLf(): void
+    {
+        $r = $this->exportOne(['columns' => ['a', 'b'], 'csv' => ['bom' => false]], [['x', 'y'], ['z', 'w']]);
+        $raw = (string) file_get_contents($r->path);
+        self::assertStringNotContainsString("\r", $raw);
+        self::assertSame("a,b\nx,y\nz,w\n", $raw);
+    }
+
+    public function testCrLfLineEnding(): void
+    {
+        $r = $this->exportOne(
+            ['columns' => ['a', 'b'], 'csv' => ['bom' => false, 'line_ending' => "\r\n"]],
+            [['x', 'y'], ['z', 'w']]
+        );
+        self::assertSame("a,b\r\nx,y\r\nz,w\r\n", file_get_contents($r->path));
+        self::assertSame([['a', 'b'], ['x', 'y'], ['z', 'w']], $this->readCsv($r->path));
+    }
+
+    public function testExplicitLfLineEnding(): void
+    {
+        $r = $this->exportOne(
+            ['columns' => ['a'], 'csv' => ['bom' => false, 'line_ending' => "\n"]],
+            [['x']]
+        );
+        self::assertSame("a\nx\n", file_get_contents($r->path));
+    }
+
+    public function testQuotesOnlyWhenNeededAndDoublesEnclosure(): void
+    {
+        $rows = [
+            ['plain', 'has,comma', 'say "hi"'],
+            ["line\nbreak", "carriage\rreturn", 'crlf' . "\r\n" . 'end'],
+            [' spaced ', "it's", ''],
+        ];
+        $r = $this->exportOne(['columns' => ['a', 'b,c', 'd'], 'csv' => ['bom' => false]], $rows);
+        $expected = "a,\"b,c\",d\n"
+            . "plain,\"has,comma\",\"say \"\"hi\"\"\"\n"
+            . "\"line\nbreak\",\"carriage\rreturn\",\"crlf\r\nend\"\n"
+            . " spaced ,it's,\n";
+        self::assertSame($expected, file_get_contents($r->path));
+        self::assertSame(array_merge([['a', 'b,c', 'd']], $rows), $this->readCsv($r->path));
+    }
+
+    public function testCustomDelimiterEnclosureAndLineEnding(): void
+    {
+        $rows = [['x;y', "it's", 'plain'], ["multi\nline", 'a"b', 'c,d']];
+        $r = $this->exportOne(
+            [
+                'columns' => ['a', 'b', 'c'],
+                'csv' => ['delimiter' => ';', 'enclosure' => "'", 'line_ending' => "\r\n", 'bom' => false],
+            ],
+            $rows
+        );
+        $expected = "a;b;c\r\n"
+            . "'x;y';'it''s';plain\r\n"
+            . "'multi\nline';a\"b;c,d\r\n";
+        self::assertSame($expected, file_get_contents($r->path));
+        self::assertSame(array_merge([['a', 'b', 'c']], $rows), $this->readCsv($r->path, ';', "'"));
+    }
+
+    public function testTabDelimiter(): void
+    {
+        $r = $this->exportOne(
+            ['columns' => ['a', 'b'], 'csv' => ['delimiter' => "\t", 'bom' => false]],
+            [['x y', "t\tab"]]
+        );
+        self::assertSame("a\tb\nx y\t\"t\tab\"\n", file_get_contents($r->path));
+        self::assertSame([['a', 'b'], ['x y', "t\tab"]], $this->readCsv($r->path, "\t"));
+    }
+
+    public function testNullTrueFalseDefaults(): void
+    {
+        $r = $this->exportOne(['columns' => ['n', 't', 'f', 'e'], 'csv' => ['bom' => false]], [[null, true, false, '']]);
+        self::assertSame("n,t,f,e\n,TRUE,FALSE,\n", file_get_contents($r->path));
+    }
+
+    public function testNullTrueFalseOptions(): void
+    {
+        $r = $this->exportOne(
+            [
+                'columns' => ['n', 't', 'f', ['name' => 'b', 'type' => 'bool']],
+                'csv' => ['bom' => false, 'null' => 'NULL', 'true' => 'yes', 'false' => 'no'],
+            ],
+            [[null, true, false, 'false'], ['x', false, true, 1]]
+        );
+        self::assertSame("n,t,f,b\nNULL,yes,no,no\nx,no,yes,yes\n", file_get_contents($r->path));
+    }
+
+    public function testEncodingUtf8IsAccepted(): void
+    {
+        $r = $this->exportOne(
+            ['columns' => ['名前', 'note'], 'csv' => ['encoding' => 'UTF-8', 'bom' => false]],
+            [['中文', 'émoji 😀 ✓']]
+        );
+        self::assertSame("名前,note\n中文,émoji 😀 ✓\n", file_get_contents($r->path));
+    }
+
+    public function testAllCsvOptionsTogether(): void
+    {
+        $r = $this->exportOne(
+            [
+                'format' => 'csv',
+                'filename' => 'all-options',
+                'columns' => ['a', 'b', 'c'],
+                'total_rows' => 2,
+                'storage' => 'local',
+                'local_dir' => self::localDir(),
+                'csv' => [
+                    'delimiter' => '|',
+                    'enclosure' => '"',
+                    'bom' => true,
+                    'header' => true,
+                    'line_ending' => "\r\n",
+                    'encoding' => 'UTF-8',
+                    'null' => '\\N',
+                    'true' => '1',
+                    'false' => '0',
+                ],
+            ],
+            [[null, true, 'x|y'], [false, 'z', 3]]
+        );
+        $this->assertResult($r, 'csv', 2, 'all-options.csv');
+        self::assertSame("\xEF\xBB\xBFa|b|c\r\n\\N|1|\"x|y\"\r\n0|z|3\r\n", file_get_contents($r->path));
+        $status = Exporter::status($r->taskId);
+        self::assertNotNull($status);
+        self::assertSame(2, $status->totalRows);
+        self::assertSame(100, $status->progress);
+    }
+
+    public function testManyBatchesKeepOrder(): void
+    {
+        $e = new Exporter(['columns' => ['n', 's']]);
+        $n = 0;
+        for ($b = 0; $b < 10; $b++) {
+            $rows = [];
+            for ($i = 0; $i < 1000; $i++) {
+                $rows[] = [$n + $i, 'row ' . ($n + $i)];
+            }
+            $n += 1000;
+            self::assertSame($n, $e->addBatch($rows));
+        }
+        for ($i = 0; $i < 5; $i++) {
+            self::assertSame(++$n, $e->addRow([$n - 1, 'row ' . ($n - 1)]));
+        }
+        $r = $e->finish();
+        $this->assertResult($r, 'csv', 10005);
+        $rows = $this->readCsv($r->path);
+        self::assertCount(10006, $rows);
+        array_shift($rows);
+        foreach ($rows as $i => $row) {
+            if ($row !== [(string) $i, 'row ' . $i]) {
+                self::fail("row {$i} is out of order or wrong: " . json_encode($row));
+            }
+        }
+        self::assertSame(['10004', 'row 10004'], end($rows));
+    }
+
+    /**
+     * @return iterable<string, array{string, string}>
+     */
+    public static function filenameProvider(): iterable
+    {
+        yield 'extension appended' => ['report', 'report.csv'];
+        yield 'extension kept' => ['data.csv', 'data.csv'];
+        yield 'unix directories stripped' => ['a/b/../report.csv', 'report.csv'];
+        yield 'absolute path stripped' => ['/etc/passwd', 'passwd.csv'];
+        yield 'windows directories stripped' => ['C:\\Users\\x\\sales.csv', 'sales.csv'];
+        yield 'leading dots removed' => ['.hidden', 'hidden.csv'];
+        yield 'dot-dot only' => ['..', 'export.csv'];
+        yield 'traversal with dots' => ['../../..', 'export.csv'];
+        yield 'nul and control chars removed' => ["bad\0na\x01me\n.csv", 'badname.csv'];
+        yield 'empty' => ['', 'export.csv'];
+        yield 'only dots' => ['...', 'export.csv'];
+        yield 'unicode kept' => ['销售 2026', '销售 2026.csv'];
+        yield 'other extension gets csv appended' => ['report.xlsx', 'report.xlsx.csv'];
+    }
+
+    /**
+     * @dataProvider filenameProvider
+     */
+    public function testFilenameIsSanitized(string $given, string $expected): void
+    {
+        $r = $this->exportOne(['columns' => ['a'], 'filename' => $given], [['x']]);
+        $this->assertResult($r, 'csv', 1, $expected);
+        self::assertSame($expected, basename($r->path));
+    }
+
+    public function testLocalDirOptionOverridesIni(): void
+    {
+        $dir = Env::$root . '/per-export-dir';
+        $r = $this->exportOne(['columns' => ['a'], 'local_dir' => $dir], [['x']]);
+        $this->assertResult($r, 'csv', 1, null, $dir);
+        self::assertStringStartsWith($dir . '/', $r->path);
+    }
+
+    public function testStorageLocalIsAccepted(): void
+    {
+        $r = $this->exportOne(['columns' => ['a'], 'storage' => 'local'], [['x']]);
+        $this->assertResult($r, 'csv', 1);
+    }
+
+    public function testKeyPrefixIniGoesBeforeTheDate(): void
+    {
+        $old = ini_set('fluxo.key_prefix', 'tenant-7/exports');
+        self::assertNotFalse($old, 'fluxo.key_prefix is an ini entry settable with ini_set');
+        try {
+            $r = $this->exportOne(['columns' => ['a']], [['x']]);
+        } finally {
+            ini_set('fluxo.key_prefix', (string) $old);
+        }
+        self::assertMatchesRegularExpression(
+            '#^' . preg_quote(self::localDir(), '#') . '/tenant-7/exports/\d{4}/\d{2}/\d{2}/'
+            . preg_quote($r->taskId, '#') . '/' . preg_quote($r->filename, '#') . '$#',
+            $r->path
+        );
+        self::assertFileExists($r->path);
+        self::assertSame('file://' . $r->path, $r->url);
+    }
+
+    public function testStatusAfterFinish(): void
+    {
+        $e = new Exporter(['columns' => ['a'], 'total_rows' => 3]);
+        $e->addBatch([['x'], ['y'], ['z']]);
+        $r = $e->finish();
+        $s = Exporter::status($r->taskId);
+        self::assertInstanceOf(\Fluxo\TaskStatus::class, $s);
+        self::assertSame($r->taskId, $s->taskId);
+        self::assertSame('COMPLETED', $s->state);
+        self::assertSame(100, $s->progress);
+        self::assertSame(3, $s->records);
+        self::assertSame(3, $s->totalRows);
+        self::assertSame($r->url, $s->url);
+        self::assertSame($r->path, $s->path);
+        self::assertNull($s->error);
+        self::assertSame($r->bytes, $s->bytes);
+        self::assertFileExists(self::workDir() . '/tasks/' . $r->taskId . '.json', 'status file {work_dir}/tasks/{id}.json');
+        self::assertIsArray(json_decode((string) file_get_contents(self::workDir() . '/tasks/' . $r->taskId . '.json'), true));
+    }
+
+    public function testFinishTwiceThrowsAlreadyFinished(): void
+    {
+        $e = new Exporter(['columns' => ['a']]);
+        $e->addRow(['x']);
+        $r = $e->finish();
+        self::assertInstanceOf(ExportResult::class, $r);
+        $this->expectException(ExportException::class);
+        $this->expectExceptionMessage('already finished');
+        $e->finish();
+    }
+
+    /**
+     * @return iterable<string, array{\Closure(Exporter): mixed}>
+     */
+    public static function afterFinishProvider(): iterable
+    {
+        yield 'finish' => [static fn (Exporter $e) => $e->finish()];
+        yield 'finishAsync' => [static fn (Exporter $e) => $e->finishAsync()];
+        yield 'addBatch' => [static fn (Exporter $e) => $e->addBatch([['y']])];
+        yield 'addRow' => [static fn (Exporter $e) => $e->addRow(['y'])];
+    }
+
+    /**
+     * @dataProvider afterFinishProvider
+     * @param \Closure(Exporter): mixed $call
+     */
+    public function testCallsAfterFinishThrow(\Closure $call): void
+    {
+        $e = new Exporter(['columns' => ['a']]);
+        $e->addRow(['x']);
+        $r = $e->finish();
+        try {
+            $call($e);
+            self::fail('expected ExportException after finish()');
+        } catch (ExportException $ex) {
+            self::assertStringContainsString('already finished', $ex->getMessage());
+        }
+        // the finished file is untouched
+        self::assertSame(hash_file('sha256', $r->path), $r->sha256);
+        self::assertSame([['a'], ['x']], $this->readCsv($r->path));
+    }
+
+    /**
+     * @dataProvider afterFinishProvider
+     * @param \Closure(Exporter): mixed $call
+     */
+    public function testCallsAfterFinishAsyncThrow(\Closure $call): void
+    {
+        $e = new Exporter(['columns' => ['a']]);
+        $e->addRow(['x']);
+        $id = $e->finishAsync();
+        try {
+            $call($e);
+            self::fail('expected ExportException after finishAsync()');
+        } catch (ExportException $ex) {
+            self::assertStringContainsString('already finished', $ex->getMessage());
+        }
+        $s = $this->waitForState($id);
+        self::assertNotNull($s);
+        self::assertSame('COMPLETED', $s->state);
+        self::assertSame(1, $s->records);
+    }
+
+    public function testSheetOnCsvThrowsInvalidOption(): void
+    {
+        $e = new Exporter(['format' => 'csv', 'columns' => ['a']]);
+        $e->addRow(['x']);
+        try {
+            $e->sheet('Second');
+            self::fail('sheet() on a csv export must throw');
+        } catch (InvalidOptionException $ex) {
+            self::assertNotSame('', $ex->getMessage());
+        }
+        // still usable
+        self::assertSame(2, $e->addRow(['y']));
+        $r = $e->finish();
+        $this->assertResult($r, 'csv', 2);
+        self::assertSame([['a'], ['x'], ['y']], $this->readCsv($r->path));
+    }
+
+    public function testUnwritableLocalDirFailsWithExportException(): void
+    {
+        $file = Env::scratchDir() . '/not-a-directory';
+        file_put_contents($file, 'x');
+        $stage = 'construct';
+        $e = null;
+        try {
+            $e = new Exporter(['columns' => ['a'], 'local_dir' => $file . '/sub']);
+            $stage = 'addBatch';
+            $e->addBatch([['x']]);
+            $stage = 'finish';
+            $e->finish();
+            self::fail('an export into a path below a regular file cannot succeed');
+        } catch (ExportException $ex) {
+            self::assertNotSame('', $ex->getMessage());
+            if ($stage === 'finish') {
+                $s = Exporter::status($e->taskId());
+                self::assertNotNull($s);
+                self::assertSame('FAILED', $s->state);
+                self::assertNotNull($s->error);
+                self::assertNotSame('', $s->error);
+            }
+        }
+    }
+}

@@ -1,0 +1,128 @@
+<?php
+
+declare(strict_types=1);
+
+namespace Fluxo\Tests;
+
+use Fluxo\Tests\Support\ChildPhp;
+use Fluxo\Tests\Support\Env;
+use Fluxo\Tests\Support\FluxoTestCase;
+
+/**
+ * fluxo.* ini entries (PHP_INI_ALL) and FLUXO_<KEY> environment overrides.
+ */
+final class IniConfigTest extends FluxoTestCase
+{
+    private const KEYS = [
+        'local_dir', 'work_dir', 'format', 'storage', 'max_concurrent_tasks', 'buffer_size',
+        'queue_timeout', 'shutdown_timeout', 'compression_level', 'key_prefix', 'log_level', 'log_file',
+    ];
+
+    public function testModuleIsLoaded(): void
+    {
+        self::assertTrue(extension_loaded('fluxo'));
+        self::assertContains('fluxo', array_map('strtolower', get_loaded_extensions()));
+    }
+
+    public function testAllIniKeysAreRegistered(): void
+    {
+        $all = ini_get_all('fluxo', false);
+        self::assertIsArray($all);
+        foreach (self::KEYS as $key) {
+            self::assertArrayHasKey('fluxo.' . $key, $all, "ini entry fluxo.{$key}");
+            self::assertIsString(ini_get('fluxo.' . $key));
+        }
+        self::assertSame(Env::$localDir, ini_get('fluxo.local_dir'));
+        self::assertSame(Env::$workDir, ini_get('fluxo.work_dir'));
+    }
+
+    public function testDefaults(): void
+    {
+        // a child without any -d fluxo.* setting and without FLUXO_* variables
+        $env = [];
+        foreach (getenv() as $name => $value) {
+            if (!str_starts_with((string) $name, 'FLUXO_')) {
+                $env[(string) $name] = (string) $value;
+            }
+        }
+        $child = ChildPhp::run(<<<'PHP'
+            $out = [];
+            foreach (['format', 'storage', 'max_concurrent_tasks', 'buffer_size', 'queue_timeout',
+                      'shutdown_timeout', 'compression_level', 'key_prefix', 'log_level', 'log_file'] as $k) {
+                $out[$k] = ini_get('fluxo.' . $k);
+            }
+            echo json_encode($out), "\n";
+            PHP, [], ['fluxo.work_dir' => null, 'fluxo.local_dir' => null], $env);
+        self::assertSame(0, $child->exitCode, $child->describe());
+        self::assertSame(
+            [
+                'format' => 'csv',
+                'storage' => 'local',
+                'max_concurrent_tasks' => '4',
+                'buffer_size' => '8388608',
+                'queue_timeout' => '300',
+                'shutdown_timeout' => '300',
+                'compression_level' => '6',
+                'key_prefix' => '',
+                'log_level' => 'warn',
+                'log_file' => '',
+            ],
+            $child->json()
+        );
+    }
+
+    public function testIniSetWorksAtRuntime(): void
+    {
+        $old = ini_set('fluxo.log_level', 'error');
+        self::assertNotFalse($old, 'fluxo.* are PHP_INI_ALL');
+        self::assertSame('error', ini_get('fluxo.log_level'));
+        ini_set('fluxo.log_level', (string) $old);
+        self::assertSame($old, ini_get('fluxo.log_level'));
+    }
+
+    public function testPhpDashDSettingIsUsedByTheChild(): void
+    {
+        $dir = Env::$root . '/dash-d-dir';
+        $child = ChildPhp::run(<<<'PHP'
+            $e = new Fluxo\Exporter(['columns' => ['a']]);
+            $e->addRow(['x']);
+            $r = $e->finish();
+            echo json_encode(['path' => $r->path, 'ini' => ini_get('fluxo.local_dir')]), "\n";
+            PHP, [], ['fluxo.local_dir' => $dir]);
+        self::assertSame(0, $child->exitCode, $child->describe());
+        $out = $child->json();
+        self::assertSame($dir, $out['ini']);
+        self::assertStringStartsWith($dir . '/', $out['path']);
+        self::assertFileExists($out['path']);
+    }
+
+    public function testEnvironmentVariableOverridesIni(): void
+    {
+        $iniDir = Env::$root . '/ini-dir';
+        $envDir = Env::$root . '/env-dir';
+        $env = [];
+        foreach (getenv() as $name => $value) {
+            $env[(string) $name] = (string) $value;
+        }
+        $env['FLUXO_LOCAL_DIR'] = $envDir;
+        $child = ChildPhp::run(<<<'PHP'
+            $e = new Fluxo\Exporter(['columns' => ['a']]);
+            $e->addRow(['x']);
+            $r = $e->finish();
+            echo json_encode(['path' => $r->path]), "\n";
+            PHP, [], ['fluxo.local_dir' => $iniDir], $env);
+        self::assertSame(0, $child->exitCode, $child->describe());
+        $path = $child->json()['path'];
+        self::assertStringStartsWith($envDir . '/', $path, 'FLUXO_LOCAL_DIR overrides fluxo.local_dir');
+        self::assertFileExists($path);
+        self::assertDirectoryDoesNotExist($iniDir);
+    }
+
+    public function testStatusFilesLiveInWorkDir(): void
+    {
+        $r = $this->exportOne(['columns' => ['a']], [['x']]);
+        $file = self::workDir() . '/tasks/' . $r->taskId . '.json';
+        self::assertFileExists($file);
+        self::assertIsArray(json_decode((string) file_get_contents($file), true), 'status file is JSON');
+    }
+}

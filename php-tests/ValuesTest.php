@@ -1,0 +1,227 @@
+<?php
+
+declare(strict_types=1);
+
+namespace Fluxo\Tests;
+
+use Fluxo\Tests\Support\FluxoTestCase;
+
+/**
+ * How each PHP value and each column type is written, in CSV (read back with
+ * fgetcsv) and XLSX (read back with openpyxl).
+ */
+final class ValuesTest extends FluxoTestCase
+{
+    /**
+     * @return iterable<string, array{mixed, string}>
+     */
+    public static function csvAutoProvider(): iterable
+    {
+        yield 'zero' => [0, '0'];
+        yield 'negative int' => [-42, '-42'];
+        yield 'PHP_INT_MAX' => [PHP_INT_MAX, '9223372036854775807'];
+        yield 'PHP_INT_MIN' => [PHP_INT_MIN, '-9223372036854775808'];
+        yield '1e20 without exponent' => [1e20, '100000000000000000000'];
+        yield '0.1' => [0.1, '0.1'];
+        yield '3.0' => [3.0, '3'];
+        yield '-0.5' => [-0.5, '-0.5'];
+        yield '0.1 + 0.2 shortest round trip' => [0.1 + 0.2, '0.30000000000000004'];
+        yield '1.5e-7 without exponent' => [1.5e-7, '0.00000015'];
+        yield '1e-10 without exponent' => [1e-10, '0.0000000001'];
+        yield '123456.789' => [123456.789, '123456.789'];
+        yield '1e15' => [1e15, '1000000000000000'];
+        yield '2.5e300 without exponent' => [2.5e300, '25' . str_repeat('0', 299)];
+        yield 'float max int' => [9007199254740992.0, '9007199254740992'];
+        yield 'true' => [true, 'TRUE'];
+        yield 'false' => [false, 'FALSE'];
+        yield 'null' => [null, ''];
+        yield 'empty string' => ['', ''];
+        yield 'numeric string kept as text' => ['00123', '00123'];
+        yield 'long digit string exact' => ['12345678901234567890', '12345678901234567890'];
+        yield 'unicode' => ['中文 ✓ émoji 😀', '中文 ✓ émoji 😀'];
+        yield 'DateTimeImmutable → datetime' => [self::utc('2026-11-29 10:20:30'), '2026-11-29 10:20:30'];
+        yield 'DateTime → datetime' => [new \DateTime('2026-01-02 03:04:05', new \DateTimeZone('UTC')), '2026-01-02 03:04:05'];
+    }
+
+    /**
+     * @dataProvider csvAutoProvider
+     */
+    public function testCsvAutoColumn(mixed $value, string $expected): void
+    {
+        $r = $this->exportOne(['columns' => ['v', 'marker'], 'csv' => ['bom' => false]], [[$value, 'm']]);
+        self::assertSame([['v', 'marker'], [$expected, 'm']], $this->readCsv($r->path));
+    }
+
+    public function testCsvStringableObject(): void
+    {
+        $obj = new class () {
+            public function __toString(): string
+            {
+                return 'stringable, "quoted"';
+            }
+        };
+        $r = $this->exportOne(['columns' => ['v', ['name' => 's', 'type' => 'string']], 'csv' => ['bom' => false]], [[$obj, $obj]]);
+        self::assertSame("v,s\n\"stringable, \"\"quoted\"\"\",\"stringable, \"\"quoted\"\"\"\n", file_get_contents($r->path));
+    }
+
+    /**
+     * @return iterable<string, array{string, mixed, string}>
+     */
+    public static function csvTypedProvider(): iterable
+    {
+        // string
+        yield 'string: int beyond 2^53 exact' => ['string', 9007199254740993, '9007199254740993'];
+        yield 'string: PHP_INT_MAX exact' => ['string', PHP_INT_MAX, '9223372036854775807'];
+        yield 'string: long digit string exact' => ['string', '12345678901234567890', '12345678901234567890'];
+        yield 'string: text' => ['string', 'abc', 'abc'];
+        yield 'string: null' => ['string', null, ''];
+        // int
+        yield 'int: int' => ['int', 42, '42'];
+        yield 'int: numeric string' => ['int', '42', '42'];
+        yield 'int: negative numeric string' => ['int', '-7', '-7'];
+        yield 'int: big numeric string' => ['int', '9223372036854775807', '9223372036854775807'];
+        yield 'int: null' => ['int', null, ''];
+        // number
+        yield 'number: float' => ['number', 2.5, '2.5'];
+        yield 'number: int' => ['number', 7, '7'];
+        yield 'number: numeric string' => ['number', '3.25', '3.25'];
+        yield 'number: integer string' => ['number', '10', '10'];
+        yield 'number: 1e20' => ['number', 1e20, '100000000000000000000'];
+        yield 'number: null' => ['number', null, ''];
+        // bool
+        yield 'bool: true' => ['bool', true, 'TRUE'];
+        yield 'bool: false' => ['bool', false, 'FALSE'];
+        yield 'bool: 1' => ['bool', 1, 'TRUE'];
+        yield 'bool: 0' => ['bool', 0, 'FALSE'];
+        yield 'bool: "true"' => ['bool', 'true', 'TRUE'];
+        yield 'bool: "false"' => ['bool', 'false', 'FALSE'];
+        yield 'bool: "yes"' => ['bool', 'yes', 'TRUE'];
+        yield 'bool: "no"' => ['bool', 'no', 'FALSE'];
+        yield 'bool: "1"' => ['bool', '1', 'TRUE'];
+        yield 'bool: "0"' => ['bool', '0', 'FALSE'];
+        yield 'bool: ""' => ['bool', '', 'FALSE'];
+        yield 'bool: null' => ['bool', null, ''];
+        // date
+        yield 'date: DateTimeImmutable' => ['date', self::utc('2026-11-29 10:20:30'), '2026-11-29'];
+        yield 'date: Y-m-d' => ['date', '2026-11-29', '2026-11-29'];
+        yield 'date: Y-m-d H:i:s' => ['date', '2026-11-29 10:20:30', '2026-11-29'];
+        yield 'date: ISO 8601 keeps wall clock' => ['date', '2026-11-29T01:00:00+08:00', '2026-11-29'];
+        yield 'date: timestamp' => ['date', 0, '1970-01-01'];
+        yield 'date: null' => ['date', null, ''];
+        // datetime
+        yield 'datetime: DateTime' => ['datetime', new \DateTime('2026-11-29 10:20:30', new \DateTimeZone('UTC')), '2026-11-29 10:20:30'];
+        yield 'datetime: Y-m-d' => ['datetime', '2026-11-29', '2026-11-29 00:00:00'];
+        yield 'datetime: Y-m-d H:i:s' => ['datetime', '2026-11-29 10:20:30', '2026-11-29 10:20:30'];
+        yield 'datetime: ISO 8601 keeps wall clock' => ['datetime', '2026-11-29T23:30:00+08:00', '2026-11-29 23:30:00'];
+        yield 'datetime: ISO 8601 Z' => ['datetime', '2026-11-29T10:00:00Z', '2026-11-29 10:00:00'];
+        yield 'datetime: timestamp is UTC' => ['datetime', 1764410400, gmdate('Y-m-d H:i:s', 1764410400)];
+        yield 'datetime: null' => ['datetime', null, ''];
+        // time
+        yield 'time: DateTimeImmutable' => ['time', self::utc('2026-11-29 10:20:30'), '10:20:30'];
+        yield 'time: Y-m-d H:i:s' => ['time', '2026-11-29 23:59:58', '23:59:58'];
+        yield 'time: ISO 8601 keeps wall clock' => ['time', '2026-11-29T23:30:00+08:00', '23:30:00'];
+        yield 'time: timestamp' => ['time', 3661, '01:01:01'];
+        yield 'time: null' => ['time', null, ''];
+    }
+
+    /**
+     * @dataProvider csvTypedProvider
+     */
+    public function testCsvTypedColumn(string $type, mixed $value, string $expected): void
+    {
+        $r = $this->exportOne(
+            ['columns' => [['name' => 'v', 'type' => $type], 'marker'], 'csv' => ['bom' => false]],
+            [[$value, 'm']]
+        );
+        self::assertSame([['v', 'marker'], [$expected, 'm']], $this->readCsv($r->path));
+    }
+
+    public function testCsvAllTypesInOneFile(): void
+    {
+        $rows = [];
+        for ($i = 0; $i < 100; $i++) {
+            $rows[] = [
+                $i,
+                $i + 0.5,
+                'name ' . $i,
+                $i % 2 === 0,
+                self::utc('2026-01-01 00:00:00')->modify("+{$i} hours"),
+                $i % 3 === 0 ? null : 'n' . $i,
+            ];
+        }
+        $r = $this->exportOne(['columns' => ['i', 'f', 's', 'b', 'dt', 'maybe']], $rows);
+        $this->assertResult($r, 'csv', 100);
+        $back = $this->readCsv($r->path);
+        self::assertCount(101, $back);
+        self::assertSame(['0', '0.5', 'name 0', 'TRUE', '2026-01-01 00:00:00', ''], $back[1]);
+        self::assertSame(['99', '99.5', 'name 99', 'FALSE', '2026-01-05 03:00:00', ''], $back[100]);
+        self::assertSame(['25', '25.5', 'name 25', 'FALSE', '2026-01-02 01:00:00', 'n25'], $back[26]);
+    }
+
+    /**
+     * @return iterable<string, array{string, mixed, mixed, string, string}>
+     *         type, PHP value, expected openpyxl value, expected python type, expected number format
+     */
+    public static function xlsxTypedProvider(): iterable
+    {
+        yield 'auto: int' => ['auto', 42, 42, 'int', 'General'];
+        yield 'auto: negative float' => ['auto', -2.75, -2.75, 'float', 'General'];
+        yield 'auto: 15 digits stays number' => ['auto', 999999999999999, 999999999999999, 'int', 'General'];
+        yield 'auto: 16+ digits is text' => ['auto', 1234567890123456789, '1234567890123456789', 'str', 'General'];
+        yield 'auto: bool' => ['auto', true, true, 'bool', 'General'];
+        yield 'auto: string' => ['auto', 'abc', 'abc', 'str', 'General'];
+        yield 'auto: numeric string stays text' => ['auto', '42', '42', 'str', 'General'];
+        yield 'string: int beyond 2^53 is exact text' => ['string', 9007199254740993, '9007199254740993', 'str', 'General'];
+        yield 'string: small int is text' => ['string', 5, '5', 'str', 'General'];
+        yield 'int: numeric string is a number' => ['int', '42', 42, 'int', 'General'];
+        yield 'int: int' => ['int', -3, -3, 'int', 'General'];
+        yield 'number: numeric string is a number' => ['number', '3.25', 3.25, 'float', 'General'];
+        yield 'bool: "yes"' => ['bool', 'yes', true, 'bool', 'General'];
+        yield 'bool: "0"' => ['bool', '0', false, 'bool', 'General'];
+        yield 'bool: 1' => ['bool', 1, true, 'bool', 'General'];
+        yield 'date: string' => ['date', '2026-11-29', '2026-11-29T00:00:00', 'datetime', 'yyyy-mm-dd'];
+        yield 'date: timestamp' => ['date', 86400, '1970-01-02T00:00:00', 'datetime', 'yyyy-mm-dd'];
+        yield 'datetime: ISO keeps wall clock' => ['datetime', '2026-11-29T23:30:00+08:00', '2026-11-29T23:30:00', 'datetime', 'yyyy-mm-dd hh:mm:ss'];
+        yield 'datetime: timestamp UTC' => ['datetime', 1764410400, gmdate('Y-m-d\TH:i:s', 1764410400), 'datetime', 'yyyy-mm-dd hh:mm:ss'];
+        yield 'time: string' => ['time', '2026-11-29 06:07:08', '06:07:08', 'time', 'hh:mm:ss'];
+    }
+
+    /**
+     * @dataProvider xlsxTypedProvider
+     */
+    public function testXlsxTypedColumn(string $type, mixed $value, mixed $expected, string $pyType, string $format): void
+    {
+        $r = $this->exportOne(
+            ['format' => 'xlsx', 'columns' => [['name' => 'v', 'type' => $type], 'marker']],
+            [[$value, 'm']]
+        );
+        $sheet = $this->readXlsx($r->path)['sheets'][0];
+        self::assertSame(['v', 'marker'], $sheet['rows'][0]);
+        self::assertSame($expected, $sheet['rows'][1][0], 'value');
+        self::assertSame($pyType, $sheet['types'][1][0], 'cell type as read by openpyxl');
+        self::assertSame($format, $sheet['number_formats'][1][0], 'number format');
+    }
+
+    public function testXlsxNullsAreEmptyCellsInEveryType(): void
+    {
+        $types = ['auto', 'string', 'int', 'number', 'bool', 'date', 'datetime', 'time'];
+        $columns = array_map(static fn (string $t): array => ['name' => $t, 'type' => $t], $types);
+        $columns[] = 'marker';
+        $r = $this->exportOne(['format' => 'xlsx', 'columns' => $columns], [array_merge(array_fill(0, 8, null), ['m'])]);
+        $sheet = $this->readXlsx($r->path)['sheets'][0];
+        self::assertSame(array_merge($types, ['marker']), $sheet['rows'][0]);
+        self::assertSame(array_merge(array_fill(0, 8, null), ['m']), $sheet['rows'][1]);
+    }
+
+    public function testXlsxFloats(): void
+    {
+        $values = [0.1, 0.1 + 0.2, 1e-10, 123456.789, -0.5, 1e15, 2.5e300];
+        $r = $this->exportOne(['format' => 'xlsx', 'columns' => ['f']], array_map(static fn (float $f): array => [$f], $values));
+        $rows = $this->readXlsx($r->path)['sheets'][0]['rows'];
+        array_shift($rows);
+        foreach ($values as $i => $f) {
+            self::assertIsNumeric($rows[$i][0]);
+            self::assertSame($f, (float) $rows[$i][0], "float {$f} round-trips exactly");
+        }
+    }
+}
