@@ -147,5 +147,7 @@ final class TaskStatus
     public int $bytes;
     public ?string $url;
     public ?string $path;
+    /** hex SHA-256 of the file, once COMPLETED */
+    public ?string $sha256;
     public ?string $error;
 }

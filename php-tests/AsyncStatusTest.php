@@ -316,4 +316,15 @@ final class AsyncStatusTest extends FluxoTestCase
         $this->expectException(InvalidOptionException::class);
         Exporter::status($id);
     }
+
+    public function testCompletedStatusCarriesTheFileHash(): void
+    {
+        $e = new Exporter(['columns' => ['a']]);
+        $e->addBatch([['x'], ['y']]);
+        $r = $e->finish();
+        $s = Exporter::status($r->taskId);
+        self::assertInstanceOf(TaskStatus::class, $s);
+        self::assertSame($r->sha256, $s->sha256);
+        self::assertSame(hash_file('sha256', $r->path), $s->sha256);
+    }
 }

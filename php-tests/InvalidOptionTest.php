@@ -129,4 +129,16 @@ final class InvalidOptionTest extends FluxoTestCase
         self::assertSame(0, $s->totalRows);
         self::assertSame(100, $s->progress);
     }
+
+    public function testUnusableLocalDirFailsAtConstruction(): void
+    {
+        $file = tempnam(sys_get_temp_dir(), 'fluxo-not-a-dir');
+        try {
+            $this->expectException(\Fluxo\StorageException::class);
+            $this->expectExceptionMessage('cannot create the export folder');
+            new \Fluxo\Exporter(['columns' => ['a'], 'local_dir' => $file . '/sub']);
+        } finally {
+            unlink($file);
+        }
+    }
 }

@@ -203,6 +203,8 @@ pub struct TaskStatus {
     #[php(prop)]
     path: Option<String>,
     #[php(prop)]
+    sha256: Option<String>,
+    #[php(prop)]
     error: Option<String>,
 }
 
@@ -217,6 +219,7 @@ impl From<registry::TaskStatus> for TaskStatus {
             task_id: s.task_id,
             url: s.url,
             path: s.path,
+            sha256: s.sha256,
             error: s.error,
         }
     }

@@ -177,6 +177,10 @@ impl Export {
     /// Creates the task (status QUEUED) and hands it to a worker.
     pub fn start(spec: ExportSpec, settings: &Settings) -> Result<Self> {
         crate::telemetry::init(settings);
+        // A folder that cannot be made fails now, not after every row is written.
+        let local_dir = spec.local_dir.as_ref().unwrap_or(&settings.local_dir);
+        std::fs::create_dir_all(local_dir)
+            .map_err(|e| ExportError::io("cannot create the export folder", local_dir, e))?;
         let task_id = uuid::Uuid::now_v7().to_string();
         let files = StatusFiles::new(&settings.work_dir);
         let now = now_ms();
