@@ -6,7 +6,7 @@ PHP := php -d extension=$(SO)
 ROWS ?= 1000000
 FORMAT ?= csv
 
-.PHONY: deps build demo test rust-test php-test lint bench
+.PHONY: deps build demo test test-servers rust-test php-test lint bench
 
 deps:
 	@scripts/install-deps.sh
@@ -18,14 +18,20 @@ build: deps
 demo: build
 	$(PHP) -d fluxo.local_dir=$(CURDIR)/exports examples/demo.php $(ROWS) $(FORMAT)
 
-## Rust tests, then PHPUnit against the built extension.
-test: build rust-test php-test
+## Rust tests, then PHPUnit against the built extension, with real S3 (s3s-fs)
+## and OSS-protocol (moto) servers on 127.0.0.1.
+test: build test-servers rust-test php-test
+
+test-servers:
+	scripts/test-servers.sh install
+	scripts/test-servers.sh start
 
 rust-test:
 	cargo test --release
 
 php-test:
-	FLUXO_SO=$(SO) $(PHP) /usr/bin/phpunit -c php-tests/phpunit.xml
+	eval "$$(scripts/test-servers.sh env)" && \
+	  FLUXO_SO=$(SO) $(PHP) /usr/bin/phpunit -c php-tests/phpunit.xml
 
 lint:
 	cargo fmt --check

@@ -38,8 +38,9 @@ class Exporter
      *     sheet?: string,
      *     columns: list<string|array{name: string, type?: 'auto'|'string'|'int'|'number'|'bool'|'date'|'datetime'|'time', key?: string|int, format?: string}>,
      *     total_rows?: int,
-     *     storage?: 'local',
+     *     storage?: 'local'|'oss'|'s3',
      *     local_dir?: string,
+     *     url_expires?: int,
      *     csv?: array{delimiter?: string, enclosure?: string, bom?: bool, header?: bool, line_ending?: "\n"|"\r\n", encoding?: 'UTF-8', null?: string, true?: string, false?: string}
      * } $options
      * @throws InvalidOptionException
@@ -119,8 +120,10 @@ class Exporter
 final class ExportResult
 {
     public string $taskId;
-    /** file:// URL of the file */
+    /** file:// URL (local storage) or a signed download URL (oss, s3) */
     public string $url;
+    /** object key: {key_prefix/}{YYYY}/{MM}/{DD}/{taskId}/{filename} */
+    public string $key;
     public ?string $path;
     public string $filename;
     /** 'csv' or 'xlsx' */
@@ -146,6 +149,7 @@ final class TaskStatus
     public ?int $totalRows;
     public int $bytes;
     public ?string $url;
+    public ?string $key;
     public ?string $path;
     /** hex SHA-256 of the file, once COMPLETED */
     public ?string $sha256;

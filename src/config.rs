@@ -12,7 +12,7 @@ use crate::writer::{xlsx, Format};
 /// Every `fluxo.*` key: (name, default, meaning). `config.example.ini` documents each.
 pub const KEYS: &[(&str, &str, &str)] = &[
     ("format", "csv", "default format: csv or xlsx"),
-    ("storage", "local", "where files go: local"),
+    ("storage", "local", "where files go: local, oss or s3"),
     (
         "local_dir",
         "",
@@ -41,13 +41,172 @@ pub const KEYS: &[(&str, &str, &str)] = &[
         "seconds a process waits at exit for running exports",
     ),
     ("compression_level", "6", "XLSX deflate level 1-9"),
+    (
+        "oss_endpoint",
+        "",
+        "OSS endpoint, e.g. https://oss-cn-hangzhou.aliyuncs.com",
+    ),
+    ("oss_bucket", "", "OSS bucket"),
+    ("oss_region", "", "OSS region, e.g. cn-hangzhou"),
+    ("oss_access_key_id", "", "OSS AccessKey ID"),
+    ("oss_access_key_secret", "", "OSS AccessKey secret"),
+    ("oss_security_token", "", "STS security token"),
+    (
+        "oss_download_domain",
+        "",
+        "host for signed URLs instead of the endpoint",
+    ),
+    (
+        "s3_endpoint",
+        "",
+        "S3 endpoint, e.g. https://s3.us-east-1.amazonaws.com",
+    ),
+    ("s3_bucket", "", "S3 bucket"),
+    ("s3_region", "us-east-1", "S3 region"),
+    ("s3_access_key_id", "", "S3 access key id"),
+    ("s3_secret_access_key", "", "S3 secret access key"),
+    ("s3_session_token", "", "S3 session token"),
+    (
+        "s3_virtual_host",
+        "0",
+        "1: virtual-host style URLs; 0: path style",
+    ),
+    ("part_size", "8388608", "multipart part size in bytes"),
+    ("parallel_parts", "4", "parts uploaded at once"),
+    (
+        "max_retries",
+        "3",
+        "retries of a failed request, with back-off",
+    ),
+    ("upload_timeout", "600", "seconds the whole upload may take"),
+    (
+        "url_expires",
+        "3600",
+        "seconds a signed download URL is valid",
+    ),
+    ("keep_local", "0", "1: keep a local copy after upload"),
+    (
+        "temp_retention",
+        "3600",
+        "seconds a failed upload's spool file is kept",
+    ),
     ("log_level", "warn", "off, error, warn, info, debug"),
     ("log_file", "", "JSON log file; empty: stderr"),
 ];
 
+/// Other names the environment may use for a key (below `FLUXO_<KEY>`).
+const ENV_ALIASES: &[(&str, &[&str])] = &[
+    ("oss_endpoint", &["OSS_ENDPOINT"]),
+    ("oss_bucket", &["OSS_BUCKET"]),
+    ("oss_region", &["OSS_REGION"]),
+    ("oss_access_key_id", &["OSS_ACCESS_KEY_ID"]),
+    ("oss_access_key_secret", &["OSS_ACCESS_KEY_SECRET"]),
+    ("oss_security_token", &["OSS_SECURITY_TOKEN"]),
+    ("s3_endpoint", &["S3_ENDPOINT", "AWS_ENDPOINT_URL"]),
+    ("s3_bucket", &["S3_BUCKET"]),
+    (
+        "s3_region",
+        &["S3_REGION", "AWS_REGION", "AWS_DEFAULT_REGION"],
+    ),
+    ("s3_access_key_id", &["AWS_ACCESS_KEY_ID"]),
+    ("s3_secret_access_key", &["AWS_SECRET_ACCESS_KEY"]),
+    ("s3_session_token", &["AWS_SESSION_TOKEN"]),
+];
+
+/// A credential: shown as `***` by `Debug` and in `describe()`.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn masked(&self) -> String {
+        if self.0.is_empty() {
+            String::new()
+        } else {
+            "***".into()
+        }
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.masked())
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StorageKind {
+    Local,
+    Oss,
+    S3,
+}
+
+impl StorageKind {
+    pub fn parse(name: &str) -> Option<Self> {
+        match name.to_ascii_lowercase().as_str() {
+            "local" => Some(Self::Local),
+            "oss" => Some(Self::Oss),
+            "s3" => Some(Self::S3),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Local => "local",
+            Self::Oss => "oss",
+            Self::S3 => "s3",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct OssSettings {
+    pub endpoint: String,
+    pub bucket: String,
+    pub region: String,
+    pub access_key_id: String,
+    pub access_key_secret: Secret,
+    pub security_token: Secret,
+    pub download_domain: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct S3Settings {
+    pub endpoint: String,
+    pub bucket: String,
+    pub region: String,
+    pub access_key_id: String,
+    pub secret_access_key: Secret,
+    pub session_token: Secret,
+    pub virtual_host: bool,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct UploadSettings {
+    pub part_size: usize,
+    pub parallel_parts: usize,
+    pub max_retries: usize,
+    pub timeout: Duration,
+    pub url_expires: Duration,
+    pub keep_local: bool,
+    pub temp_retention: Duration,
+}
+
 /// Effective settings of a process.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Settings {
+    pub storage: StorageKind,
+    pub oss: OssSettings,
+    pub s3: S3Settings,
+    pub upload: UploadSettings,
     pub format: Format,
     pub local_dir: PathBuf,
     pub work_dir: PathBuf,
@@ -79,9 +238,30 @@ impl Settings {
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Self> {
         let get = |key: &str| -> String {
+            let aliases = ENV_ALIASES
+                .iter()
+                .find(|(k, _)| *k == key)
+                .map_or(&[][..], |(_, a)| a);
             env(&format!("FLUXO_{}", key.to_ascii_uppercase()))
+                .or_else(|| {
+                    aliases
+                        .iter()
+                        .find_map(|name| env(name).filter(|v| !v.is_empty()))
+                })
                 .or_else(|| lookup(key))
                 .unwrap_or_else(|| default_of(key).to_owned())
+        };
+        let secs = |key: &str, min: usize, max: usize| -> Result<Duration> {
+            Ok(Duration::from_secs(number(&get(key), key, min, max)? as u64))
+        };
+        let flag = |key: &str| -> Result<bool> {
+            match get(key).trim().to_ascii_lowercase().as_str() {
+                "1" | "on" | "true" | "yes" => Ok(true),
+                "0" | "off" | "false" | "no" | "" => Ok(false),
+                other => Err(ExportError::invalid_option(format!(
+                    "fluxo.{key} must be 0 or 1, not \"{other}\""
+                ))),
+            }
         };
         let temp = std::env::temp_dir().join("fluxo");
         let dir = |key: &str, fallback: &str| {
@@ -93,11 +273,38 @@ impl Settings {
             }
         };
         let storage = get("storage");
-        if storage != "local" {
-            return Err(unsupported_storage("fluxo.storage", &storage));
-        }
+        let storage = StorageKind::parse(&storage)
+            .ok_or_else(|| unsupported_storage("fluxo.storage", &storage))?;
         let log_file = get("log_file");
         Ok(Self {
+            storage,
+            oss: OssSettings {
+                endpoint: get("oss_endpoint"),
+                bucket: get("oss_bucket"),
+                region: get("oss_region"),
+                access_key_id: get("oss_access_key_id"),
+                access_key_secret: Secret(get("oss_access_key_secret")),
+                security_token: Secret(get("oss_security_token")),
+                download_domain: get("oss_download_domain"),
+            },
+            s3: S3Settings {
+                endpoint: get("s3_endpoint"),
+                bucket: get("s3_bucket"),
+                region: get("s3_region"),
+                access_key_id: get("s3_access_key_id"),
+                secret_access_key: Secret(get("s3_secret_access_key")),
+                session_token: Secret(get("s3_session_token")),
+                virtual_host: flag("s3_virtual_host")?,
+            },
+            upload: UploadSettings {
+                part_size: number(&get("part_size"), "part_size", 102_400, 5 << 30)?,
+                parallel_parts: number(&get("parallel_parts"), "parallel_parts", 1, 64)?,
+                max_retries: number(&get("max_retries"), "max_retries", 0, 20)?,
+                timeout: secs("upload_timeout", 1, 86_400)?,
+                url_expires: secs("url_expires", 1, 604_800)?,
+                keep_local: flag("keep_local")?,
+                temp_retention: secs("temp_retention", 0, 30 * 86_400)?,
+            },
             format: Format::parse(&get("format"))
                 .ok_or_else(|| ExportError::invalid_option("fluxo.format must be csv or xlsx"))?,
             local_dir: dir("local_dir", "exports"),
@@ -130,9 +337,9 @@ impl Settings {
 
     /// `(key, effective value)` for display (`php --ri fluxo`).
     pub fn describe(&self) -> Vec<(&'static str, String)> {
-        vec![
+        let mut rows = vec![
             ("format", self.format.extension().to_owned()),
-            ("storage", "local".to_owned()),
+            ("storage", self.storage.name().to_owned()),
             ("local_dir", self.local_dir.display().to_string()),
             ("work_dir", self.work_dir.display().to_string()),
             ("key_prefix", self.key_prefix.clone()),
@@ -154,7 +361,35 @@ impl Settings {
                     .as_ref()
                     .map_or("stderr".into(), |p| p.display().to_string()),
             ),
-        ]
+            ("oss_endpoint", self.oss.endpoint.clone()),
+            ("oss_bucket", self.oss.bucket.clone()),
+            ("oss_region", self.oss.region.clone()),
+            ("oss_access_key_id", self.oss.access_key_id.clone()),
+            ("oss_access_key_secret", self.oss.access_key_secret.masked()),
+            ("oss_security_token", self.oss.security_token.masked()),
+            ("oss_download_domain", self.oss.download_domain.clone()),
+            ("s3_endpoint", self.s3.endpoint.clone()),
+            ("s3_bucket", self.s3.bucket.clone()),
+            ("s3_region", self.s3.region.clone()),
+            ("s3_access_key_id", self.s3.access_key_id.clone()),
+            ("s3_secret_access_key", self.s3.secret_access_key.masked()),
+            ("s3_session_token", self.s3.session_token.masked()),
+            (
+                "s3_virtual_host",
+                u8::from(self.s3.virtual_host).to_string(),
+            ),
+        ];
+        let u = &self.upload;
+        rows.extend([
+            ("part_size", u.part_size.to_string()),
+            ("parallel_parts", u.parallel_parts.to_string()),
+            ("max_retries", u.max_retries.to_string()),
+            ("upload_timeout", u.timeout.as_secs().to_string()),
+            ("url_expires", u.url_expires.as_secs().to_string()),
+            ("keep_local", u8::from(u.keep_local).to_string()),
+            ("temp_retention", u.temp_retention.as_secs().to_string()),
+        ]);
+        rows
     }
 }
 
@@ -180,7 +415,7 @@ fn number(value: &str, key: &str, min: usize, max: usize) -> Result<usize> {
 
 fn unsupported_storage(key: &str, name: &str) -> ExportError {
     ExportError::invalid_option(format!(
-        "{key}: storage \"{name}\" is not available in this build; use \"local\""
+        "{key}: unknown storage \"{name}\"; valid: local, oss, s3"
     ))
 }
 
@@ -223,6 +458,9 @@ pub struct ExportSpec {
     pub total_rows: Option<u64>,
     pub csv: CsvOptions,
     pub local_dir: Option<PathBuf>,
+    /// Where this export goes: the `storage` option, else `fluxo.storage`.
+    pub storage: StorageKind,
+    pub url_expires: Option<Duration>,
 }
 
 const EXPORT_OPTIONS: &[&str] = &[
@@ -233,6 +471,7 @@ const EXPORT_OPTIONS: &[&str] = &[
     "total_rows",
     "storage",
     "local_dir",
+    "url_expires",
     "csv",
 ];
 const COLUMN_OPTIONS: &[&str] = &["name", "type", "key", "format"];
@@ -305,12 +544,26 @@ impl ExportSpec {
                 ExportError::invalid_option("option \"format\" must be \"csv\" or \"xlsx\"")
             })?,
         };
-        if let Some(v) = get("storage") {
-            let name = string("storage", v)?;
-            if name != "local" {
-                return Err(unsupported_storage("option \"storage\"", name));
+        let storage = match get("storage") {
+            None => settings.storage,
+            Some(v) => {
+                let name = string("storage", v)?;
+                StorageKind::parse(name)
+                    .ok_or_else(|| unsupported_storage("option \"storage\"", name))?
             }
-        }
+        };
+        let url_expires = match get("url_expires") {
+            None | Some(OptionValue::Null) => None,
+            Some(OptionValue::Int(n)) if (1..=604_800).contains(n) => {
+                Some(Duration::from_secs(*n as u64))
+            }
+            Some(OptionValue::Int(n)) => {
+                return Err(ExportError::invalid_option(format!(
+                    "option \"url_expires\" must be 1 to 604800 seconds, got {n}"
+                )))
+            }
+            Some(other) => return Err(bad("url_expires", "an int", other)),
+        };
         let filename = match get("filename") {
             Some(v) => sanitize_filename(string("filename", v)?, format),
             None => String::new(),
@@ -353,6 +606,8 @@ impl ExportSpec {
             total_rows,
             csv,
             local_dir,
+            storage,
+            url_expires,
         })
     }
 
@@ -541,6 +796,28 @@ mod tests {
     }
 
     #[test]
+    fn well_known_env_names_rank_below_fluxo_ones() {
+        let env = |k: &str| match k {
+            "AWS_ACCESS_KEY_ID" => Some("from-aws".to_owned()),
+            "OSS_BUCKET" => Some("from-oss-env".to_owned()),
+            "FLUXO_OSS_BUCKET" => Some("from-fluxo".to_owned()),
+            "AWS_SECRET_ACCESS_KEY" => Some("hunter2".to_owned()),
+            _ => None,
+        };
+        let st =
+            Settings::resolve_with_env(|k| (k == "s3_access_key_id").then(|| "ini".into()), env)
+                .unwrap();
+        assert_eq!(st.s3.access_key_id, "from-aws");
+        assert_eq!(st.oss.bucket, "from-fluxo");
+        assert_eq!(st.s3.region, "us-east-1");
+        let shown = format!("{st:?} {:?}", st.describe());
+        assert!(
+            !shown.contains("hunter2") && shown.contains("***"),
+            "{shown}"
+        );
+    }
+
+    #[test]
     fn bad_settings_name_the_key() {
         let err =
             Settings::resolve_with_env(|k| (k == "buffer_size").then(|| "lots".into()), |_| None)
@@ -587,9 +864,9 @@ mod tests {
         .contains("must not be negative"));
         assert!(err(map(vec![
             ("columns", OptionValue::List(vec![s("a")])),
-            ("storage", s("oss"))
+            ("storage", s("ftp"))
         ]))
-        .contains("not available"));
+        .contains("unknown storage \"ftp\"; valid: local, oss, s3"));
         assert!(err(map(vec![(
             "columns",
             OptionValue::List(vec![map(vec![("name", s("a")), ("type", s("money"))])])

@@ -2,6 +2,8 @@
 //! local folder, read back with independent readers; status, cancel, failure.
 
 use calamine::{open_workbook, Data, Reader, Xlsx};
+mod common;
+use common::walk;
 use fluxo::config::{ExportSpec, OptionValue, Settings};
 use fluxo::schema::{ColumnType, Value};
 use fluxo::task::{self, registry::TaskState, Export};
@@ -127,21 +129,4 @@ fn dropping_an_unfinished_export_cancels_it() {
         task::status(&settings, &id).unwrap().unwrap().state == TaskState::Cancelled
     });
     assert!(cancelled);
-}
-
-fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return vec![];
-    };
-    entries
-        .flatten()
-        .flat_map(|e| {
-            let p = e.path();
-            if p.is_dir() {
-                walk(&p)
-            } else {
-                vec![p]
-            }
-        })
-        .collect()
 }

@@ -148,6 +148,8 @@ pub struct ExportResult {
     #[php(prop)]
     url: String,
     #[php(prop)]
+    key: String,
+    #[php(prop)]
     path: Option<String>,
     #[php(prop)]
     filename: String,
@@ -170,6 +172,7 @@ impl From<ExportOutcome> for ExportResult {
         Self {
             task_id: o.task_id,
             url: o.url,
+            key: o.key,
             path: o.path.map(|p| p.display().to_string()),
             filename: o.filename,
             format: o.format.extension().to_owned(),
@@ -201,6 +204,8 @@ pub struct TaskStatus {
     #[php(prop)]
     url: Option<String>,
     #[php(prop)]
+    key: Option<String>,
+    #[php(prop)]
     path: Option<String>,
     #[php(prop)]
     sha256: Option<String>,
@@ -218,6 +223,7 @@ impl From<registry::TaskStatus> for TaskStatus {
             bytes: s.bytes as i64,
             task_id: s.task_id,
             url: s.url,
+            key: s.key,
             path: s.path,
             sha256: s.sha256,
             error: s.error,

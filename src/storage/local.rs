@@ -3,7 +3,8 @@
 use std::fs;
 use std::path::{Component, Path, PathBuf};
 
-use super::{Store, StoredObject};
+use super::{ObjectMeta, Store, StoredObject};
+use crate::config::StorageKind;
 use crate::error::{ExportError, Result};
 
 pub struct LocalStore {
@@ -44,7 +45,17 @@ pub fn file_url(path: &Path) -> String {
 }
 
 impl Store for LocalStore {
-    fn put_file(&self, spool: &Path, key: &str) -> Result<StoredObject> {
+    fn kind(&self) -> StorageKind {
+        StorageKind::Local
+    }
+
+    fn put_file(
+        &self,
+        spool: &Path,
+        key: &str,
+        _meta: &ObjectMeta,
+        _progress: &(dyn Fn(u64) + Sync),
+    ) -> Result<StoredObject> {
         let target = self.target(key)?;
         let dir = target.parent().expect("a key has a file name");
         fs::create_dir_all(dir).map_err(|e| ExportError::io("cannot create folder", dir, e))?;
@@ -81,7 +92,10 @@ mod tests {
         let spool = dir.path().join("x.part");
         fs::write(&spool, b"data").unwrap();
         let store = LocalStore::new(dir.path().join("out"));
-        let obj = store.put_file(&spool, "2026/11/29/t/报表 1.csv").unwrap();
+        let meta = ObjectMeta::new(crate::writer::Format::Csv, "报表 1.csv", "00");
+        let obj = store
+            .put_file(&spool, "2026/11/29/t/报表 1.csv", &meta, &|_| {})
+            .unwrap();
         let path = obj.path.unwrap();
         assert_eq!(fs::read(&path).unwrap(), b"data");
         assert!(!spool.exists());

@@ -1,24 +1,75 @@
-//! Where finished files go. One trait for every backend.
+//! Where finished files go. One trait for every backend: a local folder, or
+//! an object store (OSS, S3) through Apache OpenDAL.
 
 pub mod local;
+pub mod object;
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
+use crate::config::{Settings, StorageKind};
 use crate::error::Result;
+use crate::writer::Format;
 
 /// A stored file and how to fetch it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StoredObject {
-    /// Download URL (`file://` for local storage).
+    /// Download URL: `file://` for local storage, a signed URL for stores.
     pub url: String,
     /// Local path, when the file is on this host.
     pub path: Option<PathBuf>,
     pub key: String,
 }
 
+/// What an uploaded object carries besides its bytes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ObjectMeta {
+    pub content_type: &'static str,
+    pub content_disposition: String,
+    pub sha256: String,
+}
+
+impl ObjectMeta {
+    pub fn new(format: Format, filename: &str, sha256: &str) -> Self {
+        Self {
+            content_type: format.content_type(),
+            content_disposition: content_disposition(filename),
+            sha256: sha256.to_owned(),
+        }
+    }
+}
+
 pub trait Store: Send + Sync {
-    /// Moves the finished spool file to `key`. The spool file is consumed.
-    fn put_file(&self, spool: &Path, key: &str) -> Result<StoredObject>;
+    /// Stores the finished spool file under `key`, reporting bytes sent.
+    /// A local store moves the file; an object store uploads a copy.
+    fn put_file(
+        &self,
+        spool: &Path,
+        key: &str,
+        meta: &ObjectMeta,
+        progress: &(dyn Fn(u64) + Sync),
+    ) -> Result<StoredObject>;
+
+    fn kind(&self) -> StorageKind;
+}
+
+/// The store an export goes to.
+pub fn open(
+    kind: StorageKind,
+    settings: &Settings,
+    local_dir: &Path,
+    url_expires: Option<Duration>,
+) -> Result<Box<dyn Store>> {
+    let expires = url_expires.unwrap_or(settings.upload.url_expires);
+    Ok(match kind {
+        StorageKind::Local => Box::new(local::LocalStore::new(local_dir)),
+        StorageKind::Oss => Box::new(
+            object::ObjectStore::oss(&settings.oss, &settings.upload)?.with_url_expires(expires),
+        ),
+        StorageKind::S3 => Box::new(
+            object::ObjectStore::s3(&settings.s3, &settings.upload)?.with_url_expires(expires),
+        ),
+    })
 }
 
 /// `{prefix/}{YYYY}/{MM}/{DD}/{task_id}/{filename}` (UTC date): unique per
@@ -37,6 +88,30 @@ pub fn object_key(prefix: &str, unix_seconds: i64, task_id: &str, filename: &str
     }
 }
 
+/// `attachment` with an ASCII fallback name and the UTF-8 name (RFC 6266 /
+/// RFC 5987), so every browser saves the file under its real name.
+pub fn content_disposition(filename: &str) -> String {
+    let fallback: String = filename
+        .chars()
+        .map(|c| {
+            if c.is_ascii_graphic() && c != '"' && c != '\\' || c == ' ' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let mut encoded = String::new();
+    for byte in filename.bytes() {
+        if byte.is_ascii_alphanumeric() || b"!#$&+-.^_`|~".contains(&byte) {
+            encoded.push(byte as char);
+        } else {
+            encoded.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    format!("attachment; filename=\"{fallback}\"; filename*=UTF-8''{encoded}")
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -47,6 +122,18 @@ mod tests {
         assert_eq!(
             super::object_key("", 0, "t", "b.xlsx"),
             "1970/01/01/t/b.xlsx"
+        );
+    }
+
+    #[test]
+    fn content_disposition_carries_the_utf8_name() {
+        assert_eq!(
+            super::content_disposition("订单 11.csv"),
+            "attachment; filename=\"__ 11.csv\"; filename*=UTF-8''%E8%AE%A2%E5%8D%95%2011.csv"
+        );
+        assert_eq!(
+            super::content_disposition("a\"b.csv"),
+            "attachment; filename=\"a_b.csv\"; filename*=UTF-8''a%22b.csv"
         );
     }
 }

@@ -38,10 +38,11 @@ use std::sync::{Arc, Condvar, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use crate::batch::RecordBatch;
+use crate::config::StorageKind;
 use crate::config::{ExportSpec, Settings};
 use crate::error::{ErrorKind, ExportError, Result};
 use crate::schema::Column;
-use crate::storage::{self, local::LocalStore, Store};
+use crate::storage::{self, local::LocalStore, ObjectMeta, Store};
 use crate::writer::{self, Format};
 use queue::ByteQueue;
 use registry::{now_ms, StatusFiles, TaskState, TaskStatus};
@@ -66,6 +67,8 @@ impl Message {
 pub struct ExportOutcome {
     pub task_id: String,
     pub url: String,
+    /// Object key (for local storage: the path inside the folder).
+    pub key: String,
     pub path: Option<PathBuf>,
     pub filename: String,
     pub format: Format,
@@ -177,10 +180,15 @@ impl Export {
     /// Creates the task (status QUEUED) and hands it to a worker.
     pub fn start(spec: ExportSpec, settings: &Settings) -> Result<Self> {
         crate::telemetry::init(settings);
-        // A folder that cannot be made fails now, not after every row is written.
+        // A folder or store that cannot work fails now, not after every row is written.
         let local_dir = spec.local_dir.as_ref().unwrap_or(&settings.local_dir);
         std::fs::create_dir_all(local_dir)
             .map_err(|e| ExportError::io("cannot create the export folder", local_dir, e))?;
+        let store = storage::open(spec.storage, settings, local_dir, spec.url_expires)?;
+        sweep_failed_spools(
+            &settings.work_dir.join("spool"),
+            settings.upload.temp_retention,
+        );
         let task_id = uuid::Uuid::now_v7().to_string();
         let files = StatusFiles::new(&settings.work_dir);
         let now = now_ms();
@@ -200,6 +208,9 @@ impl Export {
             owner_pid: std::process::id(),
             created_ms: now,
             updated_ms: now,
+            storage: spec.storage.name().into(),
+            key: None,
+            uploaded_bytes: 0,
         };
         files.save(&status)?;
         let task = Arc::new(Task {
@@ -224,7 +235,7 @@ impl Export {
             phase: Phase::Open,
         };
         let settings = settings.clone();
-        manager::submit(move || run(task, spec, settings));
+        manager::submit(move || run(task, spec, settings, store));
         Ok(export)
     }
 
@@ -374,8 +385,39 @@ fn wait_for_slot(task: &Task, settings: &Settings) -> Result<manager::Slot> {
     }
 }
 
+/// Removes a failed export's spool file, or keeps it for
+/// `fluxo.temp_retention` when the upload failed (the file is complete and
+/// may be worth inspecting).
+fn discard_spool(spool: &std::path::Path, keep_for_retention: bool) {
+    if keep_for_retention {
+        let mut kept = spool.as_os_str().to_owned();
+        kept.push(".failed");
+        if std::fs::rename(spool, &kept).is_ok() {
+            return;
+        }
+    }
+    let _ = std::fs::remove_file(spool);
+}
+
+/// Deletes spool files of failed uploads older than the retention time.
+fn sweep_failed_spools(dir: &std::path::Path, retention: Duration) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let expired = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .is_ok_and(|t| t.elapsed().is_ok_and(|age| age >= retention));
+        if expired && path.extension().is_some_and(|e| e == "failed") {
+            let _ = std::fs::remove_file(&path);
+        }
+    }
+}
+
 /// Writes and stores one export: runs on a pool thread.
-fn run(task: Arc<Task>, spec: ExportSpec, settings: Settings) {
+fn run(task: Arc<Task>, spec: ExportSpec, settings: Settings, store: Box<dyn Store>) {
     let started = Instant::now();
     let task_id = task.status().task_id.clone();
     let spool = settings
@@ -383,7 +425,7 @@ fn run(task: Arc<Task>, spec: ExportSpec, settings: Settings) {
         .join("spool")
         .join(format!("{task_id}.{}", spec.format.extension()));
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        write_and_store(&task, &spec, &settings, &spool)
+        write_and_store(&task, &spec, &settings, &spool, store.as_ref())
     }))
     .unwrap_or_else(|panic| {
         let what = panic
@@ -408,12 +450,16 @@ fn run(task: Arc<Task>, spec: ExportSpec, settings: Settings) {
                 s.bytes = o.bytes;
                 s.sheets = o.sheets;
                 s.url = Some(o.url.clone());
+                s.key = Some(o.key.clone());
                 s.path = o.path.as_ref().map(|p| p.display().to_string());
                 s.sha256 = Some(o.sha256.clone());
             });
         }
         Err(e) => {
-            let _ = std::fs::remove_file(&spool);
+            discard_spool(
+                &spool,
+                e.kind == ErrorKind::Storage && store.kind() != StorageKind::Local,
+            );
             let cancelled = e.kind == ErrorKind::Cancelled;
             if !cancelled {
                 tracing::warn!(task_id = %task_id, error = %e, "export failed");
@@ -443,6 +489,7 @@ fn write_and_store(
     spec: &ExportSpec,
     settings: &Settings,
     spool: &std::path::Path,
+    store: &dyn Store,
 ) -> Result<ExportOutcome> {
     let _slot = wait_for_slot(task, settings)?;
     task.update(true, |s| s.state = TaskState::Processing);
@@ -486,15 +533,21 @@ fn write_and_store(
         &task_id,
         &filename,
     );
-    let store = LocalStore::new(
-        spec.local_dir
-            .clone()
-            .unwrap_or_else(|| settings.local_dir.clone()),
-    );
-    let stored = store.put_file(spool, &key)?;
+    let meta = ObjectMeta::new(spec.format, &filename, &written.sha256);
+    let report = |sent: u64| task.update(false, |s| s.uploaded_bytes = sent);
+    let mut stored = store.put_file(spool, &key, &meta, &report)?;
+    if store.kind() != StorageKind::Local {
+        if settings.upload.keep_local {
+            let local = LocalStore::new(spec.local_dir.as_ref().unwrap_or(&settings.local_dir));
+            stored.path = local.put_file(spool, &key, &meta, &|_| {})?.path;
+        } else {
+            let _ = std::fs::remove_file(spool);
+        }
+    }
     Ok(ExportOutcome {
         task_id,
         url: stored.url,
+        key: stored.key,
         path: stored.path,
         filename,
         format: spec.format,

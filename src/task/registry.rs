@@ -57,19 +57,37 @@ pub struct TaskStatus {
     pub owner_pid: u32,
     pub created_ms: u64,
     pub updated_ms: u64,
+    /// `local`, `oss` or `s3`.
+    #[serde(default)]
+    pub storage: String,
+    /// Object key once stored.
+    #[serde(default)]
+    pub key: Option<String>,
+    /// Bytes sent to an object store so far.
+    #[serde(default)]
+    pub uploaded_bytes: u64,
 }
 
 impl TaskStatus {
-    /// Percent done, 0–100: 100 once completed, otherwise from `total_rows`
-    /// (capped at 99 until the file is complete).
+    /// Percent done, 0–100: 100 once completed, 99 at most before. Writing
+    /// counts by `total_rows`; an upload to an object store takes the last
+    /// tenth, by bytes sent.
     pub fn progress(&self) -> u8 {
-        match (self.state, self.total_rows) {
-            (TaskState::Completed, _) => 100,
-            (_, Some(total)) if total > 0 => {
-                (self.records.saturating_mul(100) / total).min(99) as u8
+        let writing_share = if self.storage == "local" || self.storage.is_empty() {
+            100
+        } else {
+            90
+        };
+        let percent = match (self.state, self.total_rows) {
+            (TaskState::Completed, _) => return 100,
+            (TaskState::Uploading, _) if writing_share < 100 => {
+                writing_share
+                    + self.uploaded_bytes.saturating_mul(100 - writing_share) / self.bytes.max(1)
             }
+            (_, Some(total)) if total > 0 => self.records.saturating_mul(writing_share) / total,
             _ => 0,
-        }
+        };
+        percent.min(99) as u8
     }
 }
 
@@ -181,6 +199,9 @@ mod tests {
             owner_pid: pid,
             created_ms: now_ms(),
             updated_ms: now_ms(),
+            storage: "local".into(),
+            key: None,
+            uploaded_bytes: 0,
         }
     }
 
@@ -241,5 +262,14 @@ mod tests {
         s.total_rows = None;
         s.state = TaskState::Processing;
         assert_eq!(s.progress(), 0);
+        // An upload to a store takes the last tenth.
+        s.storage = "s3".into();
+        s.total_rows = Some(200);
+        s.records = 100;
+        assert_eq!(s.progress(), 45);
+        s.state = TaskState::Uploading;
+        s.bytes = 1000;
+        s.uploaded_bytes = 500;
+        assert_eq!(s.progress(), 95);
     }
 }

@@ -1,0 +1,270 @@
+//! Object stores (Alibaba Cloud OSS, S3-compatible) through Apache OpenDAL.
+//! Signing is OpenDAL's (reqsign); retries and timeouts are its layers.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use opendal::layers::{RetryLayer, TimeoutLayer};
+use opendal::{services, Operator, Writer};
+use tokio::io::AsyncReadExt;
+
+use super::{ObjectMeta, Store, StoredObject};
+use crate::config::{OssSettings, S3Settings, StorageKind, UploadSettings};
+use crate::error::{ErrorKind, ExportError, Result};
+
+/// A runtime and the process that made it.
+struct ProcessRuntime {
+    pid: u32,
+    runtime: Arc<tokio::runtime::Runtime>,
+}
+
+/// The tokio runtime of this process, made on first use (after any fork)
+/// and made again in a forked child.
+fn runtime() -> Arc<tokio::runtime::Runtime> {
+    static RUNTIME: OnceLock<Mutex<Option<ProcessRuntime>>> = OnceLock::new();
+    let mut slot = RUNTIME
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    let pid = std::process::id();
+    match slot.as_ref() {
+        Some(current) if current.pid == pid => current.runtime.clone(),
+        _ => {
+            let runtime = Arc::new(
+                tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(2)
+                    .thread_name("fluxo-io")
+                    .enable_all()
+                    .build()
+                    .expect("cannot start the I/O runtime"),
+            );
+            *slot = Some(ProcessRuntime {
+                pid,
+                runtime: runtime.clone(),
+            });
+            runtime
+        }
+    }
+}
+
+fn storage_error(what: &str, err: impl std::fmt::Display) -> ExportError {
+    ExportError::new(ErrorKind::Storage, format!("{what}: {err}"))
+}
+
+fn required<'a>(value: &'a str, key: &str) -> Result<&'a str> {
+    if value.trim().is_empty() {
+        Err(ExportError::invalid_option(format!(
+            "fluxo.{key} is not set; it is required for this storage"
+        )))
+    } else {
+        Ok(value)
+    }
+}
+
+pub struct ObjectStore {
+    op: Operator,
+    kind: StorageKind,
+    /// `oss://bucket` or `s3://bucket`, for messages.
+    location: String,
+    upload: UploadSettings,
+    url_expires: Duration,
+}
+
+impl ObjectStore {
+    pub fn oss(oss: &OssSettings, upload: &UploadSettings) -> Result<Self> {
+        let mut builder = services::Oss::default()
+            .endpoint(required(&oss.endpoint, "oss_endpoint")?)
+            .bucket(required(&oss.bucket, "oss_bucket")?)
+            .access_key_id(required(&oss.access_key_id, "oss_access_key_id")?)
+            .access_key_secret(required(
+                oss.access_key_secret.expose(),
+                "oss_access_key_secret",
+            )?);
+        if !oss.security_token.is_empty() {
+            builder = builder.security_token(oss.security_token.expose());
+        }
+        if !oss.download_domain.is_empty() {
+            builder = builder.presign_endpoint(&oss.download_domain);
+        }
+        Self::new(
+            builder,
+            StorageKind::Oss,
+            format!("oss://{}", oss.bucket),
+            upload,
+            100 * 1024,
+        )
+    }
+
+    pub fn s3(s3: &S3Settings, upload: &UploadSettings) -> Result<Self> {
+        let mut builder = services::S3::default()
+            .endpoint(required(&s3.endpoint, "s3_endpoint")?)
+            .bucket(required(&s3.bucket, "s3_bucket")?)
+            .region(required(&s3.region, "s3_region")?)
+            .access_key_id(required(&s3.access_key_id, "s3_access_key_id")?)
+            .secret_access_key(required(
+                s3.secret_access_key.expose(),
+                "s3_secret_access_key",
+            )?)
+            // Our settings are the configuration: no ~/.aws files, no IMDS.
+            .disable_config_load();
+        if !s3.session_token.is_empty() {
+            builder = builder.session_token(s3.session_token.expose());
+        }
+        if s3.virtual_host {
+            builder = builder.enable_virtual_host_style();
+        }
+        Self::new(
+            builder,
+            StorageKind::S3,
+            format!("s3://{}", s3.bucket),
+            upload,
+            5 * 1024 * 1024,
+        )
+    }
+
+    fn new(
+        builder: impl opendal::Builder,
+        kind: StorageKind,
+        location: String,
+        upload: &UploadSettings,
+        min_part: usize,
+    ) -> Result<Self> {
+        if upload.part_size < min_part {
+            return Err(ExportError::invalid_option(format!(
+                "fluxo.part_size must be at least {min_part} bytes for {location}"
+            )));
+        }
+        // Registers the reqwest transport once per process; later calls are no-ops.
+        opendal::install_default();
+        let op = Operator::new(builder)
+            .map_err(|e| ExportError::invalid_option(format!("{location}: {e}")))?
+            .layer(TimeoutLayer::new())
+            .layer(
+                RetryLayer::new()
+                    .with_max_times(upload.max_retries)
+                    .with_min_delay(Duration::from_millis(200))
+                    .with_max_delay(Duration::from_secs(10))
+                    .with_jitter(),
+            );
+        Ok(Self {
+            op,
+            kind,
+            location,
+            upload: upload.clone(),
+            url_expires: upload.url_expires,
+        })
+    }
+
+    pub fn with_url_expires(mut self, expires: Duration) -> Self {
+        self.url_expires = expires;
+        self
+    }
+
+    async fn send_file(
+        &self,
+        writer: &mut Writer,
+        spool: &Path,
+        progress: &(dyn Fn(u64) + Sync),
+    ) -> Result<()> {
+        let mut file = tokio::fs::File::open(spool)
+            .await
+            .map_err(|e| ExportError::io("cannot read", spool, e))?;
+        let mut sent = 0u64;
+        loop {
+            let mut chunk = Vec::with_capacity(self.upload.part_size.min(4 << 20));
+            let n = (&mut file)
+                .take(chunk.capacity() as u64)
+                .read_to_end(&mut chunk)
+                .await
+                .map_err(|e| ExportError::io("cannot read", spool, e))?;
+            if n == 0 {
+                return Ok(());
+            }
+            writer
+                .write(chunk)
+                .await
+                .map_err(|e| storage_error(&format!("upload to {} failed", self.location), e))?;
+            sent += n as u64;
+            progress(sent);
+        }
+    }
+
+    async fn upload(
+        &self,
+        spool: &Path,
+        key: &str,
+        meta: &ObjectMeta,
+        progress: &(dyn Fn(u64) + Sync),
+    ) -> Result<String> {
+        let deadline = tokio::time::Instant::now() + self.upload.timeout;
+        let failed = |e: opendal::Error| {
+            storage_error(&format!("upload to {}/{key} failed", self.location), e)
+        };
+        let mut writer = self
+            .op
+            .writer_with(key)
+            .chunk(self.upload.part_size)
+            .concurrent(self.upload.parallel_parts)
+            .content_type(meta.content_type)
+            .content_disposition(&meta.content_disposition)
+            .user_metadata([("sha256".to_owned(), meta.sha256.clone())])
+            .await
+            .map_err(failed)?;
+        let timed_out = || {
+            storage_error(
+                &format!("upload to {}/{key}", self.location),
+                format!(
+                    "not finished within fluxo.upload_timeout ({} s)",
+                    self.upload.timeout.as_secs()
+                ),
+            )
+        };
+        let sent =
+            match tokio::time::timeout_at(deadline, self.send_file(&mut writer, spool, progress))
+                .await
+            {
+                Ok(Ok(())) => tokio::time::timeout_at(deadline, writer.close())
+                    .await
+                    .map_err(|_| timed_out())
+                    .and_then(|r| r.map(|_| ()).map_err(failed)),
+                Ok(Err(e)) => Err(e),
+                Err(_) => Err(timed_out()),
+            };
+        if let Err(e) = sent {
+            // No partial object may stay visible, nor parts billed forever.
+            let _ = tokio::time::timeout(Duration::from_secs(30), writer.abort()).await;
+            return Err(e);
+        }
+        let signed = self
+            .op
+            .presign_read_with(key, self.url_expires)
+            .override_content_disposition(&meta.content_disposition)
+            .await
+            .map_err(|e| storage_error(&format!("signing a URL for {}/{key}", self.location), e))?;
+        Ok(signed.uri().to_string())
+    }
+}
+
+impl Store for ObjectStore {
+    fn put_file(
+        &self,
+        spool: &Path,
+        key: &str,
+        meta: &ObjectMeta,
+        progress: &(dyn Fn(u64) + Sync),
+    ) -> Result<StoredObject> {
+        let started = Instant::now();
+        let url = runtime().block_on(self.upload(spool, key, meta, progress))?;
+        tracing::info!(key, location = %self.location, ms = started.elapsed().as_millis() as u64, "uploaded");
+        Ok(StoredObject {
+            url,
+            path: None,
+            key: key.to_owned(),
+        })
+    }
+
+    fn kind(&self) -> StorageKind {
+        self.kind
+    }
+}

@@ -1,0 +1,372 @@
+//! Exports uploaded to a real S3 server: s3s-fs, which checks SigV4, started
+//! per test on a free loopback port (`scripts/test-servers.sh install` puts
+//! the binary in ~/.cache/fluxo/tools/bin; `FLUXO_S3S_FS` may name another).
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+mod common;
+use common::walk;
+use fluxo::config::{ExportSpec, OptionValue, Settings};
+use fluxo::schema::{ColumnType, Value};
+use fluxo::task::{self, registry::TaskState, Export, ExportOutcome};
+use fluxo::{ErrorKind, ExportError};
+use sha2::{Digest, Sha256};
+
+const BUCKET: &str = "fluxo-test";
+const ACCESS_KEY: &str = "fluxo-ak";
+const SECRET: &str = "fluxo-sk-0123456789";
+
+struct S3Server {
+    child: Child,
+    port: u16,
+    data: tempfile::TempDir,
+}
+
+fn s3s_fs_binary() -> PathBuf {
+    std::env::var_os("FLUXO_S3S_FS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            let home = std::env::var_os("HOME").expect("HOME is set");
+            Path::new(&home).join(".cache/fluxo/tools/bin/s3s-fs")
+        })
+}
+
+impl S3Server {
+    fn start() -> Self {
+        let binary = s3s_fs_binary();
+        assert!(
+            binary.exists(),
+            "{} is missing: run scripts/test-servers.sh install",
+            binary.display()
+        );
+        let data = tempfile::tempdir().unwrap();
+        std::fs::create_dir(data.path().join(BUCKET)).unwrap();
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new(binary)
+            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--access-key", ACCESS_KEY, "--secret-key", SECRET])
+            .arg(data.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "s3s-fs did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Self { child, port, data }
+    }
+
+    fn object(&self, key: &str) -> PathBuf {
+        self.data.path().join(BUCKET).join(key)
+    }
+
+    fn settings(&self, dir: &Path, secret: &str, extra: &[(&str, &str)]) -> Settings {
+        let endpoint = format!("http://127.0.0.1:{}", self.port);
+        let mut values: Vec<(String, String)> = vec![
+            ("storage".into(), "s3".into()),
+            ("s3_endpoint".into(), endpoint),
+            ("s3_bucket".into(), BUCKET.into()),
+            ("s3_access_key_id".into(), ACCESS_KEY.into()),
+            ("s3_secret_access_key".into(), secret.into()),
+            ("local_dir".into(), dir.join("out").display().to_string()),
+            ("work_dir".into(), dir.join("work").display().to_string()),
+        ];
+        values.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        Settings::resolve_with_env(
+            |key| {
+                values
+                    .iter()
+                    .find(|(k, _)| k == key)
+                    .map(|(_, v)| v.clone())
+            },
+            |_| None,
+        )
+        .unwrap()
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn spec(settings: &Settings, format: &str, filename: &str) -> ExportSpec {
+    let s = |v: &str| OptionValue::Str(v.into());
+    let options = OptionValue::Map(vec![
+        ("format".into(), s(format)),
+        ("filename".into(), s(filename)),
+        (
+            "columns".into(),
+            OptionValue::List(vec![s("Id"), s("Text")]),
+        ),
+    ]);
+    ExportSpec::from_options(&options, settings).unwrap()
+}
+
+/// Adds `rows` rows of ~100 bytes each.
+fn feed(export: &mut Export, rows: usize) {
+    let text = "x".repeat(90);
+    let mut done = 0;
+    while done < rows {
+        let mut batch = export.new_batch();
+        for i in done..(done + 5_000).min(rows) {
+            batch.push(Value::Int(i as i64), ColumnType::Auto).unwrap();
+            batch
+                .push(Value::Bytes(text.as_bytes()), ColumnType::Auto)
+                .unwrap();
+            batch.end_row();
+        }
+        done += batch.rows();
+        export.add(batch).unwrap();
+    }
+}
+
+fn export(settings: &Settings, rows: usize, filename: &str) -> Result<ExportOutcome, ExportError> {
+    let mut export = Export::start(spec(settings, "csv", filename), settings)?;
+    feed(&mut export, rows);
+    export.finish()
+}
+
+struct Response {
+    status: u16,
+    headers: String,
+    body: Vec<u8>,
+}
+
+/// A plain HTTP/1.1 GET, enough for a loopback server and a signed URL.
+fn get(url: &str) -> Response {
+    let rest = url.strip_prefix("http://").expect("an http URL");
+    let (host, path) = rest.split_at(rest.find('/').unwrap());
+    let mut stream = TcpStream::connect(host).unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).unwrap();
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    let headers = String::from_utf8_lossy(&raw[..split]).to_string();
+    let status = headers[9..12].parse().unwrap();
+    let mut body = raw[split + 4..].to_vec();
+    if headers
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        body = dechunk(&body);
+    }
+    Response {
+        status,
+        headers,
+        body,
+    }
+}
+
+fn dechunk(mut data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let line_end = data.windows(2).position(|w| w == b"\r\n").unwrap();
+        let size =
+            usize::from_str_radix(std::str::from_utf8(&data[..line_end]).unwrap().trim(), 16)
+                .unwrap();
+        if size == 0 {
+            return out;
+        }
+        out.extend_from_slice(&data[line_end + 2..line_end + 2 + size]);
+        data = &data[line_end + 4 + size..];
+    }
+}
+
+#[test]
+fn multipart_upload_downloads_byte_identical_under_its_filename() {
+    let server = S3Server::start();
+    let dir = tempfile::tempdir().unwrap();
+    // ~20 MB in 5 MiB parts: four or more parts, two in flight.
+    let settings = server.settings(
+        dir.path(),
+        SECRET,
+        &[("part_size", "5242880"), ("parallel_parts", "2")],
+    );
+    let result = export(&settings, 200_000, "订单 11.csv").unwrap();
+    assert!(
+        result.bytes > 3 * 5_242_880,
+        "{} bytes is not multipart",
+        result.bytes
+    );
+    assert_eq!(
+        result.path, None,
+        "the spool copy is gone without keep_local"
+    );
+    assert!(result
+        .key
+        .ends_with(&format!("/{}/订单 11.csv", result.task_id)));
+    assert_eq!(
+        std::fs::metadata(server.object(&result.key)).unwrap().len(),
+        result.bytes
+    );
+
+    let response = get(&result.url);
+    assert_eq!(response.status, 200, "{}", response.headers);
+    assert_eq!(hex::encode(Sha256::digest(&response.body)), result.sha256);
+    let headers = response.headers.to_ascii_lowercase();
+    assert!(
+        headers.contains("content-disposition: attachment;")
+            && response
+                .headers
+                .contains("filename*=UTF-8''%E8%AE%A2%E5%8D%95%2011.csv"),
+        "{}",
+        response.headers
+    );
+
+    let status = task::status(&settings, &result.task_id).unwrap().unwrap();
+    assert_eq!(status.state, TaskState::Completed);
+    assert_eq!(status.key.as_deref(), Some(result.key.as_str()));
+    assert_eq!(status.url.as_deref(), Some(result.url.as_str()));
+}
+
+#[test]
+fn a_single_part_upload_carries_type_and_checksum() {
+    let server = S3Server::start();
+    let dir = tempfile::tempdir().unwrap();
+    let settings = server.settings(
+        dir.path(),
+        SECRET,
+        &[("keep_local", "1"), ("key_prefix", "reports")],
+    );
+    let result = export(&settings, 100, "small").unwrap();
+    assert!(result.key.starts_with("reports/"));
+    let kept = result.path.clone().expect("keep_local leaves a local copy");
+    assert_eq!(
+        hex::encode(Sha256::digest(std::fs::read(&kept).unwrap())),
+        result.sha256
+    );
+    let response = get(&result.url);
+    assert_eq!(response.status, 200);
+    let headers = response.headers.to_ascii_lowercase();
+    assert!(
+        headers.contains(&format!("x-amz-meta-sha256: {}", result.sha256)),
+        "{headers}"
+    );
+    assert!(headers.contains("content-type: text/csv"), "{headers}");
+}
+
+#[test]
+fn tampered_and_expired_urls_are_refused() {
+    let server = S3Server::start();
+    let dir = tempfile::tempdir().unwrap();
+    let settings = server.settings(dir.path(), SECRET, &[("url_expires", "1")]);
+    let result = export(&settings, 10, "a.csv").unwrap();
+    let signature_at = result.url.find("X-Amz-Signature=").unwrap() + "X-Amz-Signature=".len();
+    let mut tampered = result.url.clone().into_bytes();
+    tampered[signature_at] = if tampered[signature_at] == b'0' {
+        b'1'
+    } else {
+        b'0'
+    };
+    assert_eq!(get(&String::from_utf8(tampered).unwrap()).status, 403);
+    std::thread::sleep(Duration::from_millis(2_100));
+    assert_eq!(get(&result.url).status, 403, "expired URL must be refused");
+}
+
+#[test]
+fn a_wrong_secret_fails_clearly_and_leaves_no_object() {
+    let server = S3Server::start();
+    let dir = tempfile::tempdir().unwrap();
+    let settings = server.settings(dir.path(), "not-the-secret", &[("max_retries", "0")]);
+    let err = export(&settings, 10, "a.csv").unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Storage);
+    assert!(
+        err.message.contains("403") || err.message.contains("SignatureDoesNotMatch"),
+        "{err}"
+    );
+    assert!(
+        !err.message.contains("not-the-secret"),
+        "the secret leaked: {err}"
+    );
+    let objects = walk(&server.data.path().join(BUCKET));
+    assert!(objects.is_empty(), "objects left: {objects:?}");
+}
+
+#[test]
+fn a_server_gone_mid_upload_fails_after_retries_without_an_object() {
+    let mut server = S3Server::start();
+    let dir = tempfile::tempdir().unwrap();
+    let settings = server.settings(
+        dir.path(),
+        SECRET,
+        &[
+            ("part_size", "5242880"),
+            ("parallel_parts", "1"),
+            ("max_retries", "2"),
+        ],
+    );
+    let mut export = Export::start(spec(&settings, "csv", "big.csv"), &settings).unwrap();
+    let id = export.task_id().to_owned();
+    feed(&mut export, 600_000); // ~60 MB
+    export.finish_async().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let status = task::status(&settings, &id).unwrap().unwrap();
+        if status.state == TaskState::Uploading && status.uploaded_bytes > 0 {
+            break;
+        }
+        assert!(
+            !status.state.is_final(),
+            "finished before the server could be stopped: {status:?}"
+        );
+        assert!(Instant::now() < deadline, "never reached UPLOADING");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+    let failed = (0..600).find_map(|_| {
+        std::thread::sleep(Duration::from_millis(100));
+        let s = task::status(&settings, &id).unwrap().unwrap();
+        s.state.is_final().then_some(s)
+    });
+    let status = failed.expect("the task ends");
+    assert_eq!(status.state, TaskState::Failed, "{status:?}");
+    assert!(status.error.unwrap().contains("upload to s3://fluxo-test"));
+    let objects: Vec<_> = walk(&server.data.path().join(BUCKET))
+        .into_iter()
+        .filter(|p| p.ends_with("big.csv"))
+        .collect();
+    assert!(objects.is_empty(), "partial object: {objects:?}");
+    let kept: Vec<_> = walk(&dir.path().join("work/spool"));
+    assert!(
+        kept.iter()
+            .all(|p| p.extension().is_some_and(|e| e == "failed")),
+        "only the failed upload's file is kept for fluxo.temp_retention: {kept:?}"
+    );
+}
+
+#[test]
+fn missing_settings_are_named_before_any_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = Settings::resolve_with_env(
+        |key| match key {
+            "storage" => Some("s3".into()),
+            "work_dir" => Some(dir.path().display().to_string()),
+            _ => None,
+        },
+        |_| None,
+    )
+    .unwrap();
+    let err = Export::start(spec(&settings, "csv", "a.csv"), &settings)
+        .err()
+        .unwrap();
+    assert_eq!(err.kind, ErrorKind::InvalidOption);
+    assert!(err.message.contains("fluxo.s3_endpoint"), "{err}");
+}
