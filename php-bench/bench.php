@@ -14,7 +14,7 @@
 declare(strict_types=1);
 
 const CHUNK = 1000;
-const VARIANTS = ['bare', 'fputcsv', 'fluxo-csv', 'fluxo-xlsx', 'xlswriter'];
+const VARIANTS = ['bare', 'fputcsv', 'fluxo-csv', 'fluxo-xlsx', 'fluxo-csv-s3', 'fluxo-xlsx-s3', 'xlswriter'];
 const HEADER = ['id', 'order_no', 'qty', 'price', 'discount', 'sku', 'city', 'created', 'active', 'note'];
 
 /** The workload: identical in every variant. Yields lists of CHUNK rows of 10 mixed cells. */
@@ -84,8 +84,12 @@ $runVariant = static function (string $variant, int $rows) use ($chunks, $column
             return [$n, $bytes];
         case 'fluxo-csv':
         case 'fluxo-xlsx':
+        case 'fluxo-csv-s3':
+        case 'fluxo-xlsx-s3':
+            // Time to a URL: for -s3 that includes the upload and signing.
             $exporter = new Fluxo\Exporter([
-                'format' => substr($variant, 6),
+                'format' => explode('-', $variant)[1],
+                'storage' => str_ends_with($variant, '-s3') ? 's3' : 'local',
                 'columns' => $columns,
                 'total_rows' => $rows,
             ]);
@@ -93,8 +97,10 @@ $runVariant = static function (string $variant, int $rows) use ($chunks, $column
                 $exporter->addBatch($chunk);
             }
             $result = $exporter->finish();
-            unlink($result->path);
-            @rmdir(dirname($result->path));
+            if ($result->path !== null) {
+                unlink($result->path);
+                @rmdir(dirname($result->path));
+            }
             return [$result->records, $result->bytes];
         case 'xlswriter':
             $dir = sys_get_temp_dir();
@@ -172,9 +178,14 @@ $so = $fluxoSo();
 $env = $so !== null ? ['FLUXO_SO' => $so] + getenv() : getenv();
 $results = [];
 foreach (VARIANTS as $variant) {
-    $needs = ['fluxo-csv' => 'fluxo', 'fluxo-xlsx' => 'fluxo', 'xlswriter' => 'xlswriter'][$variant] ?? null;
+    $needs = str_starts_with($variant, 'fluxo') ? 'fluxo' : ($variant === 'xlswriter' ? 'xlswriter' : null);
     if ($needs !== null && !extension_loaded($needs)) {
         $results[] = ['variant' => $variant, 'skipped' => "$needs not loaded"];
+        continue;
+    }
+    $s3Configured = (getenv('FLUXO_S3_ENDPOINT') ?: (string) ini_get('fluxo.s3_endpoint')) !== '';
+    if (str_ends_with($variant, '-s3') && !$s3Configured) {
+        $results[] = ['variant' => $variant, 'skipped' => 'no S3 store configured (FLUXO_S3_*)'];
         continue;
     }
     $proc = proc_open($childCommand($variant, $rows, $so), [1 => ['pipe', 'w'], 2 => STDERR], $pipes, null, $env);
@@ -195,15 +206,15 @@ if (in_array('--json', $args, true)) {
 
 $bare = $results[0]['seconds'] ?? null;
 printf("%s rows x %d columns, chunks of %d, PHP %s\n\n", number_format($rows), count(HEADER), CHUNK, PHP_VERSION);
-printf("%-11s %9s %12s %9s %12s %14s\n", 'variant', 'wall s', 'rows/s', 'x bare', 'peak RSS MB', 'output bytes');
+printf("%-14s %9s %12s %9s %12s %14s\n", 'variant', 'wall s', 'rows/s', 'x bare', 'peak RSS MB', 'output bytes');
 foreach ($results as $r) {
     if (!isset($r['seconds'])) {
         $why = isset($r['skipped']) ? "skipped ({$r['skipped']})" : "FAILED ({$r['error']})";
-        printf("%-11s %s\n", $r['variant'], $why);
+        printf("%-14s %s\n", $r['variant'], $why);
         continue;
     }
     printf(
-        "%-11s %9.3f %12s %9s %12.1f %14s\n",
+        "%-14s %9.3f %12s %9s %12.1f %14s\n",
         $r['variant'],
         $r['seconds'],
         number_format($r['rows'] / max($r['seconds'], 1e-9)),

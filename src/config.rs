@@ -47,7 +47,11 @@ pub const KEYS: &[(&str, &str, &str)] = &[
         "OSS endpoint, e.g. https://oss-cn-hangzhou.aliyuncs.com",
     ),
     ("oss_bucket", "", "OSS bucket"),
-    ("oss_region", "", "OSS region, e.g. cn-hangzhou"),
+    (
+        "oss_region",
+        "",
+        "OSS region, e.g. cn-hangzhou; gives the endpoint when none is set",
+    ),
     ("oss_access_key_id", "", "OSS AccessKey ID"),
     ("oss_access_key_secret", "", "OSS AccessKey secret"),
     ("oss_security_token", "", "STS security token"),
@@ -132,6 +136,12 @@ impl Secret {
         } else {
             "***".into()
         }
+    }
+}
+
+impl From<&str> for Secret {
+    fn from(value: &str) -> Self {
+        Self(value.to_owned())
     }
 }
 

@@ -73,8 +73,14 @@ pub struct ObjectStore {
 
 impl ObjectStore {
     pub fn oss(oss: &OssSettings, upload: &UploadSettings) -> Result<Self> {
+        // With only a region, the public endpoint of that region.
+        let endpoint = if oss.endpoint.trim().is_empty() && !oss.region.trim().is_empty() {
+            format!("https://oss-{}.aliyuncs.com", oss.region.trim())
+        } else {
+            required(&oss.endpoint, "oss_endpoint")?.to_owned()
+        };
         let mut builder = services::Oss::default()
-            .endpoint(required(&oss.endpoint, "oss_endpoint")?)
+            .endpoint(&endpoint)
             .bucket(required(&oss.bucket, "oss_bucket")?)
             .access_key_id(required(&oss.access_key_id, "oss_access_key_id")?)
             .access_key_secret(required(
@@ -266,5 +272,51 @@ impl Store for ObjectStore {
 
     fn kind(&self) -> StorageKind {
         self.kind
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Secret, Settings};
+
+    fn oss(endpoint: &str, region: &str) -> OssSettings {
+        OssSettings {
+            endpoint: endpoint.into(),
+            region: region.into(),
+            bucket: "b".into(),
+            access_key_id: "id".into(),
+            access_key_secret: Secret::from("secret"),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn an_oss_region_alone_gives_the_endpoint() {
+        let upload = Settings::default().upload;
+        assert!(ObjectStore::oss(&oss("", "cn-hangzhou"), &upload).is_ok());
+        let err = ObjectStore::oss(&oss("", ""), &upload).err().unwrap();
+        assert!(err.message.contains("fluxo.oss_endpoint"), "{err}");
+    }
+
+    #[test]
+    fn parts_below_the_store_minimum_are_refused() {
+        let mut upload = Settings::default().upload;
+        upload.part_size = 1 << 20;
+        let s3 = S3Settings {
+            endpoint: "http://127.0.0.1:1".into(),
+            bucket: "b".into(),
+            region: "us-east-1".into(),
+            access_key_id: "id".into(),
+            secret_access_key: Secret::from("secret"),
+            ..Default::default()
+        };
+        let err = ObjectStore::s3(&s3, &upload).err().unwrap();
+        assert!(
+            err.message
+                .contains("fluxo.part_size must be at least 5242880"),
+            "{err}"
+        );
+        assert!(ObjectStore::oss(&oss("http://127.0.0.1:1", ""), &upload).is_ok());
     }
 }
