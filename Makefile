@@ -1,7 +1,9 @@
 # Fluxo Export. `make demo` and `make test` are the two commands a newcomer needs.
 CARGO_TARGET_DIR ?= $(HOME)/.cache/fluxo/target
 export CARGO_TARGET_DIR
-SO := $(CARGO_TARGET_DIR)/release/libfluxo.so
+# The extension is copied out of release/: a plain `cargo build` (no `php`
+# feature) would otherwise replace it with a library PHP cannot load.
+SO := $(CARGO_TARGET_DIR)/php/libfluxo.so
 PHP := php -d extension=$(SO)
 ROWS ?= 1000000
 FORMAT ?= csv
@@ -13,6 +15,8 @@ deps:
 
 build: deps
 	cargo build --release --features php --lib
+	mkdir -p $(dir $(SO))
+	cp $(CARGO_TARGET_DIR)/release/libfluxo.so $(SO).tmp && mv $(SO).tmp $(SO)
 
 ## Export 1,000,000 rows from PHP into ./exports, with a progress bar.
 demo: build

@@ -41,7 +41,7 @@ class Exporter
      *     storage?: 'local'|'oss'|'s3',
      *     local_dir?: string,
      *     url_expires?: int,
-     *     csv?: array{delimiter?: string, enclosure?: string, bom?: bool, header?: bool, line_ending?: "\n"|"\r\n", encoding?: 'UTF-8', null?: string, true?: string, false?: string}
+     *     csv?: array{delimiter?: string, enclosure?: string, bom?: bool, header?: bool, line_ending?: "\n"|"\r\n", encoding?: 'UTF-8'|'GBK'|'GB18030'|'UTF-16LE', unencodable?: 'error'|'replace', formula_guard?: bool, null?: string, true?: string, false?: string}
      * } $options
      * @throws InvalidOptionException
      */

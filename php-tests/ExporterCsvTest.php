@@ -462,4 +462,36 @@ final class ExporterCsvTest extends FluxoTestCase
             }
         }
     }
+
+    public function testGbkOpensInChineseExcelAndUnencodableIsNamed(): void
+    {
+        $r = $this->exportOne(
+            ['columns' => ['姓名', 'note'], 'csv' => ['encoding' => 'GBK']],
+            [['张伟', '欧阳娜娜'], ['王芳', 'x']]
+        );
+        $bytes = (string) file_get_contents($r->path);
+        self::assertStringStartsNotWith("\xEF\xBB\xBF", $bytes, 'GBK files carry no UTF-8 BOM');
+        self::assertSame("姓名,note\n张伟,欧阳娜娜\n王芳,x\n", iconv('GBK', 'UTF-8', $bytes));
+
+        $e = new \Fluxo\Exporter(['columns' => ['a'], 'csv' => ['encoding' => 'GBK']]);
+        $e->addBatch([['fine'], ['smile 😀']]);
+        try {
+            $e->finish();
+            self::fail('an emoji cannot be written in GBK');
+        } catch (\Fluxo\InvalidRowException $x) {
+            self::assertStringContainsString('data row 2, column 1', $x->getMessage());
+            self::assertStringContainsString('U+1F600', $x->getMessage());
+        }
+    }
+
+    public function testFormulaInjectionIsNeutralisedByDefault(): void
+    {
+        $rows = [['=cmd|\' /C calc\'!A0', '+1', '-2', '@SUM(A1)', 42]];
+        $r = $this->exportOne(['columns' => ['a', 'b', 'c', 'd', 'n']], $rows);
+        $data = $this->dataRows($r);
+        self::assertSame(["'=cmd|' /C calc'!A0", "'+1", "'-2", "'@SUM(A1)", '42'], $data[0]);
+
+        $raw = $this->exportOne(['columns' => ['a', 'b', 'c', 'd', 'n'], 'csv' => ['formula_guard' => false]], $rows);
+        self::assertSame(["=cmd|' /C calc'!A0", '+1', '-2', '@SUM(A1)', '42'], $this->dataRows($raw)[0]);
+    }
 }

@@ -82,7 +82,9 @@ final class InvalidOptionTest extends FluxoTestCase
         yield 'csv header is a string' => [$cols + ['csv' => ['header' => 'no']], 'header'];
         yield 'csv line_ending CR' => [$cols + ['csv' => ['line_ending' => "\r"]], 'line_ending'];
         yield 'csv line_ending text' => [$cols + ['csv' => ['line_ending' => 'LF']], 'line_ending'];
-        yield 'csv encoding GBK' => [$cols + ['csv' => ['encoding' => 'GBK']], 'encoding'];
+        yield 'csv encoding EBCDIC' => [$cols + ['csv' => ['encoding' => 'EBCDIC']], 'encoding'];
+        yield 'csv unencodable' => [$cols + ['csv' => ['unencodable' => 'drop']], 'unencodable'];
+        yield 'csv formula_guard' => [$cols + ['csv' => ['formula_guard' => 'yes']], 'formula_guard'];
         yield 'csv unknown key' => [$cols + ['csv' => ['quote' => '"']], 'quote'];
         yield 'csv null is an array' => [$cols + ['csv' => ['null' => []]], 'null'];
         yield 'csv true is an int' => [$cols + ['csv' => ['true' => 1]], 'true'];

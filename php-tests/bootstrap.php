@@ -46,7 +46,7 @@ use Fluxo\Tests\Support\Env;
         if ($target === false || $target === '') {
             $target = rtrim((string) getenv('HOME'), '/') . '/.cache/fluxo/target';
         }
-        $so = $target . '/release/libfluxo.so';
+        $so = $target . '/php/libfluxo.so';
     }
     if (!is_file($so)) {
         $die("FLUXO_SO does not point to the built extension (tried '{$so}'); child processes need it.");

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::error::{ExportError, Result};
 use crate::schema::{Column, ColumnType};
-use crate::writer::csv::CsvOptions;
+use crate::writer::csv::{CsvEncoding, CsvOptions};
 use crate::writer::{xlsx, Format};
 
 /// Every `fluxo.*` key: (name, default, meaning). `config.example.ini` documents each.
@@ -96,6 +96,55 @@ pub const KEYS: &[(&str, &str, &str)] = &[
     ),
     ("log_level", "warn", "off, error, warn, info, debug"),
     ("log_file", "", "JSON log file; empty: stderr"),
+    // fluxo-export-server and Fluxo\Server (see ServerSettings)
+    ("grpc_listen", "0.0.0.0:9090", "gRPC address"),
+    (
+        "status_listen",
+        "0.0.0.0:9091",
+        "HTTP status API and downloads address",
+    ),
+    (
+        "metrics_listen",
+        "0.0.0.0:8080",
+        "HTTP health and metrics address",
+    ),
+    (
+        "auth_token",
+        "",
+        "bearer token for gRPC and the status API; empty: none",
+    ),
+    (
+        "tls_cert",
+        "",
+        "PEM certificate file for gRPC TLS; empty: plaintext",
+    ),
+    ("tls_key", "", "PEM private key file for gRPC TLS"),
+    (
+        "idempotency_ttl",
+        "3600",
+        "seconds a request_id maps to its task",
+    ),
+    (
+        "task_queue_size",
+        "100",
+        "exports waiting QUEUED before RESOURCE_EXHAUSTED",
+    ),
+    (
+        "max_message_size",
+        "16777216",
+        "largest gRPC message in bytes",
+    ),
+    (
+        "public_base_url",
+        "",
+        "base URL of the server for signed local downloads",
+    ),
+    (
+        "download_secret",
+        "",
+        "HMAC secret signing local download URLs",
+    ),
+    ("log_format", "json", "server logs: json or text"),
 ];
 
 /// Other names the environment may use for a key (below `FLUXO_<KEY>`).
@@ -228,6 +277,8 @@ pub struct Settings {
     pub compression_level: u8,
     pub log_level: String,
     pub log_file: Option<PathBuf>,
+    /// Server keys (`grpc_listen`, `auth_token`, ...).
+    pub server: ServerSettings,
 }
 
 impl Default for Settings {
@@ -342,6 +393,7 @@ impl Settings {
             compression_level: number(&get("compression_level"), "compression_level", 1, 9)? as u8,
             log_level: get("log_level"),
             log_file: (!log_file.is_empty()).then(|| absolute(Path::new(&log_file))),
+            server: ServerSettings::from_keys(&get)?,
         })
     }
 
@@ -399,6 +451,7 @@ impl Settings {
             ("keep_local", u8::from(u.keep_local).to_string()),
             ("temp_retention", u.temp_retention.as_secs().to_string()),
         ]);
+        rows.extend(self.server.describe());
         rows
     }
 }
@@ -492,6 +545,8 @@ const CSV_OPTIONS: &[&str] = &[
     "header",
     "line_ending",
     "encoding",
+    "unencodable",
+    "formula_guard",
     "null",
     "true",
     "false",
@@ -726,13 +781,26 @@ fn parse_csv(v: &OptionValue) -> Result<CsvOptions> {
                 }
             }
             "encoding" => {
-                let enc = string(&at, value)?;
-                if !enc.eq_ignore_ascii_case("utf-8") && !enc.eq_ignore_ascii_case("utf8") {
-                    return Err(ExportError::invalid_option(format!(
-                        "option \"csv.encoding\": \"{enc}\" is not supported; use \"UTF-8\""
-                    )));
+                let name = string(&at, value)?;
+                csv.encoding = CsvEncoding::parse(name).ok_or_else(|| {
+                    ExportError::invalid_option(format!(
+                        "option \"csv.encoding\": unknown encoding \"{name}\"; valid: {}",
+                        CsvEncoding::NAMES
+                    ))
+                })?;
+            }
+            "unencodable" => {
+                csv.replace_unencodable = match string(&at, value)? {
+                    "error" => false,
+                    "replace" => true,
+                    _ => {
+                        return Err(ExportError::invalid_option(
+                            "option \"csv.unencodable\" must be \"error\" or \"replace\"",
+                        ))
+                    }
                 }
             }
+            "formula_guard" => csv.formula_guard = boolean(&at, value)?,
             "null" => csv.null_text = string(&at, value)?.to_owned(),
             "true" => csv.true_text = string(&at, value)?.to_owned(),
             "false" => csv.false_text = string(&at, value)?.to_owned(),
@@ -915,5 +983,85 @@ mod example_file_tests {
                 "config.example.ini lacks `{line}`"
             );
         }
+    }
+}
+
+/// Settings of the gRPC/HTTP server (`fluxo-export-server`, `Fluxo\Server`)
+/// and of signed local download URLs.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ServerSettings {
+    pub grpc_listen: String,
+    pub status_listen: String,
+    pub metrics_listen: String,
+    pub auth_token: Secret,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub idempotency_ttl: Duration,
+    pub task_queue_size: usize,
+    pub max_message_size: usize,
+    /// `https://exports.example.com`: local files get signed URLs under it.
+    pub public_base_url: String,
+    pub download_secret: Secret,
+    pub log_format: String,
+}
+
+impl ServerSettings {
+    fn from_keys(get: &dyn Fn(&str) -> String) -> Result<Self> {
+        let path = |key: &str| {
+            let v = get(key);
+            (!v.trim().is_empty()).then(|| absolute(Path::new(v.trim())))
+        };
+        let log_format = get("log_format").trim().to_ascii_lowercase();
+        if log_format != "json" && log_format != "text" {
+            return Err(ExportError::invalid_option(format!(
+                "fluxo.log_format must be json or text, not \"{log_format}\""
+            )));
+        }
+        Ok(Self {
+            grpc_listen: get("grpc_listen").trim().to_owned(),
+            status_listen: get("status_listen").trim().to_owned(),
+            metrics_listen: get("metrics_listen").trim().to_owned(),
+            auth_token: Secret(get("auth_token").trim().to_owned()),
+            tls_cert: path("tls_cert"),
+            tls_key: path("tls_key"),
+            idempotency_ttl: Duration::from_secs(number(
+                &get("idempotency_ttl"),
+                "idempotency_ttl",
+                0,
+                30 * 86_400,
+            )? as u64),
+            task_queue_size: number(&get("task_queue_size"), "task_queue_size", 0, 1_000_000)?,
+            max_message_size: number(&get("max_message_size"), "max_message_size", 1024, 1 << 30)?,
+            public_base_url: get("public_base_url")
+                .trim()
+                .trim_end_matches('/')
+                .to_owned(),
+            download_secret: Secret(get("download_secret")),
+            log_format,
+        })
+    }
+
+    fn describe(&self) -> Vec<(&'static str, String)> {
+        let path = |p: &Option<PathBuf>| {
+            p.as_ref()
+                .map_or(String::new(), |p| p.display().to_string())
+        };
+        vec![
+            ("grpc_listen", self.grpc_listen.clone()),
+            ("status_listen", self.status_listen.clone()),
+            ("metrics_listen", self.metrics_listen.clone()),
+            ("auth_token", self.auth_token.masked()),
+            ("tls_cert", path(&self.tls_cert)),
+            ("tls_key", path(&self.tls_key)),
+            (
+                "idempotency_ttl",
+                self.idempotency_ttl.as_secs().to_string(),
+            ),
+            ("task_queue_size", self.task_queue_size.to_string()),
+            ("max_message_size", self.max_message_size.to_string()),
+            ("public_base_url", self.public_base_url.clone()),
+            ("download_secret", self.download_secret.masked()),
+            ("log_format", self.log_format.clone()),
+        ]
     }
 }

@@ -18,4 +18,9 @@ pub mod writer;
 #[cfg(feature = "php")]
 pub mod php;
 
+#[cfg(feature = "server")]
+pub mod grpc;
+#[cfg(feature = "server")]
+pub mod http;
+
 pub use error::{ErrorKind, ExportError};

@@ -3,6 +3,7 @@
 
 pub mod local;
 pub mod object;
+pub mod signed;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

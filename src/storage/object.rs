@@ -48,6 +48,17 @@ fn runtime() -> Arc<tokio::runtime::Runtime> {
     }
 }
 
+/// Whether an endpoint URL's host is an IP address or `localhost`.
+fn is_ip_or_localhost(endpoint: &str) -> bool {
+    let rest = endpoint.split_once("://").map_or(endpoint, |(_, r)| r);
+    let authority = rest.split('/').next().unwrap_or("");
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
+    };
+    host.eq_ignore_ascii_case("localhost") || host.parse::<std::net::IpAddr>().is_ok()
+}
+
 fn storage_error(what: &str, err: impl std::fmt::Display) -> ExportError {
     ExportError::new(ErrorKind::Storage, format!("{what}: {err}"))
 }
@@ -65,6 +76,10 @@ fn required<'a>(value: &'a str, key: &str) -> Result<&'a str> {
 pub struct ObjectStore {
     op: Operator,
     kind: StorageKind,
+    /// OSS: signed URLs on this domain (bound to the bucket) as `domain/key`.
+    download_domain: Option<String>,
+    /// The bucket's path prefix in signed URLs (path-style addressing).
+    bucket_path: Option<String>,
     /// `oss://bucket` or `s3://bucket`, for messages.
     location: String,
     upload: UploadSettings,
@@ -90,16 +105,27 @@ impl ObjectStore {
         if !oss.security_token.is_empty() {
             builder = builder.security_token(oss.security_token.expose());
         }
-        if !oss.download_domain.is_empty() {
-            builder = builder.presign_endpoint(&oss.download_domain);
-        }
-        Self::new(
+        // An IP or localhost cannot carry the bucket as a subdomain: address
+        // it path style, as Alibaba's own SDK does.
+        let style = if is_ip_or_localhost(&endpoint) { "path" } else { "virtual" };
+        builder = builder
+            .addressing_style(style)
+            .presign_addressing_style(style);
+        let mut store = Self::new(
             builder,
             StorageKind::Oss,
             format!("oss://{}", oss.bucket),
             upload,
             100 * 1024,
-        )
+        )?;
+        // OSS V1 signs /bucket/key, not the host: a URL signed for the
+        // endpoint stays valid on a domain bound to the bucket.
+        let domain = oss.download_domain.trim().trim_end_matches('/');
+        if !domain.is_empty() {
+            store.download_domain = Some(domain.to_owned());
+            store.bucket_path = (style == "path").then(|| format!("/{}", oss.bucket));
+        }
+        Ok(store)
     }
 
     pub fn s3(s3: &S3Settings, upload: &UploadSettings) -> Result<Self> {
@@ -156,6 +182,8 @@ impl ObjectStore {
         Ok(Self {
             op,
             kind,
+            download_domain: None,
+            bucket_path: None,
             location,
             upload: upload.clone(),
             url_expires: upload.url_expires,
@@ -248,7 +276,24 @@ impl ObjectStore {
             .override_content_disposition(&meta.content_disposition)
             .await
             .map_err(|e| storage_error(&format!("signing a URL for {}/{key}", self.location), e))?;
-        Ok(signed.uri().to_string())
+        Ok(self.public_url(signed.uri().to_string()))
+    }
+}
+
+impl ObjectStore {
+    /// The signed URL as users get it: on the download domain if one is set.
+    fn public_url(&self, signed: String) -> String {
+        let Some(domain) = &self.download_domain else {
+            return signed;
+        };
+        let after_scheme = signed.split_once("://").map_or(signed.as_str(), |(_, r)| r);
+        let path_and_query = after_scheme.find('/').map_or("/", |i| &after_scheme[i..]);
+        let path = self
+            .bucket_path
+            .as_deref()
+            .and_then(|bucket| path_and_query.strip_prefix(bucket))
+            .unwrap_or(path_and_query);
+        format!("{domain}{path}")
     }
 }
 
@@ -288,6 +333,16 @@ mod tests {
             access_key_id: "id".into(),
             access_key_secret: Secret::from("secret"),
             ..Default::default()
+        }
+    }
+
+    #[test]
+    fn ip_and_localhost_endpoints_are_recognised() {
+        for yes in ["http://127.0.0.1:8016", "localhost", "https://[::1]:9000/x", "10.0.0.2"] {
+            assert!(is_ip_or_localhost(yes), "{yes}");
+        }
+        for no in ["https://oss-cn-hangzhou.aliyuncs.com", "http://minio.local:9000"] {
+            assert!(!is_ip_or_localhost(no), "{no}");
         }
     }
 

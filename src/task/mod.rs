@@ -31,6 +31,9 @@ pub mod manager;
 pub mod queue;
 pub mod registry;
 
+pub mod idempotency;
+pub mod metrics;
+
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -85,6 +88,8 @@ struct Task {
     files: StatusFiles,
     queue: ByteQueue<Message>,
     cancelled: AtomicBool,
+    /// Why the producer aborted, when not a plain cancel (`Export::fail`).
+    abort_reason: Mutex<Option<ExportError>>,
     outcome: Mutex<Option<Result<ExportOutcome>>>,
     finished: Condvar,
     last_saved: Mutex<Instant>,
@@ -119,6 +124,15 @@ impl Task {
 
     fn outcome(&self) -> std::sync::MutexGuard<'_, Option<Result<ExportOutcome>>> {
         self.outcome.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The error an aborted task ends with: the producer's reason, else cancelled.
+    fn abort_error(&self) -> ExportError {
+        self.abort_reason
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .unwrap_or_else(ExportError::cancelled)
     }
 
     fn wait_outcome(&self) -> Result<ExportOutcome> {
@@ -218,6 +232,7 @@ impl Export {
             files,
             queue: ByteQueue::new(settings.buffer_size),
             cancelled: AtomicBool::new(false),
+            abort_reason: Mutex::new(None),
             outcome: Mutex::new(None),
             finished: Condvar::new(),
             last_saved: Mutex::new(Instant::now()),
@@ -346,6 +361,33 @@ impl Export {
     }
 }
 
+impl Export {
+    /// Abandons the export like [`Export::cancel`], but the task ends FAILED
+    /// with `reason` (a front end's protocol or data error). No file is left.
+    pub fn fail(&mut self, reason: ExportError) {
+        if self.phase == Phase::Cancelled || matches!(&*self.task.outcome(), Some(Ok(_))) {
+            return;
+        }
+        *self
+            .task
+            .abort_reason
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(reason);
+        self.cancel();
+    }
+}
+
+/// States of the tasks this process runs now (for gauges and queue limits).
+pub fn live_states() -> Vec<TaskState> {
+    live_tasks()
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .values()
+        .filter_map(Weak::upgrade)
+        .map(|t| t.status().state)
+        .collect()
+}
+
 impl Drop for Export {
     fn drop(&mut self) {
         if self.phase == Phase::Open {
@@ -359,7 +401,7 @@ fn wait_for_slot(task: &Task, settings: &Settings) -> Result<manager::Slot> {
     let started = Instant::now();
     loop {
         if task.cancelled.load(Ordering::SeqCst) {
-            return Err(ExportError::cancelled());
+            return Err(task.abort_error());
         }
         match manager::try_acquire_slot(&settings.work_dir, settings.max_concurrent_tasks) {
             Ok(Some(slot)) => return Ok(slot),
@@ -474,6 +516,12 @@ fn run(task: Arc<Task>, spec: ExportSpec, settings: Settings, store: Box<dyn Sto
             });
         }
     }
+    metrics::task_ended(
+        &result
+            .as_ref()
+            .map(|o| (o.bytes, Duration::from_millis(o.duration_ms)))
+            .map_err(Clone::clone),
+    );
     *task.outcome() = Some(result);
     task.finished.notify_all();
     // A producer blocked on a full queue must learn that the task ended.
@@ -482,6 +530,34 @@ fn run(task: Arc<Task>, spec: ExportSpec, settings: Settings, store: Box<dyn Sto
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .remove(&task_id);
+}
+
+/// With `fluxo.public_base_url` and `fluxo.download_secret` set, a local
+/// file's URL is an HMAC-signed one served by the server.
+fn signed_local_url(
+    settings: &Settings,
+    spec: &ExportSpec,
+    store: &dyn Store,
+    key: &str,
+) -> Option<String> {
+    let server = &settings.server;
+    // The server serves files from fluxo.local_dir only.
+    let own_dir = spec.local_dir.as_ref().is_none_or(|d| *d == settings.local_dir);
+    if store.kind() != StorageKind::Local
+        || !own_dir
+        || server.public_base_url.is_empty()
+        || server.download_secret.is_empty()
+    {
+        return None;
+    }
+    let ttl = spec.url_expires.unwrap_or(settings.upload.url_expires);
+    let expires = now_ms() / 1000 + ttl.as_secs();
+    Some(storage::signed::sign_url(
+        &server.public_base_url,
+        server.download_secret.expose().as_bytes(),
+        key,
+        expires,
+    ))
 }
 
 fn write_and_store(
@@ -505,6 +581,7 @@ fn write_and_store(
             Message::Rows(batch) => {
                 writer.write_batch(&batch)?;
                 records += batch.rows() as u64;
+                metrics::add_records(batch.rows() as u64);
                 // Caught up with the producer: save now, or the status file
                 // would show stale progress for as long as the producer is idle.
                 let caught_up = task.queue.queued_bytes() == 0;
@@ -514,7 +591,7 @@ fn write_and_store(
         }
     }
     if task.cancelled.load(Ordering::SeqCst) {
-        return Err(ExportError::cancelled());
+        return Err(task.abort_error());
     }
     let written = writer.finish()?;
     task.update(true, |s| {
@@ -535,7 +612,12 @@ fn write_and_store(
     );
     let meta = ObjectMeta::new(spec.format, &filename, &written.sha256);
     let report = |sent: u64| task.update(false, |s| s.uploaded_bytes = sent);
+    let upload_started = Instant::now();
     let mut stored = store.put_file(spool, &key, &meta, &report)?;
+    metrics::observe_upload(upload_started.elapsed());
+    if let Some(url) = signed_local_url(settings, spec, store, &stored.key) {
+        stored.url = url;
+    }
     if store.kind() != StorageKind::Local {
         if settings.upload.keep_local {
             let local = LocalStore::new(spec.local_dir.as_ref().unwrap_or(&settings.local_dir));

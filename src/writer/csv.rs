@@ -14,8 +14,58 @@ use crate::schema::{self, Cell, Column};
 
 const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
 
+/// Output character encodings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CsvEncoding {
+    Utf8,
+    /// Simplified Chinese (Windows code page 936): what Excel on a Chinese
+    /// Windows opens without an import dialog.
+    Gbk,
+    /// GB18030: every Unicode character, GBK-compatible.
+    Gb18030,
+    Utf16Le,
+}
+
+impl CsvEncoding {
+    pub const NAMES: &'static str = "UTF-8, GBK, GB18030, UTF-16LE";
+
+    pub fn parse(name: &str) -> Option<Self> {
+        Some(match name.to_ascii_uppercase().replace('_', "-").as_str() {
+            "UTF-8" | "UTF8" => Self::Utf8,
+            "GBK" | "CP936" => Self::Gbk,
+            "GB18030" => Self::Gb18030,
+            "UTF-16LE" | "UTF16LE" => Self::Utf16Le,
+            _ => return None,
+        })
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::Utf8 => "UTF-8",
+            Self::Gbk => "GBK",
+            Self::Gb18030 => "GB18030",
+            Self::Utf16Le => "UTF-16LE",
+        }
+    }
+
+    /// The byte-order mark Excel needs to recognise the encoding, if any.
+    fn bom(self) -> &'static [u8] {
+        match self {
+            Self::Utf8 => UTF8_BOM,
+            Self::Utf16Le => b"\xFF\xFE",
+            Self::Gbk | Self::Gb18030 => b"",
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CsvOptions {
+    pub encoding: CsvEncoding,
+    /// A character the encoding cannot hold becomes `?` instead of an error.
+    pub replace_unencodable: bool,
+    /// Text starting with `=`, `+`, `-`, `@`, tab or CR gets a leading `'`,
+    /// so a spreadsheet does not run it as a formula (OWASP CSV injection).
+    pub formula_guard: bool,
     pub delimiter: u8,
     pub enclosure: u8,
     /// Start with a UTF-8 BOM, so Excel reads Chinese text correctly.
@@ -31,6 +81,9 @@ pub struct CsvOptions {
 impl Default for CsvOptions {
     fn default() -> Self {
         Self {
+            encoding: CsvEncoding::Utf8,
+            replace_unencodable: false,
+            formula_guard: true,
             delimiter: b',',
             enclosure: b'"',
             bom: true,
@@ -43,12 +96,15 @@ impl Default for CsvOptions {
     }
 }
 
+type Sink = Transcoder<HashingWriter<BufWriter<File>>>;
+
 pub struct CsvWriter {
-    out: csv::Writer<HashingWriter<BufWriter<File>>>,
+    out: csv::Writer<Sink>,
     options: CsvOptions,
     path: PathBuf,
     field: Vec<u8>,
     sheets: u32,
+    rows_written: u64,
 }
 
 impl CsvWriter {
@@ -56,7 +112,7 @@ impl CsvWriter {
         let file = File::create(path).map_err(|e| ExportError::io("cannot create", path, e))?;
         let mut sink = HashingWriter::new(BufWriter::with_capacity(1 << 17, file));
         if options.bom {
-            sink.write_all(UTF8_BOM)
+            sink.write_all(options.encoding.bom())
                 .map_err(|e| ExportError::io("cannot write", path, e))?;
         }
         let out = WriterBuilder::new()
@@ -69,13 +125,14 @@ impl CsvWriter {
                 Terminator::Any(b'\n')
             })
             .buffer_capacity(1 << 16)
-            .from_writer(sink);
+            .from_writer(Transcoder::new(sink, options.encoding));
         Ok(Self {
             out,
             options,
             path: path.to_path_buf(),
             field: Vec::with_capacity(64),
             sheets: 0,
+            rows_written: 0,
         })
     }
 
@@ -85,6 +142,38 @@ impl CsvWriter {
             format!("cannot write {}: {err}", self.path.display()),
         )
     }
+
+    /// With `unencodable` = error, names the first character GBK cannot hold.
+    fn check_encodable(&self, text: &str, at: impl FnOnce() -> String) -> Result<()> {
+        if self.options.encoding != CsvEncoding::Gbk
+            || self.options.replace_unencodable
+            || text.is_ascii()
+        {
+            return Ok(());
+        }
+        let unmappable = text.chars().find(|c| {
+            let mut buf = [0u8; 4];
+            encoding_rs::GBK.encode(c.encode_utf8(&mut buf)).2
+        });
+        match unmappable {
+            None => Ok(()),
+            Some(c) => Err(ExportError::invalid_row(format!(
+                "{}: character '{c}' (U+{:04X}) cannot be written in {}; \
+                 use encoding GB18030 or UTF-8, or csv option unencodable => 'replace'",
+                at(),
+                u32::from(c),
+                self.options.encoding.name()
+            ))),
+        }
+    }
+}
+
+/// Whether a spreadsheet would read the text as a formula.
+fn looks_like_formula(text: &str) -> bool {
+    matches!(
+        text.as_bytes().first(),
+        Some(b'=' | b'+' | b'-' | b'@' | b'\t' | b'\r')
+    )
 }
 
 impl FormatWriter for CsvWriter {
@@ -96,6 +185,9 @@ impl FormatWriter for CsvWriter {
         }
         self.sheets = 1;
         if self.options.header {
+            for c in columns {
+                self.check_encodable(&c.name, || format!("header \"{}\"", c.name))?;
+            }
             let names = columns.iter().map(|c| c.name.as_bytes());
             self.out.write_record(names).map_err(|e| self.io_error(e))?;
         }
@@ -110,9 +202,21 @@ impl FormatWriter for CsvWriter {
             self.options.false_text.as_str(),
         );
         while reader.next_row(&mut row) {
-            for cell in &row {
+            self.rows_written += 1;
+            for (col, cell) in row.iter().enumerate() {
                 let result = match cell {
-                    Cell::Text(t) => self.out.write_field(t),
+                    Cell::Text(t) => {
+                        let at = || format!("data row {}, column {}", self.rows_written, col + 1);
+                        self.check_encodable(t, at)?;
+                        if self.options.formula_guard && looks_like_formula(t) {
+                            self.field.clear();
+                            self.field.push(b'\'');
+                            self.field.extend_from_slice(t.as_bytes());
+                            self.out.write_field(&self.field)
+                        } else {
+                            self.out.write_field(t)
+                        }
+                    }
                     Cell::Null => self.out.write_field(&self.options.null_text),
                     other => {
                         self.field.clear();
@@ -131,11 +235,11 @@ impl FormatWriter for CsvWriter {
 
     fn finish(self: Box<Self>) -> Result<WrittenFile> {
         let path = self.path.clone();
-        let sink = self
+        let transcoder = self
             .out
             .into_inner()
             .map_err(|e| ExportError::io("cannot write", &path, e.into_error()))?;
-        let (buffered, bytes, sha256) = sink.into_parts();
+        let (buffered, bytes, sha256) = transcoder.into_inner().into_parts();
         let file = buffered
             .into_inner()
             .map_err(|e| ExportError::io("cannot write", &path, e.into_error()))?;
@@ -146,6 +250,89 @@ impl FormatWriter for CsvWriter {
             sha256,
             sheets: 1,
         })
+    }
+}
+
+/// Re-encodes the UTF-8 the CSV writer produces. The writer may split a
+/// character across two writes, so an incomplete tail waits for the next.
+struct Transcoder<W> {
+    inner: W,
+    encoding: CsvEncoding,
+    encoder: Option<encoding_rs::Encoder>,
+    pending: Vec<u8>,
+    encoded: Vec<u8>,
+}
+
+impl<W: Write> Transcoder<W> {
+    fn new(inner: W, encoding: CsvEncoding) -> Self {
+        let encoder = match encoding {
+            CsvEncoding::Gbk => Some(encoding_rs::GBK.new_encoder()),
+            CsvEncoding::Gb18030 => Some(encoding_rs::GB18030.new_encoder()),
+            CsvEncoding::Utf8 | CsvEncoding::Utf16Le => None,
+        };
+        Self {
+            inner,
+            encoding,
+            encoder,
+            pending: Vec::new(),
+            encoded: Vec::new(),
+        }
+    }
+
+    fn into_inner(self) -> W {
+        self.inner
+    }
+
+    fn encode(&mut self, text: &str) {
+        self.encoded.clear();
+        match &mut self.encoder {
+            None => {
+                for unit in text.encode_utf16() {
+                    self.encoded.extend_from_slice(&unit.to_le_bytes());
+                }
+            }
+            Some(encoder) => {
+                let mut rest = text;
+                let mut chunk = [0u8; 4096];
+                loop {
+                    let (result, read, written) =
+                        encoder.encode_from_utf8_without_replacement(rest, &mut chunk, false);
+                    self.encoded.extend_from_slice(&chunk[..written]);
+                    rest = &rest[read..];
+                    match result {
+                        encoding_rs::EncoderResult::InputEmpty => break,
+                        encoding_rs::EncoderResult::OutputFull => {}
+                        // Only reached with replace_unencodable: errors were raised per cell.
+                        encoding_rs::EncoderResult::Unmappable(_) => self.encoded.push(b'?'),
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl<W: Write> Write for Transcoder<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.encoding == CsvEncoding::Utf8 {
+            return self.inner.write(buf);
+        }
+        self.pending.extend_from_slice(buf);
+        let complete = match std::str::from_utf8(&self.pending) {
+            Ok(text) => text.len(),
+            Err(e) if e.error_len().is_none() => e.valid_up_to(),
+            Err(e) => return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, e)),
+        };
+        let text = std::str::from_utf8(&self.pending[..complete])
+            .expect("checked above")
+            .to_owned();
+        self.pending.drain(..complete);
+        self.encode(&text);
+        self.inner.write_all(&self.encoded)?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
     }
 }
 
@@ -217,12 +404,122 @@ mod tests {
             null_text: "NULL".into(),
             true_text: "1".into(),
             false_text: "0".into(),
+            ..CsvOptions::default()
         };
         let (bytes, _) = write(
             options,
             &[vec![Cell::Text("it's;x"), Cell::Null, Cell::Bool(false)]],
         );
         assert_eq!(bytes, b"'it''s;x';NULL;0\r\n");
+    }
+
+    fn write_with(options: CsvOptions, rows: &[Vec<Cell<'_>>]) -> Result<Vec<u8>> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.csv");
+        let mut w: Box<dyn FormatWriter> = Box::new(CsvWriter::create(&path, options)?);
+        let cols: Vec<Column> = (0..rows[0].len())
+            .map(|i| Column::new(format!("列{i}"), ColumnType::Auto))
+            .collect();
+        w.begin_sheet("x", &cols)?;
+        let mut batch = RecordBatch::new(cols.len(), 0);
+        for r in rows {
+            r.iter().for_each(|c| batch.push_cell(c));
+            batch.end_row();
+        }
+        w.write_batch(&batch)?;
+        w.finish()?;
+        Ok(std::fs::read(&path).unwrap())
+    }
+
+    fn with_encoding(encoding: CsvEncoding) -> CsvOptions {
+        CsvOptions {
+            encoding,
+            ..CsvOptions::default()
+        }
+    }
+
+    #[test]
+    fn chinese_text_decodes_from_every_encoding() {
+        // Enough rows that the CSV writer's buffer splits characters between writes.
+        let rows: Vec<Vec<Cell<'_>>> = (0..50_000)
+            .map(|_| vec![Cell::Text("张伟，欧阳娜娜")])
+            .collect();
+        let expected = format!("列0\n{}", "张伟，欧阳娜娜\n".repeat(50_000));
+        for (encoding, decoder, bom) in [
+            (CsvEncoding::Gbk, encoding_rs::GBK, &b""[..]),
+            (CsvEncoding::Gb18030, encoding_rs::GB18030, &b""[..]),
+            (
+                CsvEncoding::Utf16Le,
+                encoding_rs::UTF_16LE,
+                &b"\xFF\xFE"[..],
+            ),
+        ] {
+            let bytes = write_with(with_encoding(encoding), &rows).unwrap();
+            assert!(bytes.starts_with(bom), "{encoding:?}");
+            let (text, had_errors) = decoder.decode_without_bom_handling(&bytes[bom.len()..]);
+            assert!(!had_errors, "{encoding:?}");
+            assert_eq!(text, expected, "{encoding:?}");
+        }
+    }
+
+    #[test]
+    fn a_character_gbk_cannot_hold_is_named_or_replaced() {
+        let rows = vec![vec![Cell::Int(1), Cell::Text("ok 😀")]];
+        let err = write_with(with_encoding(CsvEncoding::Gbk), &rows).unwrap_err();
+        assert!(
+            err.message
+                .contains("data row 1, column 2: character '😀' (U+1F600)"),
+            "{err}"
+        );
+        let replaced = CsvOptions {
+            replace_unencodable: true,
+            ..with_encoding(CsvEncoding::Gbk)
+        };
+        let bytes = write_with(replaced, &rows).unwrap();
+        assert!(
+            bytes.ends_with(b"1,ok ?\n"),
+            "{:?}",
+            String::from_utf8_lossy(&bytes)
+        );
+        let gb18030 = write_with(with_encoding(CsvEncoding::Gb18030), &rows).unwrap();
+        assert_eq!(
+            encoding_rs::GB18030.decode_without_bom_handling(&gb18030).0,
+            "列0,列1\n1,ok 😀\n"
+        );
+    }
+
+    #[test]
+    fn formulas_are_neutralised_unless_turned_off() {
+        let rows = vec![vec![
+            Cell::Text("=HYPERLINK(\"http://x\")"),
+            Cell::Text("-5"),
+            Cell::Int(-5),
+            Cell::Text("@SUM(A1)"),
+            Cell::Text("plain"),
+        ]];
+        let guarded = write_with(
+            CsvOptions {
+                bom: false,
+                ..CsvOptions::default()
+            },
+            &rows,
+        )
+        .unwrap();
+        let text = String::from_utf8(guarded).unwrap();
+        assert!(
+            text.ends_with("\"'=HYPERLINK(\"\"http://x\"\")\",'-5,-5,'@SUM(A1),plain\n"),
+            "{text}"
+        );
+        let raw = CsvOptions {
+            bom: false,
+            formula_guard: false,
+            ..CsvOptions::default()
+        };
+        let text = String::from_utf8(write_with(raw, &rows).unwrap()).unwrap();
+        assert!(
+            text.ends_with("\"=HYPERLINK(\"\"http://x\"\")\",-5,-5,@SUM(A1),plain\n"),
+            "{text}"
+        );
     }
 
     use sha2::Digest;

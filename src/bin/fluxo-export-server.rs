@@ -1,0 +1,157 @@
+//! `fluxo-export-server`: the export engine as a gRPC service.
+//!
+//! ```text
+//! fluxo-export-server [--config FILE.ini] [--print-config]
+//! ```
+//!
+//! The config file holds the same `fluxo.*` keys as php.ini (see
+//! `config.example.ini`); `FLUXO_<KEY>` environment variables override it.
+//! SIGTERM or SIGINT: stop accepting, let running exports finish within
+//! `fluxo.shutdown_timeout`, fail the rest, flush the logs, exit.
+
+use std::collections::HashMap;
+use std::process::ExitCode;
+
+use fluxo::config::Settings;
+use fluxo::grpc::{logs, Server};
+
+const USAGE: &str = "usage: fluxo-export-server [--config FILE.ini] [--print-config]
+
+Serves ExportService (gRPC, fluxo.grpc_listen, default 0.0.0.0:9090), the
+status API and signed downloads (fluxo.status_listen, 0.0.0.0:9091), and
+/health/live, /health/ready, /metrics (fluxo.metrics_listen, 0.0.0.0:8080).
+Keys are those of config.example.ini; FLUXO_<KEY> variables override the file.";
+
+/// Reads `fluxo.key = value` lines (also `key = value`); `;`/`#` comments,
+/// `[sections]` ignored; values may be quoted.
+fn parse_ini(text: &str) -> Result<HashMap<String, String>, String> {
+    let mut map = HashMap::new();
+    for (n, raw) in text.lines().enumerate() {
+        let line = raw.trim();
+        if line.is_empty() || line.starts_with([';', '#', '[']) {
+            continue;
+        }
+        let Some((key, value)) = line.split_once('=') else {
+            return Err(format!("line {}: expected key = value, got \"{line}\"", n + 1));
+        };
+        let key = key.trim();
+        let key = key.strip_prefix("fluxo.").unwrap_or(key).to_owned();
+        let mut value = value.trim();
+        if value.len() >= 2
+            && ((value.starts_with('"') && value.ends_with('"'))
+                || (value.starts_with('\'') && value.ends_with('\'')))
+        {
+            value = &value[1..value.len() - 1];
+        } else if let Some(i) = value.find(" ;") {
+            value = value[..i].trim_end();
+        }
+        if !fluxo::config::KEYS.iter().any(|(k, ..)| *k == key) {
+            return Err(format!("line {}: unknown key \"fluxo.{key}\"", n + 1));
+        }
+        map.insert(key, value.to_owned());
+    }
+    Ok(map)
+}
+
+fn main() -> ExitCode {
+    let mut args = std::env::args().skip(1);
+    let mut config = None;
+    let mut print = false;
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--config" | "-c" => config = args.next(),
+            "--print-config" => print = true,
+            "--help" | "-h" => {
+                println!("{USAGE}");
+                return ExitCode::SUCCESS;
+            }
+            "--version" | "-V" => {
+                println!("fluxo-export-server {}", env!("CARGO_PKG_VERSION"));
+                return ExitCode::SUCCESS;
+            }
+            other => match other.strip_prefix("--config=") {
+                Some(path) => config = Some(path.to_owned()),
+                None => {
+                    eprintln!("unknown argument {other}\n{USAGE}");
+                    return ExitCode::from(2);
+                }
+            },
+        }
+    }
+    let values = match &config {
+        Some(path) => match std::fs::read_to_string(path)
+            .map_err(|e| e.to_string())
+            .and_then(|t| parse_ini(&t))
+        {
+            Ok(v) => v,
+            Err(e) => {
+                eprintln!("fluxo-export-server: config {path}: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        None => HashMap::new(),
+    };
+    let settings = match Settings::resolve(|key| values.get(key).cloned()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("fluxo-export-server: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if print {
+        for (key, value) in settings.describe() {
+            println!("fluxo.{key} = {value}");
+        }
+        return ExitCode::SUCCESS;
+    }
+    let guard = logs::init(&settings);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("fluxo-server")
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("fluxo-export-server: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        let bound = Server::bind(settings).await?;
+        bound.serve(shutdown_signal()).await
+    });
+    let code = match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(component = "server", event = "fatal", error = %e, "server failed");
+            eprintln!("fluxo-export-server: {e}");
+            ExitCode::FAILURE
+        }
+    };
+    drop(guard);
+    code
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("cannot watch SIGTERM");
+    tokio::select! {
+        _ = term.recv() => tracing::info!(component = "server", event = "signal", signal = "SIGTERM", "SIGTERM received"),
+        _ = tokio::signal::ctrl_c() => tracing::info!(component = "server", event = "signal", signal = "SIGINT", "SIGINT received"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn ini_files_take_fluxo_keys() {
+        let m = super::parse_ini(
+            "; c\n[fluxo]\nfluxo.grpc_listen = 127.0.0.1:1\nauth_token = \"a b\"\nfluxo.local_dir = /x ; note\n",
+        )
+        .unwrap();
+        assert_eq!(m["grpc_listen"], "127.0.0.1:1");
+        assert_eq!(m["auth_token"], "a b");
+        assert_eq!(m["local_dir"], "/x");
+        assert!(super::parse_ini("fluxo.nope = 1").unwrap_err().contains("unknown key"));
+    }
+}

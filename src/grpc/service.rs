@@ -1,0 +1,434 @@
+//! `ExportService`: one session per `StreamExport` stream, driving a core
+//! [`Export`]. Blocking core calls (`add` under back-pressure, `finish`) run
+//! on tokio's blocking pool, and the next message is read only once the
+//! previous batch is queued: a slow writer slows the client through HTTP/2
+//! flow control, never through buffering here.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, watch};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+use super::convert;
+use super::pb::{
+    self, export_request::Payload, export_service_server::ExportService, ExportRequest,
+    ExportResponse, TaskStatusRequest, TaskStatusResponse,
+};
+use crate::config::Settings;
+use crate::error::{ErrorKind, ExportError};
+use crate::schema::ColumnType;
+use crate::task::idempotency::IdempotencyMap;
+use crate::task::registry::{now_ms, TaskState};
+use crate::task::{self, Export};
+
+/// What every session of one server shares.
+pub struct Shared {
+    pub settings: Settings,
+    pub idempotency: IdempotencyMap,
+    /// Serializes the queue-limit check with the task's creation.
+    admit: tokio::sync::Mutex<()>,
+    /// Set when the shutdown grace period is over: sessions fail their task.
+    abort: watch::Sender<bool>,
+    draining: AtomicBool,
+    sessions: AtomicUsize,
+    sessions_done: tokio::sync::Notify,
+}
+
+impl Shared {
+    pub fn new(settings: Settings) -> Arc<Self> {
+        Arc::new(Self {
+            settings,
+            idempotency: IdempotencyMap::new(),
+            admit: tokio::sync::Mutex::new(()),
+            abort: watch::channel(false).0,
+            draining: AtomicBool::new(false),
+            sessions: AtomicUsize::new(0),
+            sessions_done: tokio::sync::Notify::new(),
+        })
+    }
+
+    /// Streams being served now.
+    pub fn sessions(&self) -> usize {
+        self.sessions.load(Ordering::SeqCst)
+    }
+
+    /// No new streams; `/health/ready` turns 503.
+    pub fn start_draining(&self) {
+        self.draining.store(true, Ordering::SeqCst);
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::SeqCst)
+    }
+
+    /// Fails every running session's task (end of the shutdown grace period).
+    pub fn abort_sessions(&self) {
+        self.abort.send_replace(true);
+    }
+
+    /// Waits until no stream is served.
+    pub async fn sessions_finished(&self) {
+        loop {
+            let notified = self.sessions_done.notified();
+            if self.sessions() == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+/// Counts a session while it lives.
+struct SessionGuard(Arc<Shared>);
+
+impl Drop for SessionGuard {
+    fn drop(&mut self) {
+        self.0.sessions.fetch_sub(1, Ordering::SeqCst);
+        self.0.sessions_done.notify_waiters();
+    }
+}
+
+/// Checks `authorization: Bearer <fluxo.auth_token>` in constant time.
+pub fn auth_interceptor(
+    token: &crate::config::Secret,
+) -> impl Fn(Request<()>) -> Result<Request<()>, Status> + Clone + Send + Sync + 'static {
+    let expected = token.expose().as_bytes().to_vec();
+    move |req: Request<()>| {
+        if expected.is_empty() {
+            return Ok(req);
+        }
+        let given = req
+            .metadata()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        if bearer_matches(given.as_bytes(), &expected) {
+            Ok(req)
+        } else {
+            Err(Status::unauthenticated(
+                "missing or wrong \"authorization: Bearer <token>\" (fluxo.auth_token)",
+            ))
+        }
+    }
+}
+
+/// Constant-time token comparison (length is not secret).
+pub fn bearer_matches(given: &[u8], expected: &[u8]) -> bool {
+    use subtle::ConstantTimeEq;
+    !expected.is_empty() && given.len() == expected.len() && bool::from(given.ct_eq(expected))
+}
+
+pub struct ExportGrpc {
+    shared: Arc<Shared>,
+}
+
+impl ExportGrpc {
+    pub fn new(shared: Arc<Shared>) -> Self {
+        Self { shared }
+    }
+}
+
+fn status_of(e: &ExportError) -> Status {
+    match e.kind {
+        ErrorKind::InvalidOption | ErrorKind::InvalidRow => Status::invalid_argument(&e.message),
+        ErrorKind::Cancelled => Status::cancelled(&e.message),
+        ErrorKind::Storage => Status::unavailable(&e.message),
+        ErrorKind::Export => Status::internal(&e.message),
+    }
+}
+
+fn joined<T>(r: Result<T, tokio::task::JoinError>) -> Result<T, Status> {
+    r.map_err(|e| Status::internal(format!("export worker call failed: {e}")))
+}
+
+type Outbound = mpsc::Sender<Result<ExportResponse, Status>>;
+
+/// Why a session stopped reading.
+enum Inbound {
+    Message(ExportRequest),
+    HalfClosed,
+    /// The client cancelled, disconnected or broke the stream.
+    Gone(String),
+    Shutdown,
+}
+
+async fn next(
+    inbound: &mut Streaming<ExportRequest>,
+    out: &Outbound,
+    abort: &mut watch::Receiver<bool>,
+) -> Inbound {
+    if *abort.borrow() {
+        return Inbound::Shutdown;
+    }
+    tokio::select! {
+        m = inbound.message() => match m {
+            Ok(Some(m)) => Inbound::Message(m),
+            Ok(None) => Inbound::HalfClosed,
+            Err(status) => Inbound::Gone(status.message().to_owned()),
+        },
+        _ = out.closed() => Inbound::Gone("the client stopped reading responses".into()),
+        _ = abort.wait_for(|a| *a) => Inbound::Shutdown,
+    }
+}
+
+fn shutdown_reason(settings: &Settings) -> String {
+    format!(
+        "the server shut down before the export finished (fluxo.shutdown_timeout = {} s)",
+        settings.shutdown_timeout.as_secs()
+    )
+}
+
+/// Serves one `StreamExport` stream until its final response.
+async fn session(
+    shared: Arc<Shared>,
+    mut inbound: Streaming<ExportRequest>,
+    out: Outbound,
+) -> Result<(), Status> {
+    let settings = &shared.settings;
+    let mut abort = shared.abort.subscribe();
+    let metadata = match next(&mut inbound, &out, &mut abort).await {
+        Inbound::Message(ExportRequest {
+            payload: Some(Payload::Metadata(m)),
+        }) => m,
+        Inbound::Message(ExportRequest {
+            payload: Some(Payload::Batch(b)),
+        }) => {
+            return Err(Status::invalid_argument(format!(
+                "DataBatch (batch_sequence {}) arrived before ExportMetadata: the first message must be the metadata",
+                b.batch_sequence
+            )))
+        }
+        Inbound::Message(_) => {
+            return Err(Status::invalid_argument(
+                "empty ExportRequest: set metadata or batch",
+            ))
+        }
+        Inbound::HalfClosed => {
+            return Err(Status::invalid_argument(
+                "the stream ended before any ExportMetadata",
+            ))
+        }
+        Inbound::Gone(why) => return Err(Status::cancelled(why)),
+        Inbound::Shutdown => return Err(Status::unavailable(shutdown_reason(settings))),
+    };
+
+    let request_id = metadata.request_id.clone();
+    if !request_id.is_empty() {
+        if let Some(task_id) = shared
+            .idempotency
+            .get(&request_id, settings.server.idempotency_ttl)
+        {
+            let existing = task::status(settings, &task_id).ok().flatten();
+            if let Some(status) = existing.filter(|s| {
+                !matches!(s.state, TaskState::Failed | TaskState::Cancelled)
+            }) {
+                tracing::info!(task_id = %task_id, request_id = %request_id, component = "grpc", event = "idempotent_replay", "request_id seen before: returning its task");
+                return replay(&shared, status.task_id, inbound, out, abort).await;
+            }
+        }
+    }
+
+    let spec = convert::spec(&metadata, settings).map_err(|e| status_of(&e))?;
+    let types: Arc<[ColumnType]> = spec.columns.iter().map(|c| c.column_type).collect();
+    let names: Arc<[String]> = spec.columns.iter().map(|c| c.name.clone()).collect();
+    let start_ms = now_ms();
+    let mut export = {
+        let _admit = shared.admit.lock().await;
+        let live = task::live_states()
+            .into_iter()
+            .filter(|s| !s.is_final())
+            .count();
+        let limit = settings.max_concurrent_tasks + settings.server.task_queue_size;
+        if live >= limit {
+            return Err(Status::resource_exhausted(format!(
+                "{live} exports are running or queued (fluxo.max_concurrent_tasks = {} + fluxo.task_queue_size = {}); retry later",
+                settings.max_concurrent_tasks, settings.server.task_queue_size
+            )));
+        }
+        let s = settings.clone();
+        joined(tokio::task::spawn_blocking(move || Export::start(spec, &s)).await)?
+            .map_err(|e| status_of(&e))?
+    };
+    let task_id = export.task_id().to_owned();
+    if !request_id.is_empty() {
+        shared.idempotency.insert(&request_id, &task_id);
+    }
+    tracing::info!(task_id = %task_id, request_id = %request_id, component = "grpc", event = "stream_started", "export stream started");
+    let first = match task::status(settings, &task_id) {
+        Ok(Some(s)) => convert::export_response(&s),
+        _ => ExportResponse {
+            task_id: task_id.clone(),
+            status: pb::TaskStatus::Queued as i32,
+            start_time: start_ms as i64,
+            ..Default::default()
+        },
+    };
+    if out.send(Ok(first)).await.is_err() {
+        export.cancel();
+        return Ok(());
+    }
+
+    let mut last_seq: Option<i64> = None;
+    loop {
+        let batch = match next(&mut inbound, &out, &mut abort).await {
+            Inbound::HalfClosed => break,
+            Inbound::Gone(why) => {
+                tracing::info!(task_id = %task_id, component = "grpc", event = "stream_cancelled", reason = %why, "client went away: export cancelled");
+                export.cancel();
+                return Err(Status::cancelled(format!("export cancelled: {why}")));
+            }
+            Inbound::Shutdown => {
+                let reason = shutdown_reason(settings);
+                export.fail(ExportError::export(reason.clone()));
+                return Err(Status::unavailable(reason));
+            }
+            Inbound::Message(ExportRequest { payload }) => match payload {
+                Some(Payload::Batch(b)) => b,
+                Some(Payload::Metadata(_)) => {
+                    return Err(fail(
+                        &mut export,
+                        "ExportMetadata sent twice: it must be the first message only",
+                    ))
+                }
+                None => return Err(fail(&mut export, "empty ExportRequest: set metadata or batch")),
+            },
+        };
+        let seq = batch.batch_sequence;
+        let in_order = match last_seq {
+            None => seq == 0 || seq == 1,
+            Some(prev) => seq == prev + 1,
+        };
+        if !in_order {
+            let expected = last_seq.map_or("0 or 1".to_owned(), |p| (p + 1).to_string());
+            return Err(fail(
+                &mut export,
+                &format!("batch_sequence {seq} out of order: expected {expected}"),
+            ));
+        }
+        last_seq = Some(seq);
+        let (types, names) = (types.clone(), names.clone());
+        let (returned, result) = joined(
+            tokio::task::spawn_blocking(move || {
+                let result = convert::batch(&batch, &types, &names).and_then(|b| export.add(b));
+                (export, result)
+            })
+            .await,
+        )?;
+        export = returned;
+        if let Err(e) = result {
+            if e.kind == ErrorKind::InvalidRow {
+                export.fail(e.clone());
+            }
+            tracing::warn!(task_id = %task_id, component = "grpc", event = "batch_rejected", error = %e, "batch rejected");
+            return Err(status_of(&e));
+        }
+    }
+
+    let (_export, outcome) = joined(
+        tokio::task::spawn_blocking(move || {
+            let outcome = export.finish();
+            (export, outcome)
+        })
+        .await,
+    )?;
+    let response = convert::outcome_response(&task_id, start_ms, &outcome);
+    tracing::info!(task_id = %task_id, component = "grpc", event = "stream_finished", status = response.status, "export stream finished");
+    let _ = out.send(Ok(response)).await;
+    Ok(())
+}
+
+/// Ends the task FAILED with `reason`; the stream gets INVALID_ARGUMENT.
+fn fail(export: &mut Export, reason: &str) -> Status {
+    tracing::warn!(task_id = %export.task_id(), component = "grpc", event = "protocol_error", reason, "stream rejected");
+    export.fail(ExportError::invalid_row(reason));
+    Status::invalid_argument(reason)
+}
+
+/// A retried request: answers with the existing task, ignores the batches,
+/// and after the half-close reports the task's final state.
+async fn replay(
+    shared: &Shared,
+    task_id: String,
+    mut inbound: Streaming<ExportRequest>,
+    out: Outbound,
+    mut abort: watch::Receiver<bool>,
+) -> Result<(), Status> {
+    let settings = &shared.settings;
+    let current = || {
+        task::status(settings, &task_id)
+            .ok()
+            .flatten()
+            .ok_or_else(|| Status::not_found(format!("task {task_id} is no longer known")))
+    };
+    if out
+        .send(Ok(convert::export_response(&current()?)))
+        .await
+        .is_err()
+    {
+        return Ok(());
+    }
+    loop {
+        match next(&mut inbound, &out, &mut abort).await {
+            Inbound::Message(_) => continue,
+            Inbound::HalfClosed => break,
+            Inbound::Gone(why) => return Err(Status::cancelled(why)),
+            Inbound::Shutdown => return Err(Status::unavailable(shutdown_reason(settings))),
+        }
+    }
+    loop {
+        let status = current()?;
+        if status.state.is_final() {
+            let _ = out.send(Ok(convert::export_response(&status))).await;
+            return Ok(());
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(convert::POLL) => {}
+            _ = out.closed() => return Ok(()),
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl ExportService for ExportGrpc {
+    type StreamExportStream = ReceiverStream<Result<ExportResponse, Status>>;
+
+    async fn stream_export(
+        &self,
+        request: Request<Streaming<ExportRequest>>,
+    ) -> Result<Response<Self::StreamExportStream>, Status> {
+        if self.shared.is_draining() {
+            return Err(Status::unavailable("the server is shutting down"));
+        }
+        let inbound = request.into_inner();
+        let (tx, rx) = mpsc::channel(2);
+        let shared = self.shared.clone();
+        shared.sessions.fetch_add(1, Ordering::SeqCst);
+        tokio::spawn(async move {
+            let _guard = SessionGuard(shared.clone());
+            if let Err(status) = session(shared, inbound, tx.clone()).await {
+                let _ = tx.send(Err(status)).await;
+            }
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+
+    async fn query_task_status(
+        &self,
+        request: Request<TaskStatusRequest>,
+    ) -> Result<Response<TaskStatusResponse>, Status> {
+        let id = request.into_inner().task_id;
+        let settings = self.shared.settings.clone();
+        let found = {
+            let id = id.clone();
+            joined(tokio::task::spawn_blocking(move || task::status(&settings, &id)).await)?
+        };
+        match found {
+            Ok(Some(s)) => Ok(Response::new(convert::status_response(&s))),
+            Ok(None) => Err(Status::not_found(format!("unknown task {id}"))),
+            Err(e) => Err(status_of(&e)),
+        }
+    }
+}

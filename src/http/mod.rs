@@ -1,0 +1,252 @@
+//! HTTP (feature `server`), with axum: the JSON status API
+//! (`GET /v1/tasks/{id}`), signed downloads of local files
+//! (`GET /v1/files/{key}?expires=…&signature=…`), and for operators
+//! `/health/live`, `/health/ready` and `/metrics` (Prometheus text).
+
+use std::path::{Component, Path};
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Path as UrlPath, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::config::StorageKind;
+use crate::grpc::convert;
+use crate::grpc::pb;
+use crate::grpc::service::{bearer_matches, Shared};
+use crate::storage::signed;
+use crate::task::registry::{now_ms, TaskState};
+use crate::task::{self, metrics};
+
+fn error(code: StatusCode, message: impl Into<String>) -> Response {
+    (code, Json(json!({ "error": message.into() }))).into_response()
+}
+
+/// The status API and downloads (`fluxo.status_listen`).
+pub fn status_router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/v1/tasks/{id}", get(task_status))
+        .route("/v1/files/{*key}", get(download))
+        .with_state(shared)
+}
+
+/// Health and metrics (`fluxo.metrics_listen`): never behind the token.
+pub fn ops_router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/health/live", get(|| async { Json(json!({ "status": "live" })) }))
+        .route("/health/ready", get(ready))
+        .route("/metrics", get(metrics_text))
+        .with_state(shared)
+}
+
+fn authorized(shared: &Shared, headers: &HeaderMap) -> bool {
+    let expected = shared.settings.server.auth_token.expose().as_bytes();
+    if expected.is_empty() {
+        return true;
+    }
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    bearer_matches(given.as_bytes(), expected)
+}
+
+fn status_name(code: i32) -> &'static str {
+    pb::TaskStatus::try_from(code).map_or("TASK_STATUS_UNKNOWN", |s| s.as_str_name())
+}
+
+/// `TaskStatusResponse` as JSON: the same field names, enums by name.
+pub fn status_json(r: &pb::TaskStatusResponse) -> serde_json::Value {
+    json!({
+        "task_id": r.task_id,
+        "status": status_name(r.status),
+        "oss_url": r.oss_url,
+        "file_size_bytes": r.file_size_bytes,
+        "record_count": r.record_count,
+        "progress_percent": r.progress_percent,
+        "checksum_sha256": r.checksum_sha256,
+        "error_message": r.error_message,
+        "error_code": r.error_code,
+        "start_time": r.start_time,
+        "completion_time": r.completion_time,
+        "records_processed": r.records_processed,
+        "estimated_time_remaining": r.estimated_time_remaining,
+    })
+}
+
+async fn task_status(
+    State(shared): State<Arc<Shared>>,
+    UrlPath(id): UrlPath<String>,
+    headers: HeaderMap,
+) -> Response {
+    if !authorized(&shared, &headers) {
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "missing or wrong \"Authorization: Bearer <token>\" (fluxo.auth_token)",
+        );
+    }
+    let settings = shared.settings.clone();
+    let lookup = {
+        let id = id.clone();
+        tokio::task::spawn_blocking(move || task::status(&settings, &id)).await
+    };
+    match lookup {
+        Ok(Ok(Some(s))) => Json(status_json(&convert::status_response(&s))).into_response(),
+        Ok(Ok(None)) => error(StatusCode::NOT_FOUND, format!("unknown task {id}")),
+        Ok(Err(e)) => error(StatusCode::BAD_REQUEST, e.message),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+#[derive(Deserialize)]
+struct Signed {
+    expires: Option<u64>,
+    signature: Option<String>,
+}
+
+fn content_type(key: &str) -> &'static str {
+    match Path::new(key).extension().and_then(|e| e.to_str()) {
+        Some(e) if e.eq_ignore_ascii_case("xlsx") => {
+            "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+        }
+        Some(e) if e.eq_ignore_ascii_case("csv") => "text/csv; charset=utf-8",
+        _ => "application/octet-stream",
+    }
+}
+
+async fn download(
+    State(shared): State<Arc<Shared>>,
+    UrlPath(key): UrlPath<String>,
+    Query(q): Query<Signed>,
+) -> Response {
+    let server = &shared.settings.server;
+    if server.download_secret.is_empty() {
+        return error(
+            StatusCode::NOT_FOUND,
+            "signed downloads are off: set fluxo.download_secret",
+        );
+    }
+    let (Some(expires), Some(signature)) = (q.expires, q.signature) else {
+        return error(StatusCode::FORBIDDEN, "expires and signature are required");
+    };
+    let now = now_ms() / 1000;
+    match signed::verify(
+        server.download_secret.expose().as_bytes(),
+        &key,
+        expires,
+        &signature,
+        now,
+    ) {
+        Ok(()) => {}
+        Err(signed::Refusal::Expired) => {
+            return error(StatusCode::FORBIDDEN, "the download link has expired")
+        }
+        Err(signed::Refusal::BadSignature) => {
+            return error(StatusCode::FORBIDDEN, "the download link's signature is wrong")
+        }
+    }
+    let relative = Path::new(&key);
+    if key.is_empty()
+        || relative
+            .components()
+            .any(|c| !matches!(c, Component::Normal(_)))
+    {
+        return error(StatusCode::FORBIDDEN, "bad file key");
+    }
+    let path = shared.settings.local_dir.join(relative);
+    let file = match tokio::fs::File::open(&path).await {
+        Ok(f) => f,
+        Err(_) => return error(StatusCode::NOT_FOUND, "no such file"),
+    };
+    let len = file.metadata().await.map(|m| m.len()).unwrap_or(0);
+    let filename = key.rsplit('/').next().unwrap_or("export");
+    let body = Body::from_stream(tokio_util::io::ReaderStream::with_capacity(
+        file,
+        256 * 1024,
+    ));
+    (
+        [
+            (header::CONTENT_TYPE, content_type(&key).to_owned()),
+            (header::CONTENT_LENGTH, len.to_string()),
+            (
+                header::CONTENT_DISPOSITION,
+                crate::storage::content_disposition(filename),
+            ),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// Writes and removes a probe file in `dir`.
+fn writable(dir: &Path) -> Result<(), String> {
+    let probe = dir.join(format!(".ready-{}", std::process::id()));
+    std::fs::create_dir_all(dir)
+        .and_then(|_| std::fs::write(&probe, b"ok"))
+        .and_then(|_| std::fs::remove_file(&probe))
+        .map_err(|e| format!("{} is not writable: {e}", dir.display()))
+}
+
+async fn ready(State(shared): State<Arc<Shared>>) -> Response {
+    if shared.is_draining() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "status": "draining" })),
+        )
+            .into_response();
+    }
+    let settings = shared.settings.clone();
+    let checks = tokio::task::spawn_blocking(move || {
+        let spool = writable(&settings.work_dir.join("spool"));
+        let store = match settings.storage {
+            StorageKind::Local => writable(&settings.local_dir),
+            kind => crate::storage::open(kind, &settings, &settings.local_dir, None)
+                .map(|_| ())
+                .map_err(|e| e.message),
+        };
+        (spool, store)
+    })
+    .await;
+    let Ok((spool, store)) = checks else {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "readiness check failed");
+    };
+    let show = |r: &Result<(), String>| match r {
+        Ok(()) => "ok".to_owned(),
+        Err(e) => e.clone(),
+    };
+    let ok = spool.is_ok() && store.is_ok();
+    let body = Json(json!({
+        "status": if ok { "ready" } else { "not_ready" },
+        "checks": { "spool": show(&spool), "storage": show(&store) },
+    }));
+    if ok {
+        body.into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, body).into_response()
+    }
+}
+
+async fn metrics_text(State(shared): State<Arc<Shared>>) -> Response {
+    let states = task::live_states();
+    let active = states
+        .iter()
+        .filter(|s| matches!(s, TaskState::Processing | TaskState::Uploading))
+        .count();
+    let queued = states.iter().filter(|s| **s == TaskState::Queued).count();
+    let mut text = metrics::render(active, queued);
+    text.push_str(&format!(
+        "# HELP export_grpc_streams gRPC StreamExport streams being served.\n# TYPE export_grpc_streams gauge\nexport_grpc_streams {}\n",
+        shared.sessions()
+    ));
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        text,
+    )
+        .into_response()
+}

@@ -1,0 +1,493 @@
+//! ExportService over loopback with a tonic client: the seed's flow, every
+//! protocol error, auth, limits, 16 concurrent streams, cancellation,
+//! idempotency and shutdown drain.
+#![cfg(feature = "server")]
+
+mod grpc_common;
+
+use std::time::Duration;
+
+use fluxo::grpc::pb::{self, ExportFormat, TaskStatus};
+use grpc_common::*;
+use sha2::{Digest, Sha256};
+use tonic::Code;
+
+fn local_path(url: &str) -> std::path::PathBuf {
+    let raw = url.strip_prefix("file://").expect("a file:// URL");
+    let mut bytes = Vec::new();
+    let b = raw.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            bytes.push(u8::from_str_radix(&raw[i + 1..i + 3], 16).unwrap());
+            i += 3;
+        } else {
+            bytes.push(b[i]);
+            i += 1;
+        }
+    }
+    std::path::PathBuf::from(String::from_utf8(bytes).unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn seed_flow_metadata_task_id_batches_half_close_final_status() {
+    let server = TestServer::start(&[]).await;
+    let mut client = server.client().await;
+    let mut call = Call::open(&mut client).await.unwrap();
+    let mut meta = metadata("req-seed", ExportFormat::FormatCsv);
+    meta.total_records = Some(3);
+    call.send(meta_msg(meta)).await;
+    let first = call.recv().await.unwrap();
+    assert!(!first.task_id.is_empty());
+    assert!(
+        first.status == TaskStatus::Queued as i32 || first.status == TaskStatus::Processing as i32,
+        "{first:?}"
+    );
+    assert!(first.start_time > 1_700_000_000_000, "unix ms");
+    call.send(batch_msg(pb::DataBatch {
+        records: vec![
+            record(&["000000000000000001", "12.50", "2026-11-29 10:00:00", "true"]),
+            record(&["b,\"quoted\"", "", "", "0"]),
+        ],
+        batch_sequence: 1,
+    }))
+    .await;
+    call.send(batch_msg(pb::DataBatch {
+        records: vec![record(&["3", "-1e3", "2026-01-02", "no"])],
+        batch_sequence: 2,
+    }))
+    .await;
+    call.half_close();
+    let last = call.recv().await.unwrap();
+    assert_eq!(last.status, TaskStatus::Completed as i32, "{last:?}");
+    assert_eq!(last.task_id, first.task_id);
+    assert_eq!(last.record_count, 3);
+    assert_eq!(last.progress_percent, 100);
+    assert!(last.completion_time >= last.start_time);
+    let path = local_path(&last.oss_url);
+    let bytes = std::fs::read(&path).unwrap();
+    assert_eq!(last.file_size_bytes as usize, bytes.len());
+    assert_eq!(last.checksum_sha256, hex::encode(Sha256::digest(&bytes)));
+    let text = String::from_utf8(bytes).unwrap();
+    assert!(path.ends_with("orders.csv"), "{path:?}");
+    let text = text.trim_start_matches('\u{feff}');
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], "id,amount,paid_at,ok");
+    assert!(lines[1].starts_with("000000000000000001,12.5,2026-11-29"), "{text}");
+    assert!(lines[2].starts_with("\"b,\"\"quoted\"\"\",,,"), "{text}");
+    assert!(call.rx.message().await.unwrap().is_none(), "two responses only");
+
+    let status = client
+        .query_task_status(pb::TaskStatusRequest {
+            task_id: first.task_id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(status.status, TaskStatus::Completed as i32);
+    assert_eq!(status.records_processed, 3);
+    assert_eq!(status.progress_percent, 100);
+    assert_eq!(status.oss_url, last.oss_url);
+    assert_eq!(status.checksum_sha256, last.checksum_sha256);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn excel_export_reads_back() {
+    use calamine::{open_workbook, Data, Reader, Xlsx};
+    let server = TestServer::start(&[]).await;
+    let mut client = server.client().await;
+    let mut call = Call::open(&mut client).await.unwrap();
+    let mut meta = metadata("", ExportFormat::FormatExcel);
+    meta.options = Some(pb::FormatOptions {
+        excel_sheet_name: "Orders".into(),
+        ..Default::default()
+    });
+    call.send(meta_msg(meta)).await;
+    call.recv().await.unwrap();
+    call.send(batch_msg(rows(1, 0, 1000))).await;
+    call.send(batch_msg(rows(2, 1000, 1000))).await;
+    call.half_close();
+    let last = call.recv().await.unwrap();
+    assert_eq!(last.status, TaskStatus::Completed as i32, "{last:?}");
+    let mut book: Xlsx<_> = open_workbook(local_path(&last.oss_url)).unwrap();
+    let range = book.worksheet_range("Orders").unwrap();
+    assert_eq!(range.height(), 2001);
+    assert_eq!(range.get((1, 0)), Some(&Data::String("000000000000000000".into())));
+    assert_eq!(range.get((2, 1)), Some(&Data::Float(1.25)));
+    assert_eq!(range.get((2, 3)), Some(&Data::Bool(false)));
+}
+
+async fn expect_failed(server: &TestServer, task_id: &str, reason: &str) {
+    let mut client = server.client().await;
+    let s = wait_final(&mut client, task_id).await;
+    assert_eq!(s.status, TaskStatus::Failed as i32, "{s:?}");
+    assert!(s.error_message.contains(reason), "{s:?}");
+    assert!(server.spool_files().is_empty(), "{:?}", server.spool_files());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_bad_number_names_batch_record_and_column_and_fails_the_task() {
+    let server = TestServer::start(&[]).await;
+    let mut client = server.client().await;
+    let mut call = Call::open(&mut client).await.unwrap();
+    call.send(meta_msg(metadata("", ExportFormat::FormatCsv))).await;
+    let id = call.recv().await.unwrap().task_id;
+    call.send(batch_msg(rows(1, 0, 10))).await;
+    call.send(batch_msg(pb::DataBatch {
+        records: vec![
+            record(&["1", "2", "", ""]),
+            record(&["2", "12,5x", "", ""]),
+        ],
+        batch_sequence: 2,
+    }))
+    .await;
+    let err = call.recv().await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(
+        err.message()
+            .contains("batch_sequence 2, record 1, column 1 \"amount\""),
+        "{err:?}"
+    );
+    expect_failed(&server, &id, "batch_sequence 2, record 1, column 1").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn bad_dates_and_bools_are_refused_too() {
+    let server = TestServer::start(&[]).await;
+    let mut client = server.client().await;
+    for (values, column) in [
+        (["1", "1", "yesterday", ""], "column 2 \"paid_at\""),
+        (["1", "1", "", "maybe"], "column 3 \"ok\""),
+    ] {
+        let mut call = Call::open(&mut client).await.unwrap();
+        call.send(meta_msg(metadata("", ExportFormat::FormatCsv))).await;
+        let id = call.recv().await.unwrap().task_id;
+        call.send(batch_msg(pb::DataBatch {
+            records: vec![record(&values)],
+            batch_sequence: 1,
+        }))
+        .await;
+        let err = call.recv().await.unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument);
+        assert!(err.message().contains(column), "{err:?}");
+        expect_failed(&server, &id, column).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn batch_sequence_gaps_and_repeats_are_refused() {
+    let server = TestServer::start(&[]).await;
+    let mut client = server.client().await;
+    for (second, expected) in [(3, "batch_sequence 3 out of order: expected 2"), (1, "batch_sequence 1 out of order: expected 2")] {
+        let mut call = Call::open(&mut client).await.unwrap();
+        call.send(meta_msg(metadata("", ExportFormat::FormatCsv))).await;
+        let id = call.recv().await.unwrap().task_id;
+        call.send(batch_msg(rows(1, 0, 5))).await;
+        call.send(batch_msg(rows(second, 5, 5))).await;
+        let err = call.recv().await.unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument);
+        assert!(err.message().contains(expected), "{err:?}");
+        expect_failed(&server, &id, expected).await;
+    }
+    // The first batch must be 0 or 1.
+    let mut call = Call::open(&mut client).await.unwrap();
+    call.send(meta_msg(metadata("", ExportFormat::FormatCsv))).await;
+    call.recv().await.unwrap();
+    call.send(batch_msg(rows(5, 0, 5))).await;
+    let err = call.recv().await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(err.message().contains("expected 0 or 1"), "{err:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_record_with_the_wrong_number_of_values_is_refused() {
+    let server = TestServer::start(&[]).await;
+    let mut client = server.client().await;
+    let mut call = Call::open(&mut client).await.unwrap();
+    call.send(meta_msg(metadata("", ExportFormat::FormatCsv))).await;
+    let id = call.recv().await.unwrap().task_id;
+    call.send(batch_msg(pb::DataBatch {
+        records: vec![record(&["1", "2", "", ""]), record(&["only", "three", ""])],
+        batch_sequence: 1,
+    }))
+    .await;
+    let err = call.recv().await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(
+        err.message()
+            .contains("batch_sequence 1, record 1: 3 values, but the export has 4 columns"),
+        "{err:?}"
+    );
+    expect_failed(&server, &id, "3 values").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn data_before_metadata_and_metadata_twice_are_refused() {
+    let server = TestServer::start(&[]).await;
+    let mut client = server.client().await;
+    let mut call = Call::open(&mut client).await.unwrap();
+    call.send(batch_msg(rows(1, 0, 1))).await;
+    let err = call.recv().await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(err.message().contains("before ExportMetadata"), "{err:?}");
+
+    let mut call = Call::open(&mut client).await.unwrap();
+    call.send(meta_msg(metadata("", ExportFormat::FormatCsv))).await;
+    let id = call.recv().await.unwrap().task_id;
+    call.send(batch_msg(rows(1, 0, 3))).await;
+    call.send(meta_msg(metadata("", ExportFormat::FormatCsv))).await;
+    let err = call.recv().await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(err.message().contains("ExportMetadata sent twice"), "{err:?}");
+    expect_failed(&server, &id, "ExportMetadata sent twice").await;
+
+    // Bad metadata: nothing starts.
+    let mut call = Call::open(&mut client).await.unwrap();
+    let mut meta = metadata("", ExportFormat::FormatCsv);
+    meta.columns.clear();
+    call.send(meta_msg(meta)).await;
+    let err = call.recv().await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(err.message().contains("at least one column"), "{err:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn unknown_and_malformed_task_ids() {
+    let server = TestServer::start(&[]).await;
+    let mut client = server.client().await;
+    let q = |id: &str| pb::TaskStatusRequest { task_id: id.into() };
+    let err = client
+        .query_task_status(q("0193a5b2-7c1e-7d4f-9a6b-3c2d1e0f4a5b"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound);
+    let err = client.query_task_status(q("../etc")).await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn token_auth_guards_grpc() {
+    let server = TestServer::start(&[("auth_token", "s3cret-token")]).await;
+    let mut client = server.client().await;
+    for token in [None, Some("wrong"), Some("s3cret-token-longer")] {
+        let err = match Call::open_with(&mut client, token).await {
+            Err(e) => e,
+            Ok(mut call) => call.recv().await.unwrap_err(),
+        };
+        assert_eq!(err.code(), Code::Unauthenticated, "{token:?}");
+    }
+    let mut req = tonic::Request::new(pb::TaskStatusRequest {
+        task_id: "0193a5b2-7c1e-7d4f-9a6b-3c2d1e0f4a5b".into(),
+    });
+    let err = client.query_task_status(req).await.unwrap_err();
+    assert_eq!(err.code(), Code::Unauthenticated);
+
+    let mut call = Call::open_with(&mut client, Some("s3cret-token")).await.unwrap();
+    call.send(meta_msg(metadata("", ExportFormat::FormatCsv))).await;
+    call.recv().await.unwrap();
+    call.send(batch_msg(rows(1, 0, 2))).await;
+    call.half_close();
+    assert_eq!(call.recv().await.unwrap().status, TaskStatus::Completed as i32);
+    req = tonic::Request::new(pb::TaskStatusRequest {
+        task_id: "0193a5b2-7c1e-7d4f-9a6b-3c2d1e0f4a5b".into(),
+    });
+    req.metadata_mut()
+        .insert("authorization", "Bearer s3cret-token".parse().unwrap());
+    assert_eq!(
+        client.query_task_status(req).await.unwrap_err().code(),
+        Code::NotFound
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sixteen_concurrent_streams_all_complete() {
+    let server = TestServer::start(&[("max_concurrent_tasks", "4")]).await;
+    let mut handles = Vec::new();
+    for n in 0..16 {
+        let mut client = server.client().await;
+        handles.push(tokio::spawn(async move {
+            let mut call = Call::open(&mut client).await.unwrap();
+            let mut meta = metadata(&format!("req-{n}"), ExportFormat::FormatCsv);
+            meta.total_records = Some(5000);
+            call.send(meta_msg(meta)).await;
+            let first = call.recv().await.unwrap();
+            for b in 0..5 {
+                call.send(batch_msg(rows(b + 1, b as usize * 1000, 1000))).await;
+            }
+            call.half_close();
+            let last = call.recv().await.unwrap();
+            assert_eq!(last.task_id, first.task_id);
+            last
+        }));
+    }
+    let mut ids = std::collections::HashSet::new();
+    for h in handles {
+        let last = h.await.unwrap();
+        assert_eq!(last.status, TaskStatus::Completed as i32, "{last:?}");
+        assert_eq!(last.record_count, 5000);
+        ids.insert(last.task_id);
+    }
+    assert_eq!(ids.len(), 16);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_client_that_goes_away_leaves_a_cancelled_task() {
+    let server = TestServer::start(&[]).await;
+    let mut client = server.client().await;
+    // The client lives in a runtime of its own: shutting that runtime down
+    // drops its connection mid-stream, like a crashed or killed client.
+    let addr = server.grpc;
+    let (id_tx, id_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async move {
+            let mut client =
+                fluxo::grpc::pb::export_service_client::ExportServiceClient::connect(format!(
+                    "http://{addr}"
+                ))
+                .await
+                .unwrap();
+            let mut call = Call::open(&mut client).await.unwrap();
+            call.send(meta_msg(metadata("", ExportFormat::FormatCsv))).await;
+            let id = call.recv().await.unwrap().task_id;
+            call.send(batch_msg(rows(1, 0, 100))).await;
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            id_tx.send(id).unwrap();
+            // Never half-closed: the call is leaked, then its connection dies.
+            std::mem::forget(call);
+            std::mem::forget(client);
+        });
+        rt.shutdown_background();
+    });
+    let id = tokio::task::spawn_blocking(move || id_rx.recv().unwrap())
+        .await
+        .unwrap();
+    let s = wait_final(&mut client, &id).await;
+    assert_eq!(s.status, TaskStatus::Cancelled as i32, "{s:?}");
+    assert!(server.spool_files().is_empty());
+    let files: Vec<_> = walk(&server.dir.path().join("out"));
+    assert!(files.is_empty(), "{files:?}");
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            if e.path().is_dir() {
+                found.extend(walk(&e.path()));
+            } else {
+                found.push(e.path());
+            }
+        }
+    }
+    found
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_same_request_id_returns_the_existing_task() {
+    let server = TestServer::start(&[]).await;
+    let mut client = server.client().await;
+    let run = |client: &mut fluxo::grpc::pb::export_service_client::ExportServiceClient<_>| {
+        let mut client = client.clone();
+        async move {
+            let mut call = Call::open(&mut client).await.unwrap();
+            call.send(meta_msg(metadata("same-request", ExportFormat::FormatCsv)))
+                .await;
+            let first = call.recv().await.unwrap();
+            call.send(batch_msg(rows(1, 0, 10))).await;
+            call.half_close();
+            let last = call.recv().await.unwrap();
+            (first, last)
+        }
+    };
+    let (a_first, a_last) = run(&mut client).await;
+    let (b_first, b_last) = run(&mut client).await;
+    assert_eq!(a_first.task_id, b_first.task_id);
+    assert_eq!(b_first.status, TaskStatus::Completed as i32);
+    assert_eq!(a_last.oss_url, b_last.oss_url);
+    assert_eq!(b_last.record_count, 10, "the retry's rows are not written again");
+    assert_eq!(walk(&server.dir.path().join("out")).len(), 1);
+    // A different request id is a new export.
+    let mut call = Call::open(&mut client).await.unwrap();
+    call.send(meta_msg(metadata("other", ExportFormat::FormatCsv))).await;
+    assert_ne!(call.recv().await.unwrap().task_id, a_first.task_id);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn beyond_the_queue_limit_is_resource_exhausted() {
+    let server =
+        TestServer::start(&[("max_concurrent_tasks", "1"), ("task_queue_size", "1")]).await;
+    let mut client = server.client().await;
+    let mut open = Vec::new();
+    for _ in 0..2 {
+        let mut call = Call::open(&mut client).await.unwrap();
+        call.send(meta_msg(metadata("", ExportFormat::FormatCsv))).await;
+        call.recv().await.unwrap();
+        open.push(call);
+    }
+    let mut third = Call::open(&mut client).await.unwrap();
+    third.send(meta_msg(metadata("", ExportFormat::FormatCsv))).await;
+    let err = third.recv().await.unwrap_err();
+    assert_eq!(err.code(), Code::ResourceExhausted);
+    assert!(err.message().contains("fluxo.task_queue_size"), "{err:?}");
+    for mut call in open {
+        call.half_close();
+        assert_eq!(call.recv().await.unwrap().status, TaskStatus::Completed as i32);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn shutdown_lets_running_streams_finish() {
+    let mut server = TestServer::start(&[("shutdown_timeout", "30")]).await;
+    let mut client = server.client().await;
+    let mut call = Call::open(&mut client).await.unwrap();
+    call.send(meta_msg(metadata("", ExportFormat::FormatCsv))).await;
+    call.recv().await.unwrap();
+    server.shutdown();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // New connections and streams are refused while draining.
+    let refused = match fluxo::grpc::pb::export_service_client::ExportServiceClient::connect(
+        format!("http://{}", server.grpc),
+    )
+    .await
+    {
+        Err(_) => true,
+        Ok(mut fresh) => match Call::open(&mut fresh).await {
+            Err(_) => true,
+            Ok(mut c) => {
+                c.send(meta_msg(metadata("", ExportFormat::FormatCsv))).await;
+                c.recv().await.is_err()
+            }
+        },
+    };
+    assert!(refused);
+    call.send(batch_msg(rows(1, 0, 100))).await;
+    call.half_close();
+    let last = call.recv().await.unwrap();
+    assert_eq!(last.status, TaskStatus::Completed as i32, "{last:?}");
+    tokio::time::timeout(Duration::from_secs(20), server.done.take().unwrap())
+        .await
+        .expect("the server stops once drained")
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn shutdown_fails_streams_that_outlive_the_timeout() {
+    let mut server = TestServer::start(&[("shutdown_timeout", "1")]).await;
+    let mut client = server.client().await;
+    let mut call = Call::open(&mut client).await.unwrap();
+    call.send(meta_msg(metadata("", ExportFormat::FormatCsv))).await;
+    let id = call.recv().await.unwrap().task_id;
+    call.send(batch_msg(rows(1, 0, 100))).await;
+    server.shutdown();
+    let err = call.recv().await.unwrap_err();
+    assert_eq!(err.code(), Code::Unavailable, "{err:?}");
+    assert!(err.message().contains("shut down"), "{err:?}");
+    tokio::time::timeout(Duration::from_secs(20), server.done.take().unwrap())
+        .await
+        .expect("the server stops")
+        .unwrap();
+    let status = fluxo::task::status(&server.settings, &id).unwrap().unwrap();
+    assert_eq!(status.state, fluxo::task::registry::TaskState::Failed);
+    assert!(status.error.unwrap().contains("fluxo.shutdown_timeout"));
+}

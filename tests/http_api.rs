@@ -1,0 +1,216 @@
+//! HTTP: health, metrics, the JSON status API and signed downloads, checked
+//! with a plain HTTP/1.1 client over loopback.
+#![cfg(feature = "server")]
+
+mod grpc_common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+
+use fluxo::grpc::pb::{ExportFormat, TaskStatus};
+use grpc_common::*;
+
+struct Reply {
+    code: u16,
+    head: String,
+    body: Vec<u8>,
+}
+
+impl Reply {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+    fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("{e}: {}", self.text()))
+    }
+}
+
+/// GET over a fresh connection (blocking: run off the runtime).
+async fn get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Reply {
+    let mut request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        request.push_str(&format!("{k}: {v}\r\n"));
+    }
+    request.push_str("\r\n");
+    tokio::task::spawn_blocking(move || {
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.write_all(request.as_bytes()).unwrap();
+        let mut raw = Vec::new();
+        s.read_to_end(&mut raw).unwrap();
+        let split = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+        let head = String::from_utf8(raw[..split].to_vec()).unwrap();
+        let code = head[9..12].parse().unwrap();
+        Reply {
+            code,
+            head,
+            body: raw[split + 4..].to_vec(),
+        }
+    })
+    .await
+    .unwrap()
+}
+
+/// Runs a small CSV export over gRPC; returns (task id, url).
+async fn export(server: &TestServer, token: Option<&str>) -> (String, String) {
+    let mut client = server.client().await;
+    let mut call = Call::open_with(&mut client, token).await.unwrap();
+    let mut meta = metadata("", ExportFormat::FormatCsv);
+    meta.filename = "订单 11.csv".into();
+    call.send(meta_msg(meta)).await;
+    let id = call.recv().await.unwrap().task_id;
+    call.send(batch_msg(rows(1, 0, 50))).await;
+    call.half_close();
+    let last = call.recv().await.unwrap();
+    assert_eq!(last.status, TaskStatus::Completed as i32, "{last:?}");
+    (id, last.oss_url)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn health_is_open_and_ready_checks_the_folders() {
+    let server = TestServer::start(&[("auth_token", "t0ken")]).await;
+    let live = get(server.metrics, "/health/live", &[]).await;
+    assert_eq!(live.code, 200, "{}", live.text());
+    let ready = get(server.metrics, "/health/ready", &[]).await;
+    assert_eq!(ready.code, 200, "{}", ready.text());
+    assert_eq!(ready.json()["checks"]["spool"], "ok");
+
+    let file = tempfile::NamedTempFile::new().unwrap();
+    let broken = TestServer::start(&[("local_dir", &file.path().display().to_string())]).await;
+    let ready = get(broken.metrics, "/health/ready", &[]).await;
+    assert_eq!(ready.code, 503, "{}", ready.text());
+    assert!(ready.json()["checks"]["storage"]
+        .as_str()
+        .unwrap()
+        .contains("not writable"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn metrics_use_the_seed_names() {
+    let server = TestServer::start(&[]).await;
+    export(&server, None).await;
+    let m = get(server.metrics, "/metrics", &[]).await;
+    assert_eq!(m.code, 200);
+    assert!(m.head.to_ascii_lowercase().contains("content-type: text/plain; version=0.0.4"));
+    let text = m.text();
+    for name in [
+        "# TYPE export_active_tasks gauge",
+        "# TYPE export_queued_tasks gauge",
+        "# TYPE export_duration_seconds histogram",
+        "# TYPE export_upload_duration_seconds histogram",
+        "# TYPE export_errors_total counter",
+        "# TYPE export_records_processed_total counter",
+    ] {
+        assert!(text.contains(name), "{name} missing:\n{text}");
+    }
+    let records: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("export_records_processed_total "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(records >= 50, "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_status_api_answers_json_with_the_proto_field_names() {
+    let server = TestServer::start(&[("auth_token", "t0ken")]).await;
+    let (id, url) = export(&server, Some("t0ken")).await;
+    let path = format!("/v1/tasks/{id}");
+    assert_eq!(get(server.status, &path, &[]).await.code, 401);
+    assert_eq!(
+        get(server.status, &path, &[("Authorization", "Bearer nope!")]).await.code,
+        401
+    );
+    let auth = [("Authorization", "Bearer t0ken")];
+    let r = get(server.status, &path, &auth).await;
+    assert_eq!(r.code, 200, "{}", r.text());
+    let j = r.json();
+    assert_eq!(j["task_id"], id);
+    assert_eq!(j["status"], "TASK_STATUS_COMPLETED");
+    assert_eq!(j["record_count"], 50);
+    assert_eq!(j["records_processed"], 50);
+    assert_eq!(j["progress_percent"], 100);
+    assert_eq!(j["oss_url"], url);
+    for field in [
+        "file_size_bytes",
+        "checksum_sha256",
+        "error_message",
+        "error_code",
+        "start_time",
+        "completion_time",
+        "estimated_time_remaining",
+    ] {
+        assert!(j.get(field).is_some(), "{field} missing in {j}");
+    }
+    let unknown = get(
+        server.status,
+        "/v1/tasks/0193a5b2-7c1e-7d4f-9a6b-3c2d1e0f4a5b",
+        &auth,
+    )
+    .await;
+    assert_eq!(unknown.code, 404);
+    assert_eq!(get(server.status, "/v1/tasks/not-a-uuid", &auth).await.code, 400);
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn signed_downloads_serve_local_files_and_refuse_tampering() {
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let server = TestServer::start(&[
+        ("status_listen", &format!("127.0.0.1:{port}")),
+        ("public_base_url", &base),
+        ("download_secret", "download-secret"),
+        ("url_expires", "600"),
+    ])
+    .await;
+    let (_, url) = export(&server, None).await;
+    let rest = url.strip_prefix(&base).unwrap_or_else(|| panic!("{url}"));
+    assert!(rest.starts_with("/v1/files/") && rest.contains("?expires="), "{url}");
+    let ok = get(server.status, rest, &[]).await;
+    assert_eq!(ok.code, 200, "{}", ok.text());
+    assert!(ok.text().contains("000000000000000049"));
+    let head = ok.head.to_ascii_lowercase();
+    assert!(head.contains("content-type: text/csv"), "{head}");
+    assert!(
+        head.contains("filename*=utf-8''%e8%ae%a2%e5%8d%95%2011.csv"),
+        "{head}"
+    );
+
+    // Tampered signature, key or expiry: 403.
+    let (path, query) = rest.split_once('?').unwrap();
+    let sig = query.rsplit('=').next().unwrap();
+    let mut flipped = sig.to_owned();
+    flipped.replace_range(0..1, if sig.starts_with('0') { "1" } else { "0" });
+    let expires: u64 = query
+        .strip_prefix("expires=")
+        .unwrap()
+        .split('&')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    for bad in [
+        format!("{path}?expires={expires}&signature={flipped}"),
+        format!("{path}?expires={}&signature={sig}", expires + 1),
+        format!("{}x?expires={expires}&signature={sig}", path),
+        path.to_owned(),
+    ] {
+        let r = get(server.status, &bad, &[]).await;
+        assert_eq!(r.code, 403, "{bad}: {}", r.text());
+    }
+    // Correctly signed but expired: 403.
+    let key = fluxo::storage::signed::encode_path("x.csv");
+    let old = fluxo::storage::signed::sign_url("", b"download-secret", "x.csv", 1000);
+    assert!(old.contains(&key));
+    let r = get(server.status, &old, &[]).await;
+    assert_eq!(r.code, 403);
+    assert!(r.text().contains("expired"), "{}", r.text());
+}
