@@ -25,6 +25,8 @@ pub struct RecordBatch {
     columns: usize,
     rows: usize,
     cells_in_row: usize,
+    /// Invalid UTF-8 becomes U+FFFD instead of an error.
+    replace_invalid_utf8: bool,
 }
 
 impl RecordBatch {
@@ -35,7 +37,14 @@ impl RecordBatch {
             columns,
             rows: 0,
             cells_in_row: 0,
+            replace_invalid_utf8: false,
         }
+    }
+
+    /// Invalid UTF-8 in text is replaced by U+FFFD instead of rejected.
+    pub fn replacing_invalid_utf8(mut self) -> Self {
+        self.replace_invalid_utf8 = true;
+        self
     }
 
     pub fn rows(&self) -> usize {
@@ -53,7 +62,15 @@ impl RecordBatch {
 
     /// Converts `value` by the column's type and appends it to the current row.
     pub fn push(&mut self, value: Value<'_>, column_type: ColumnType) -> Result<(), CellError> {
-        let cell = schema::convert(value, column_type)?;
+        let cell = match (schema::convert(value, column_type), value) {
+            (Err(CellError::InvalidUtf8 { .. }), Value::Bytes(bytes))
+                if self.replace_invalid_utf8 =>
+            {
+                let repaired = String::from_utf8_lossy(bytes);
+                return self.push(Value::Bytes(repaired.as_bytes()), column_type);
+            }
+            (result, _) => result?,
+        };
         if column_type == ColumnType::String && !matches!(cell, Cell::Text(_) | Cell::Null) {
             self.push_text_form(&cell);
         } else {
@@ -94,7 +111,7 @@ impl RecordBatch {
         self.data.push(TEXT);
         let len_at = self.data.len();
         self.data.extend_from_slice(&[0; 4]);
-        schema::write_text_form(cell, ("true", "false"), &mut self.data);
+        schema::write_text_form(cell, string_column_style(), &mut self.data);
         let len = text_len(self.data.len() - len_at - 4);
         self.data[len_at..len_at + 4].copy_from_slice(&len.to_le_bytes());
         self.cells_in_row += 1;
@@ -125,6 +142,11 @@ impl RecordBatch {
             columns: self.columns,
         }
     }
+}
+
+fn string_column_style() -> &'static schema::TextStyle {
+    static STYLE: std::sync::OnceLock<schema::TextStyle> = std::sync::OnceLock::new();
+    STYLE.get_or_init(schema::TextStyle::for_string_columns)
 }
 
 /// Texts are limited to 4 GiB each by the length prefix; a cell that large is
@@ -248,6 +270,22 @@ mod tests {
                 Cell::Null
             ]
         );
+    }
+
+    #[test]
+    fn invalid_utf8_is_replaced_when_asked() {
+        let mut batch = RecordBatch::new(1, 0).replacing_invalid_utf8();
+        batch
+            .push(Value::Bytes(b"a\xffb"), ColumnType::Auto)
+            .unwrap();
+        batch.end_row();
+        let mut row = Vec::new();
+        batch.reader().next_row(&mut row);
+        assert_eq!(row, [Cell::Text("a\u{FFFD}b")]);
+        let mut strict = RecordBatch::new(1, 0);
+        assert!(strict
+            .push(Value::Bytes(b"a\xffb"), ColumnType::Auto)
+            .is_err());
     }
 
     #[test]

@@ -5,9 +5,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::error::{ExportError, Result};
-use crate::schema::{Column, ColumnType};
+use crate::schema::{Column, ColumnType, ColumnWidth};
 use crate::writer::csv::{CsvEncoding, CsvOptions};
-use crate::writer::{xlsx, Format};
+use crate::writer::xlsx::{self, Properties, XlsxOptions};
+use crate::writer::Format;
 
 /// Every `fluxo.*` key: (name, default, meaning). `config.example.ini` documents each.
 pub const KEYS: &[(&str, &str, &str)] = &[
@@ -524,6 +525,12 @@ pub struct ExportSpec {
     /// Where this export goes: the `storage` option, else `fluxo.storage`.
     pub storage: StorageKind,
     pub url_expires: Option<Duration>,
+    pub xlsx: XlsxOptions,
+    /// Invalid UTF-8 in a text cell becomes U+FFFD instead of an error.
+    pub replace_invalid_utf8: bool,
+    /// IANA zone (`Asia/Shanghai`) that date objects are shown in; the front
+    /// end converts them (PHP: `DateTimeInterface::setTimezone`).
+    pub timezone: Option<String>,
 }
 
 const EXPORT_OPTIONS: &[&str] = &[
@@ -536,8 +543,14 @@ const EXPORT_OPTIONS: &[&str] = &[
     "local_dir",
     "url_expires",
     "csv",
+    "autofilter",
+    "properties",
+    "long_text",
+    "invalid_utf8",
+    "timezone",
 ];
-const COLUMN_OPTIONS: &[&str] = &["name", "type", "key", "format"];
+const PROPERTY_OPTIONS: &[&str] = &["title", "author", "company", "created"];
+const COLUMN_OPTIONS: &[&str] = &["name", "type", "key", "format", "width", "hidden"];
 const CSV_OPTIONS: &[&str] = &[
     "delimiter",
     "enclosure",
@@ -550,6 +563,9 @@ const CSV_OPTIONS: &[&str] = &[
     "null",
     "true",
     "false",
+    "date_format",
+    "datetime_format",
+    "time_format",
 ];
 
 fn bad(key: &str, expected: &str, got: &OptionValue) -> ExportError {
@@ -581,6 +597,16 @@ fn boolean(key: &str, v: &OptionValue) -> Result<bool> {
         OptionValue::Bool(b) => Ok(*b),
         other => Err(bad(key, "a bool", other)),
     }
+}
+
+fn date_pattern(key: &str, v: &OptionValue) -> Result<String> {
+    let pattern = string(key, v)?;
+    crate::schema::check_date_pattern(pattern).map_err(|letter| {
+        ExportError::invalid_option(format!(
+            "option \"{key}\": unknown date letter '{letter}' (use Y y m n d j H G h g i s A a u, \\ to escape)"
+        ))
+    })?;
+    Ok(pattern.to_owned())
 }
 
 fn single_byte(key: &str, v: &OptionValue) -> Result<u8> {
@@ -663,6 +689,35 @@ impl ExportSpec {
             Some(v) => Some(absolute(Path::new(string("local_dir", v)?))),
             None => None,
         };
+        let choice = |key: &str, options: [&str; 2]| -> Result<bool> {
+            match get(key) {
+                None => Ok(false),
+                Some(v) => match string(key, v)? {
+                    chosen if chosen == options[0] => Ok(false),
+                    chosen if chosen == options[1] => Ok(true),
+                    _ => Err(ExportError::invalid_option(format!(
+                        "option \"{key}\" must be \"{}\" or \"{}\"",
+                        options[0], options[1]
+                    ))),
+                },
+            }
+        };
+        let xlsx = XlsxOptions {
+            autofilter: match get("autofilter") {
+                None => false,
+                Some(v) => boolean("autofilter", v)?,
+            },
+            truncate_long_text: choice("long_text", ["error", "truncate"])?,
+            properties: match get("properties") {
+                None => Properties::default(),
+                Some(v) => parse_properties(v)?,
+            },
+            compression_level: settings.compression_level,
+        };
+        let timezone = match get("timezone") {
+            None | Some(OptionValue::Null) => None,
+            Some(v) => Some(string("timezone", v)?.to_owned()),
+        };
         Ok(Self {
             format,
             filename,
@@ -673,6 +728,9 @@ impl ExportSpec {
             local_dir,
             storage,
             url_expires,
+            xlsx,
+            replace_invalid_utf8: choice("invalid_utf8", ["error", "replace"])?,
+            timezone,
         })
     }
 
@@ -748,12 +806,57 @@ fn parse_column(index: usize, v: &OptionValue) -> Result<Column> {
         None | Some(OptionValue::Null) => None,
         Some(v) => Some(string(&at("format"), v)?.to_owned()),
     };
+    let width = match get("width") {
+        None | Some(OptionValue::Null) => None,
+        Some(OptionValue::Str(a)) if a == "auto" => Some(ColumnWidth::Auto),
+        Some(OptionValue::Int(n)) if (0..=255).contains(n) => Some(ColumnWidth::Chars(*n as f64)),
+        Some(OptionValue::Float(f)) if (0.0..=255.0).contains(f) => Some(ColumnWidth::Chars(*f)),
+        Some(_) => {
+            return Err(ExportError::invalid_option(format!(
+                "{} must be a number of characters from 0 to 255, or \"auto\"",
+                at("width")
+            )))
+        }
+    };
+    let hidden = match get("hidden") {
+        None => false,
+        Some(v) => boolean(&at("hidden"), v)?,
+    };
     Ok(Column {
         name,
         key,
         column_type,
         number_format,
+        width,
+        hidden,
     })
+}
+
+fn parse_properties(v: &OptionValue) -> Result<Properties> {
+    let OptionValue::Map(map) = v else {
+        return Err(bad("properties", "an array", v));
+    };
+    check_keys(map, PROPERTY_OPTIONS, "key in properties")?;
+    let mut properties = Properties::default();
+    for (key, value) in map {
+        let at = format!("properties.{key}");
+        let text = string(&at, value)?.to_owned();
+        match key.as_str() {
+            "title" => properties.title = Some(text),
+            "author" => properties.author = Some(text),
+            "company" => properties.company = Some(text),
+            "created" => {
+                properties.created =
+                    Some(crate::schema::parse_datetime(&text).ok_or_else(|| {
+                        ExportError::invalid_option(format!(
+                            "option \"{at}\" must be a date (Y-m-d H:i:s or ISO 8601)"
+                        ))
+                    })?)
+            }
+            _ => unreachable!("keys were checked"),
+        }
+    }
+    Ok(properties)
 }
 
 fn parse_csv(v: &OptionValue) -> Result<CsvOptions> {
@@ -802,8 +905,11 @@ fn parse_csv(v: &OptionValue) -> Result<CsvOptions> {
             }
             "formula_guard" => csv.formula_guard = boolean(&at, value)?,
             "null" => csv.null_text = string(&at, value)?.to_owned(),
-            "true" => csv.true_text = string(&at, value)?.to_owned(),
-            "false" => csv.false_text = string(&at, value)?.to_owned(),
+            "true" => csv.style.true_text = string(&at, value)?.to_owned(),
+            "false" => csv.style.false_text = string(&at, value)?.to_owned(),
+            "date_format" => csv.style.date = date_pattern(&at, value)?,
+            "datetime_format" => csv.style.datetime = date_pattern(&at, value)?,
+            "time_format" => csv.style.time = date_pattern(&at, value)?,
             _ => unreachable!("keys were checked"),
         }
     }

@@ -49,6 +49,37 @@ pub struct Column {
     pub column_type: ColumnType,
     /// Excel number format (`#,##0.00`); XLSX only.
     pub number_format: Option<String>,
+    /// XLSX column width; `None` leaves Excel's default.
+    pub width: Option<ColumnWidth>,
+    /// XLSX: the column is hidden.
+    pub hidden: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum ColumnWidth {
+    /// In characters of the default font.
+    Chars(f64),
+    /// From the widest value written (CJK characters count double).
+    Auto,
+}
+
+/// How wide text shows in a spreadsheet, in characters: East Asian wide
+/// characters take two.
+pub fn display_width(text: &str) -> usize {
+    text.chars()
+        .map(|c| {
+            let wide = matches!(u32::from(c),
+                0x1100..=0x115F | 0x2E80..=0x303E | 0x3041..=0x33FF | 0x3400..=0x4DBF
+                | 0x4E00..=0x9FFF | 0xA000..=0xA4CF | 0xAC00..=0xD7A3 | 0xF900..=0xFAFF
+                | 0xFE30..=0xFE4F | 0xFF00..=0xFF60 | 0xFFE0..=0xFFE6 | 0x1F300..=0x1FAFF
+                | 0x20000..=0x3FFFD);
+            if wide {
+                2
+            } else {
+                1
+            }
+        })
+        .sum()
 }
 
 impl Column {
@@ -58,6 +89,8 @@ impl Column {
             key: None,
             column_type,
             number_format: None,
+            width: None,
+            hidden: false,
         }
     }
 
@@ -389,33 +422,112 @@ fn parse_bool(s: &str) -> Result<bool, CellError> {
     }
 }
 
+/// How non-text values are written as text (CSV cells, `string` columns).
+/// Date patterns use PHP `date()` letters: `Y y m n d j H G h g i s A a u`;
+/// `\\` escapes a letter; anything else is copied.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TextStyle {
+    pub true_text: String,
+    pub false_text: String,
+    pub date: String,
+    pub datetime: String,
+    pub time: String,
+}
+
+impl Default for TextStyle {
+    fn default() -> Self {
+        Self {
+            true_text: "TRUE".into(),
+            false_text: "FALSE".into(),
+            date: "Y-m-d".into(),
+            datetime: "Y-m-d H:i:s".into(),
+            time: "H:i:s".into(),
+        }
+    }
+}
+
+impl TextStyle {
+    /// The style of `string` columns: `true`/`false` like PHP's var_export.
+    pub fn for_string_columns() -> Self {
+        Self {
+            true_text: "true".into(),
+            false_text: "false".into(),
+            ..Self::default()
+        }
+    }
+}
+
+/// Checks a date pattern: only PHP `date()` letters this writer knows.
+pub fn check_date_pattern(pattern: &str) -> Result<(), char> {
+    let mut chars = pattern.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => {
+                chars.next();
+            }
+            'Y' | 'y' | 'm' | 'n' | 'd' | 'j' | 'H' | 'G' | 'h' | 'g' | 'i' | 's' | 'A' | 'a'
+            | 'u' => {}
+            c if c.is_ascii_alphabetic() => return Err(c),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+fn write_date_pattern(pattern: &str, dt: &LocalDateTime, out: &mut Vec<u8>) {
+    use std::io::Write;
+    let (y, m, d, h, mi, sec) = dt.parts();
+    let h12 = if h % 12 == 0 { 12 } else { h % 12 };
+    let mut chars = pattern.chars();
+    while let Some(c) = chars.next() {
+        let _ = match c {
+            '\\' => match chars.next() {
+                Some(lit) => write!(out, "{lit}"),
+                None => Ok(()),
+            },
+            'Y' => write!(out, "{y:04}"),
+            'y' => write!(out, "{:02}", y.rem_euclid(100)),
+            'm' => write!(out, "{m:02}"),
+            'n' => write!(out, "{m}"),
+            'd' => write!(out, "{d:02}"),
+            'j' => write!(out, "{d}"),
+            'H' => write!(out, "{h:02}"),
+            'G' => write!(out, "{h}"),
+            'h' => write!(out, "{h12:02}"),
+            'g' => write!(out, "{h12}"),
+            'i' => write!(out, "{mi:02}"),
+            's' => write!(out, "{sec:02}"),
+            'A' => write!(out, "{}", if h < 12 { "AM" } else { "PM" }),
+            'a' => write!(out, "{}", if h < 12 { "am" } else { "pm" }),
+            'u' => write!(out, "{:06}", dt.nanos / 1000),
+            other => write!(out, "{other}"),
+        };
+    }
+}
+
 /// Writes the text form of a cell, as CSV shows it and as a `string` column
 /// stores a non-text value. Floats use the shortest round-trip digits and
 /// never an exponent (`1e20` → `100000000000000000000`).
-pub fn write_text_form(cell: &Cell<'_>, bool_text: (&str, &str), out: &mut Vec<u8>) {
+pub fn write_text_form(cell: &Cell<'_>, style: &TextStyle, out: &mut Vec<u8>) {
     use std::io::Write;
     match *cell {
         Cell::Null => {}
-        Cell::Bool(b) => {
-            out.extend_from_slice(if b { bool_text.0 } else { bool_text.1 }.as_bytes())
-        }
+        Cell::Bool(b) => out.extend_from_slice(
+            if b {
+                &style.true_text
+            } else {
+                &style.false_text
+            }
+            .as_bytes(),
+        ),
         Cell::Int(i) => out.extend_from_slice(itoa::Buffer::new().format(i).as_bytes()),
         Cell::Float(f) => {
             let _ = write!(out, "{f}");
         }
         Cell::Text(t) => out.extend_from_slice(t.as_bytes()),
-        Cell::Date(dt) => {
-            let (y, m, d, ..) = dt.parts();
-            let _ = write!(out, "{y:04}-{m:02}-{d:02}");
-        }
-        Cell::DateTime(dt) => {
-            let (y, m, d, h, mi, s) = dt.parts();
-            let _ = write!(out, "{y:04}-{m:02}-{d:02} {h:02}:{mi:02}:{s:02}");
-        }
-        Cell::Time(dt) => {
-            let (.., h, mi, s) = dt.parts();
-            let _ = write!(out, "{h:02}:{mi:02}:{s:02}");
-        }
+        Cell::Date(dt) => write_date_pattern(&style.date, &dt, out),
+        Cell::DateTime(dt) => write_date_pattern(&style.datetime, &dt, out),
+        Cell::Time(dt) => write_date_pattern(&style.time, &dt, out),
     }
 }
 
@@ -532,7 +644,7 @@ mod tests {
     fn text_form_has_no_exponent_and_exact_ints() {
         let show = |c: Cell<'_>| {
             let mut out = Vec::new();
-            write_text_form(&c, ("TRUE", "FALSE"), &mut out);
+            write_text_form(&c, &TextStyle::default(), &mut out);
             String::from_utf8(out).unwrap()
         };
         assert_eq!(show(Cell::Float(1e20)), "100000000000000000000");
@@ -544,5 +656,32 @@ mod tests {
         assert_eq!(show(Cell::Date(dt)), "2026-01-02");
         assert_eq!(show(Cell::DateTime(dt)), "2026-01-02 03:04:05");
         assert_eq!(show(Cell::Time(dt)), "03:04:05");
+    }
+
+    #[test]
+    fn cjk_characters_count_double() {
+        assert_eq!(display_width("abc"), 3);
+        assert_eq!(display_width("张伟"), 4);
+        assert_eq!(display_width("Ａ1"), 3);
+    }
+
+    #[test]
+    fn date_patterns_follow_php_date_letters() {
+        let style = TextStyle {
+            date: "d/m/Y".into(),
+            datetime: "n/j/y g:i A \\a\\t u".into(),
+            ..TextStyle::default()
+        };
+        let dt = LocalDateTime::from_parts((2026, 1, 2), (15, 4, 5), 250_000_000);
+        let mut out = Vec::new();
+        write_text_form(&Cell::Date(dt), &style, &mut out);
+        out.push(b'|');
+        write_text_form(&Cell::DateTime(dt), &style, &mut out);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "02/01/2026|1/2/26 3:04 PM at 250000"
+        );
+        assert_eq!(check_date_pattern("Y-m-d \\T H:i"), Ok(()));
+        assert_eq!(check_date_pattern("D, d M Y"), Err('D'));
     }
 }

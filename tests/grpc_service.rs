@@ -73,9 +73,15 @@ async fn seed_flow_metadata_task_id_batches_half_close_final_status() {
     let text = text.trim_start_matches('\u{feff}');
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines[0], "id,amount,paid_at,ok");
-    assert!(lines[1].starts_with("000000000000000001,12.5,2026-11-29"), "{text}");
+    assert!(
+        lines[1].starts_with("000000000000000001,12.5,2026-11-29"),
+        "{text}"
+    );
     assert!(lines[2].starts_with("\"b,\"\"quoted\"\"\",,,"), "{text}");
-    assert!(call.rx.message().await.unwrap().is_none(), "two responses only");
+    assert!(
+        call.rx.message().await.unwrap().is_none(),
+        "two responses only"
+    );
 
     let status = client
         .query_task_status(pb::TaskStatusRequest {
@@ -112,7 +118,10 @@ async fn excel_export_reads_back() {
     let mut book: Xlsx<_> = open_workbook(local_path(&last.oss_url)).unwrap();
     let range = book.worksheet_range("Orders").unwrap();
     assert_eq!(range.height(), 2001);
-    assert_eq!(range.get((1, 0)), Some(&Data::String("000000000000000000".into())));
+    assert_eq!(
+        range.get((1, 0)),
+        Some(&Data::String("000000000000000000".into()))
+    );
     assert_eq!(range.get((2, 1)), Some(&Data::Float(1.25)));
     assert_eq!(range.get((2, 3)), Some(&Data::Bool(false)));
 }
@@ -122,7 +131,11 @@ async fn expect_failed(server: &TestServer, task_id: &str, reason: &str) {
     let s = wait_final(&mut client, task_id).await;
     assert_eq!(s.status, TaskStatus::Failed as i32, "{s:?}");
     assert!(s.error_message.contains(reason), "{s:?}");
-    assert!(server.spool_files().is_empty(), "{:?}", server.spool_files());
+    assert!(
+        server.spool_files().is_empty(),
+        "{:?}",
+        server.spool_files()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -130,14 +143,12 @@ async fn a_bad_number_names_batch_record_and_column_and_fails_the_task() {
     let server = TestServer::start(&[]).await;
     let mut client = server.client().await;
     let mut call = Call::open(&mut client).await.unwrap();
-    call.send(meta_msg(metadata("", ExportFormat::FormatCsv))).await;
+    call.send(meta_msg(metadata("", ExportFormat::FormatCsv)))
+        .await;
     let id = call.recv().await.unwrap().task_id;
     call.send(batch_msg(rows(1, 0, 10))).await;
     call.send(batch_msg(pb::DataBatch {
-        records: vec![
-            record(&["1", "2", "", ""]),
-            record(&["2", "12,5x", "", ""]),
-        ],
+        records: vec![record(&["1", "2", "", ""]), record(&["2", "12,5x", "", ""])],
         batch_sequence: 2,
     }))
     .await;
@@ -160,7 +171,8 @@ async fn bad_dates_and_bools_are_refused_too() {
         (["1", "1", "", "maybe"], "column 3 \"ok\""),
     ] {
         let mut call = Call::open(&mut client).await.unwrap();
-        call.send(meta_msg(metadata("", ExportFormat::FormatCsv))).await;
+        call.send(meta_msg(metadata("", ExportFormat::FormatCsv)))
+            .await;
         let id = call.recv().await.unwrap().task_id;
         call.send(batch_msg(pb::DataBatch {
             records: vec![record(&values)],
@@ -178,9 +190,13 @@ async fn bad_dates_and_bools_are_refused_too() {
 async fn batch_sequence_gaps_and_repeats_are_refused() {
     let server = TestServer::start(&[]).await;
     let mut client = server.client().await;
-    for (second, expected) in [(3, "batch_sequence 3 out of order: expected 2"), (1, "batch_sequence 1 out of order: expected 2")] {
+    for (second, expected) in [
+        (3, "batch_sequence 3 out of order: expected 2"),
+        (1, "batch_sequence 1 out of order: expected 2"),
+    ] {
         let mut call = Call::open(&mut client).await.unwrap();
-        call.send(meta_msg(metadata("", ExportFormat::FormatCsv))).await;
+        call.send(meta_msg(metadata("", ExportFormat::FormatCsv)))
+            .await;
         let id = call.recv().await.unwrap().task_id;
         call.send(batch_msg(rows(1, 0, 5))).await;
         call.send(batch_msg(rows(second, 5, 5))).await;
@@ -191,7 +207,8 @@ async fn batch_sequence_gaps_and_repeats_are_refused() {
     }
     // The first batch must be 0 or 1.
     let mut call = Call::open(&mut client).await.unwrap();
-    call.send(meta_msg(metadata("", ExportFormat::FormatCsv))).await;
+    call.send(meta_msg(metadata("", ExportFormat::FormatCsv)))
+        .await;
     call.recv().await.unwrap();
     call.send(batch_msg(rows(5, 0, 5))).await;
     let err = call.recv().await.unwrap_err();
@@ -204,7 +221,8 @@ async fn a_record_with_the_wrong_number_of_values_is_refused() {
     let server = TestServer::start(&[]).await;
     let mut client = server.client().await;
     let mut call = Call::open(&mut client).await.unwrap();
-    call.send(meta_msg(metadata("", ExportFormat::FormatCsv))).await;
+    call.send(meta_msg(metadata("", ExportFormat::FormatCsv)))
+        .await;
     let id = call.recv().await.unwrap().task_id;
     call.send(batch_msg(pb::DataBatch {
         records: vec![record(&["1", "2", "", ""]), record(&["only", "three", ""])],
@@ -232,13 +250,18 @@ async fn data_before_metadata_and_metadata_twice_are_refused() {
     assert!(err.message().contains("before ExportMetadata"), "{err:?}");
 
     let mut call = Call::open(&mut client).await.unwrap();
-    call.send(meta_msg(metadata("", ExportFormat::FormatCsv))).await;
+    call.send(meta_msg(metadata("", ExportFormat::FormatCsv)))
+        .await;
     let id = call.recv().await.unwrap().task_id;
     call.send(batch_msg(rows(1, 0, 3))).await;
-    call.send(meta_msg(metadata("", ExportFormat::FormatCsv))).await;
+    call.send(meta_msg(metadata("", ExportFormat::FormatCsv)))
+        .await;
     let err = call.recv().await.unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
-    assert!(err.message().contains("ExportMetadata sent twice"), "{err:?}");
+    assert!(
+        err.message().contains("ExportMetadata sent twice"),
+        "{err:?}"
+    );
     expect_failed(&server, &id, "ExportMetadata sent twice").await;
 
     // Bad metadata: nothing starts.
@@ -282,12 +305,18 @@ async fn token_auth_guards_grpc() {
     let err = client.query_task_status(req).await.unwrap_err();
     assert_eq!(err.code(), Code::Unauthenticated);
 
-    let mut call = Call::open_with(&mut client, Some("s3cret-token")).await.unwrap();
-    call.send(meta_msg(metadata("", ExportFormat::FormatCsv))).await;
+    let mut call = Call::open_with(&mut client, Some("s3cret-token"))
+        .await
+        .unwrap();
+    call.send(meta_msg(metadata("", ExportFormat::FormatCsv)))
+        .await;
     call.recv().await.unwrap();
     call.send(batch_msg(rows(1, 0, 2))).await;
     call.half_close();
-    assert_eq!(call.recv().await.unwrap().status, TaskStatus::Completed as i32);
+    assert_eq!(
+        call.recv().await.unwrap().status,
+        TaskStatus::Completed as i32
+    );
     req = tonic::Request::new(pb::TaskStatusRequest {
         task_id: "0193a5b2-7c1e-7d4f-9a6b-3c2d1e0f4a5b".into(),
     });
@@ -312,7 +341,8 @@ async fn sixteen_concurrent_streams_all_complete() {
             call.send(meta_msg(meta)).await;
             let first = call.recv().await.unwrap();
             for b in 0..5 {
-                call.send(batch_msg(rows(b + 1, b as usize * 1000, 1000))).await;
+                call.send(batch_msg(rows(b + 1, b as usize * 1000, 1000)))
+                    .await;
             }
             call.half_close();
             let last = call.recv().await.unwrap();
@@ -341,14 +371,14 @@ async fn a_client_that_goes_away_leaves_a_cancelled_task() {
     std::thread::spawn(move || {
         let rt = tokio::runtime::Runtime::new().unwrap();
         rt.block_on(async move {
-            let mut client =
-                fluxo::grpc::pb::export_service_client::ExportServiceClient::connect(format!(
-                    "http://{addr}"
-                ))
-                .await
-                .unwrap();
+            let mut client = fluxo::grpc::pb::export_service_client::ExportServiceClient::connect(
+                format!("http://{addr}"),
+            )
+            .await
+            .unwrap();
             let mut call = Call::open(&mut client).await.unwrap();
-            call.send(meta_msg(metadata("", ExportFormat::FormatCsv))).await;
+            call.send(meta_msg(metadata("", ExportFormat::FormatCsv)))
+                .await;
             let id = call.recv().await.unwrap().task_id;
             call.send(batch_msg(rows(1, 0, 100))).await;
             tokio::time::sleep(Duration::from_millis(200)).await;
@@ -405,11 +435,15 @@ async fn the_same_request_id_returns_the_existing_task() {
     assert_eq!(a_first.task_id, b_first.task_id);
     assert_eq!(b_first.status, TaskStatus::Completed as i32);
     assert_eq!(a_last.oss_url, b_last.oss_url);
-    assert_eq!(b_last.record_count, 10, "the retry's rows are not written again");
+    assert_eq!(
+        b_last.record_count, 10,
+        "the retry's rows are not written again"
+    );
     assert_eq!(walk(&server.dir.path().join("out")).len(), 1);
     // A different request id is a new export.
     let mut call = Call::open(&mut client).await.unwrap();
-    call.send(meta_msg(metadata("other", ExportFormat::FormatCsv))).await;
+    call.send(meta_msg(metadata("other", ExportFormat::FormatCsv)))
+        .await;
     assert_ne!(call.recv().await.unwrap().task_id, a_first.task_id);
 }
 
@@ -421,18 +455,24 @@ async fn beyond_the_queue_limit_is_resource_exhausted() {
     let mut open = Vec::new();
     for _ in 0..2 {
         let mut call = Call::open(&mut client).await.unwrap();
-        call.send(meta_msg(metadata("", ExportFormat::FormatCsv))).await;
+        call.send(meta_msg(metadata("", ExportFormat::FormatCsv)))
+            .await;
         call.recv().await.unwrap();
         open.push(call);
     }
     let mut third = Call::open(&mut client).await.unwrap();
-    third.send(meta_msg(metadata("", ExportFormat::FormatCsv))).await;
+    third
+        .send(meta_msg(metadata("", ExportFormat::FormatCsv)))
+        .await;
     let err = third.recv().await.unwrap_err();
     assert_eq!(err.code(), Code::ResourceExhausted);
     assert!(err.message().contains("fluxo.task_queue_size"), "{err:?}");
     for mut call in open {
         call.half_close();
-        assert_eq!(call.recv().await.unwrap().status, TaskStatus::Completed as i32);
+        assert_eq!(
+            call.recv().await.unwrap().status,
+            TaskStatus::Completed as i32
+        );
     }
 }
 
@@ -441,7 +481,8 @@ async fn shutdown_lets_running_streams_finish() {
     let mut server = TestServer::start(&[("shutdown_timeout", "30")]).await;
     let mut client = server.client().await;
     let mut call = Call::open(&mut client).await.unwrap();
-    call.send(meta_msg(metadata("", ExportFormat::FormatCsv))).await;
+    call.send(meta_msg(metadata("", ExportFormat::FormatCsv)))
+        .await;
     call.recv().await.unwrap();
     server.shutdown();
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -455,7 +496,8 @@ async fn shutdown_lets_running_streams_finish() {
         Ok(mut fresh) => match Call::open(&mut fresh).await {
             Err(_) => true,
             Ok(mut c) => {
-                c.send(meta_msg(metadata("", ExportFormat::FormatCsv))).await;
+                c.send(meta_msg(metadata("", ExportFormat::FormatCsv)))
+                    .await;
                 c.recv().await.is_err()
             }
         },
@@ -476,7 +518,8 @@ async fn shutdown_fails_streams_that_outlive_the_timeout() {
     let mut server = TestServer::start(&[("shutdown_timeout", "1")]).await;
     let mut client = server.client().await;
     let mut call = Call::open(&mut client).await.unwrap();
-    call.send(meta_msg(metadata("", ExportFormat::FormatCsv))).await;
+    call.send(meta_msg(metadata("", ExportFormat::FormatCsv)))
+        .await;
     let id = call.recv().await.unwrap().task_id;
     call.send(batch_msg(rows(1, 0, 100))).await;
     server.shutdown();

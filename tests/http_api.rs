@@ -90,7 +90,10 @@ async fn metrics_use_the_seed_names() {
     export(&server, None).await;
     let m = get(server.metrics, "/metrics", &[]).await;
     assert_eq!(m.code, 200);
-    assert!(m.head.to_ascii_lowercase().contains("content-type: text/plain; version=0.0.4"));
+    assert!(m
+        .head
+        .to_ascii_lowercase()
+        .contains("content-type: text/plain; version=0.0.4"));
     let text = m.text();
     for name in [
         "# TYPE export_active_tasks gauge",
@@ -118,7 +121,9 @@ async fn the_status_api_answers_json_with_the_proto_field_names() {
     let path = format!("/v1/tasks/{id}");
     assert_eq!(get(server.status, &path, &[]).await.code, 401);
     assert_eq!(
-        get(server.status, &path, &[("Authorization", "Bearer nope!")]).await.code,
+        get(server.status, &path, &[("Authorization", "Bearer nope!")])
+            .await
+            .code,
         401
     );
     let auth = [("Authorization", "Bearer t0ken")];
@@ -149,7 +154,10 @@ async fn the_status_api_answers_json_with_the_proto_field_names() {
     )
     .await;
     assert_eq!(unknown.code, 404);
-    assert_eq!(get(server.status, "/v1/tasks/not-a-uuid", &auth).await.code, 400);
+    assert_eq!(
+        get(server.status, "/v1/tasks/not-a-uuid", &auth).await.code,
+        400
+    );
 }
 
 fn free_port() -> u16 {
@@ -173,7 +181,10 @@ async fn signed_downloads_serve_local_files_and_refuse_tampering() {
     .await;
     let (_, url) = export(&server, None).await;
     let rest = url.strip_prefix(&base).unwrap_or_else(|| panic!("{url}"));
-    assert!(rest.starts_with("/v1/files/") && rest.contains("?expires="), "{url}");
+    assert!(
+        rest.starts_with("/v1/files/") && rest.contains("?expires="),
+        "{url}"
+    );
     let ok = get(server.status, rest, &[]).await;
     assert_eq!(ok.code, 200, "{}", ok.text());
     assert!(ok.text().contains("000000000000000049"));
@@ -213,4 +224,57 @@ async fn signed_downloads_serve_local_files_and_refuse_tampering() {
     let r = get(server.status, &old, &[]).await;
     assert_eq!(r.code, 403);
     assert!(r.text().contains("expired"), "{}", r.text());
+}
+
+/// `scripts/test-servers.sh env` names a real S3 server (s3s-fs); without it
+/// the S3 tests only check a store that does not answer.
+fn s3_env() -> Option<Vec<(&'static str, String)>> {
+    let get = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    Some(vec![
+        ("storage", "s3".into()),
+        ("s3_endpoint", get("FLUXO_TEST_S3_ENDPOINT")?),
+        ("s3_bucket", get("FLUXO_TEST_S3_BUCKET")?),
+        ("s3_access_key_id", get("FLUXO_TEST_S3_AK")?),
+        ("s3_secret_access_key", get("FLUXO_TEST_S3_SK")?),
+        ("s3_region", "us-east-1".into()),
+        ("part_size", "5242880".into()),
+    ])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn ready_asks_the_object_store() {
+    let dead = TestServer::start(&[
+        ("storage", "s3"),
+        ("s3_endpoint", "http://127.0.0.1:1"),
+        ("s3_bucket", "b"),
+        ("s3_access_key_id", "ak"),
+        ("s3_secret_access_key", "sk"),
+        ("part_size", "5242880"),
+        ("max_retries", "0"),
+    ])
+    .await;
+    let r = get(dead.metrics, "/health/ready", &[]).await;
+    assert_eq!(r.code, 503, "{}", r.text());
+    assert!(r.json()["checks"]["storage"]
+        .as_str()
+        .unwrap()
+        .contains("does not answer"));
+
+    let Some(env) = s3_env() else {
+        eprintln!("FLUXO_TEST_S3_* not set: the live S3 half is skipped");
+        return;
+    };
+    let pairs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let live = TestServer::start(&pairs).await;
+    let r = get(live.metrics, "/health/ready", &[]).await;
+    assert_eq!(r.code, 200, "{}", r.text());
+
+    // A gRPC export lands in the store; its signed URL downloads it.
+    let (_, url) = export(&live, None).await;
+    assert!(url.starts_with(&env[1].1), "{url}");
+    let rest = &url[env[1].1.len()..];
+    let endpoint: SocketAddr = env[1].1.trim_start_matches("http://").parse().unwrap();
+    let r = get(endpoint, rest, &[]).await;
+    assert_eq!(r.code, 200, "{}", r.text());
+    assert!(r.text().contains("000000000000000049"));
 }

@@ -15,7 +15,9 @@ Full dump prints one JSON object:
                "data_types":     [["n"|"s"|"b"|"d"|"f"|...]],    # openpyxl cell.data_type
                "number_formats": [["General"|"yyyy-mm-dd"|...]],
                "is_date":        [[bool, ...]],
-               "bold":           [[bool, ...]]}]}
+               "bold":           [[bool, ...]],
+               "columns": {"A": {"width", "hidden"}}, "autofilter": "A1:D3"}],
+   "properties": {"title", "creator", "created", "company"}}
 """
 
 import datetime
@@ -56,6 +58,11 @@ def full(path):
             "number_formats": [],
             "is_date": [],
             "bold": [],
+            "columns": {
+                letter: {"width": dim.width, "hidden": bool(dim.hidden)}
+                for letter, dim in ws.column_dimensions.items()
+            },
+            "autofilter": ws.auto_filter.ref,
         }
         for row in ws.iter_rows(min_row=1, max_row=ws.max_row, max_col=ws.max_column):
             sheet["rows"].append([plain(c.value) for c in row])
@@ -65,7 +72,26 @@ def full(path):
             sheet["is_date"].append([bool(c.is_date) for c in row])
             sheet["bold"].append([bool(c.font is not None and c.font.b) for c in row])
         out["sheets"].append(sheet)
+    props = wb.properties
+    out["properties"] = {
+        "title": props.title,
+        "creator": props.creator,
+        "created": props.created.isoformat() if props.created else None,
+        "company": app_property(path, "Company"),
+    }
     return out
+
+
+def app_property(path, name):
+    """A value of docProps/app.xml (openpyxl does not read it)."""
+    with zipfile.ZipFile(path) as zf:
+        if "docProps/app.xml" not in zf.namelist():
+            return None
+        root = ET.fromstring(zf.read("docProps/app.xml"))
+    for el in root:
+        if el.tag.endswith("}" + name):
+            return el.text
+    return None
 
 
 NS_MAIN = "{http://schemas.openxmlformats.org/spreadsheetml/2006/main}"

@@ -32,7 +32,10 @@ fn parse_ini(text: &str) -> Result<HashMap<String, String>, String> {
             continue;
         }
         let Some((key, value)) = line.split_once('=') else {
-            return Err(format!("line {}: expected key = value, got \"{line}\"", n + 1));
+            return Err(format!(
+                "line {}: expected key = value, got \"{line}\"",
+                n + 1
+            ));
         };
         let key = key.trim();
         let key = key.strip_prefix("fluxo.").unwrap_or(key).to_owned();
@@ -152,6 +155,8 @@ mod tests {
         assert_eq!(m["grpc_listen"], "127.0.0.1:1");
         assert_eq!(m["auth_token"], "a b");
         assert_eq!(m["local_dir"], "/x");
-        assert!(super::parse_ini("fluxo.nope = 1").unwrap_err().contains("unknown key"));
+        assert!(super::parse_ini("fluxo.nope = 1")
+            .unwrap_err()
+            .contains("unknown key"));
     }
 }

@@ -52,7 +52,10 @@ pub fn options(m: &pb::ExportMetadata) -> Result<OptionValue> {
     for (i, c) in m.columns.iter().enumerate() {
         let t = column_type(c.data_type)
             .map_err(|e| ExportError::invalid_option(format!("columns[{i}]: {}", e.message)))?;
-        let mut col = vec![("name".to_owned(), s(&c.name)), ("type".into(), s(type_name(t)))];
+        let mut col = vec![
+            ("name".to_owned(), s(&c.name)),
+            ("type".into(), s(type_name(t))),
+        ];
         if !c.format.is_empty() {
             col.push(("format".into(), s(&c.format)));
         }
@@ -93,11 +96,7 @@ pub fn spec(m: &pb::ExportMetadata, settings: &Settings) -> Result<ExportSpec> {
 
 /// Decodes one `DataBatch` into a batch for the core. Every value is text;
 /// the column's type converts it. An empty value is null in a non-string column.
-pub fn batch(
-    batch: &pb::DataBatch,
-    types: &[ColumnType],
-    names: &[String],
-) -> Result<RecordBatch> {
+pub fn batch(batch: &pb::DataBatch, types: &[ColumnType], names: &[String]) -> Result<RecordBatch> {
     let seq = batch.batch_sequence;
     let bytes: usize = batch
         .records

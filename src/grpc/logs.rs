@@ -22,7 +22,8 @@ impl Visit for Fields {
             .insert(field.name().into(), Value::String(format!("{value:?}")));
     }
     fn record_str(&mut self, field: &Field, value: &str) {
-        self.0.insert(field.name().into(), Value::String(value.into()));
+        self.0
+            .insert(field.name().into(), Value::String(value.into()));
     }
     fn record_i64(&mut self, field: &Field, value: i64) {
         self.0.insert(field.name().into(), value.into());
@@ -59,8 +60,8 @@ fn line(event: &Event<'_>) -> Value {
     let mut take = |k: &str| f.remove(k);
     let message = take("message").unwrap_or(Value::String(String::new()));
     let task_id = take("task_id").unwrap_or(Value::Null);
-    let component = take("component")
-        .unwrap_or_else(|| Value::String(event.metadata().target().to_owned()));
+    let component =
+        take("component").unwrap_or_else(|| Value::String(event.metadata().target().to_owned()));
     let name = take("event").unwrap_or(Value::Null);
     let duration = take("duration").unwrap_or(Value::Null);
     serde_json::json!({
@@ -107,7 +108,9 @@ pub fn init(settings: &Settings) -> LogGuard {
             let dir = path.parent().map(|p| p.to_path_buf()).unwrap_or_default();
             let prefix = path
                 .file_name()
-                .map_or("fluxo-export-server.log".into(), |n| n.to_string_lossy().into_owned());
+                .map_or("fluxo-export-server.log".into(), |n| {
+                    n.to_string_lossy().into_owned()
+                });
             let (writer, guard) =
                 tracing_appender::non_blocking(tracing_appender::rolling::daily(dir, prefix));
             (Some(writer), Some(guard))
@@ -118,7 +121,11 @@ pub fn init(settings: &Settings) -> LogGuard {
     let result = if settings.server.log_format == "text" {
         registry
             .with(tracing_subscriber::fmt::layer().with_writer(std::io::stdout))
-            .with(file.map(|w| tracing_subscriber::fmt::layer().with_ansi(false).with_writer(w)))
+            .with(file.map(|w| {
+                tracing_subscriber::fmt::layer()
+                    .with_ansi(false)
+                    .with_writer(w)
+            }))
             .try_init()
     } else {
         registry
@@ -136,6 +143,9 @@ pub fn init(settings: &Settings) -> LogGuard {
 mod tests {
     #[test]
     fn timestamps_are_rfc3339_utc() {
-        assert_eq!(super::timestamp(1_795_946_400_123), "2026-11-29T10:00:00.123Z");
+        assert_eq!(
+            super::timestamp(1_795_946_400_123),
+            "2026-11-29T10:00:00.123Z"
+        );
     }
 }

@@ -3,6 +3,7 @@
 //! `DataBatch`es to [`RecordBatch`](crate::batch::RecordBatch)es, task status
 //! to responses. All export work is the core's [`Export`](crate::task::Export).
 
+pub mod cancel;
 pub mod convert;
 pub mod logs;
 pub mod server;

@@ -132,18 +132,21 @@ impl BoundServer {
         let service = ExportServiceServer::new(ExportGrpc::new(shared.clone()))
             .max_decoding_message_size(max)
             .max_encoding_message_size(max);
-        let service = InterceptedService::new(service, auth_interceptor(&settings.server.auth_token));
+        let service = super::cancel::WatchCancel(InterceptedService::new(
+            service,
+            auth_interceptor(&settings.server.auth_token),
+        ));
 
         let (stop_grpc, grpc_stopped) = watch::channel(false);
         let (stop_http, http_stopped) = watch::channel(false);
         let wait = |mut rx: watch::Receiver<bool>| async move {
             let _ = rx.wait_for(|s| *s).await;
         };
-        let grpc = tokio::spawn(
-            builder
-                .add_service(service)
-                .serve_with_incoming_shutdown(TcpListenerStream::new(self.grpc), wait(grpc_stopped)),
-        );
+        let grpc =
+            tokio::spawn(builder.add_service(service).serve_with_incoming_shutdown(
+                TcpListenerStream::new(self.grpc),
+                wait(grpc_stopped),
+            ));
         let status_router = match self.ops {
             None => crate::http::status_router(shared.clone())
                 .merge(crate::http::ops_router(shared.clone())),
@@ -166,14 +169,24 @@ impl BoundServer {
         shutdown.await;
         let started = Instant::now();
         let grace = settings.shutdown_timeout;
-        tracing::info!(component = "server", event = "draining", streams = shared.sessions(), "shutting down: no new streams");
+        tracing::info!(
+            component = "server",
+            event = "draining",
+            streams = shared.sessions(),
+            "shutting down: no new streams"
+        );
         shared.start_draining();
         stop_grpc.send_replace(true);
         if tokio::time::timeout(grace, shared.sessions_finished())
             .await
             .is_err()
         {
-            tracing::warn!(component = "server", event = "drain_timeout", streams = shared.sessions(), "streams still running after fluxo.shutdown_timeout: failing them");
+            tracing::warn!(
+                component = "server",
+                event = "drain_timeout",
+                streams = shared.sessions(),
+                "streams still running after fluxo.shutdown_timeout: failing them"
+            );
             shared.abort_sessions();
             let _ = tokio::time::timeout(Duration::from_secs(10), shared.sessions_finished()).await;
         }
@@ -182,7 +195,12 @@ impl BoundServer {
             .await
             .unwrap_or(0);
         if running > 0 {
-            tracing::warn!(component = "server", event = "abandoned", running, "exports still running at exit");
+            tracing::warn!(
+                component = "server",
+                event = "abandoned",
+                running,
+                "exports still running at exit"
+            );
         }
         // Connections close once their streams have ended.
         let _ = tokio::time::timeout(Duration::from_secs(5), grpc).await;
@@ -190,7 +208,12 @@ impl BoundServer {
         for h in http {
             let _ = tokio::time::timeout(Duration::from_secs(5), h).await;
         }
-        tracing::info!(component = "server", event = "stopped", duration = started.elapsed().as_secs_f64(), "server stopped");
+        tracing::info!(
+            component = "server",
+            event = "stopped",
+            duration = started.elapsed().as_secs_f64(),
+            "server stopped"
+        );
         Ok(())
     }
 }

@@ -11,6 +11,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
+use super::cancel::ClientGone;
 use super::convert;
 use super::pb::{
     self, export_request::Payload, export_service_server::ExportService, ExportRequest,
@@ -155,17 +156,29 @@ enum Inbound {
     Shutdown,
 }
 
-async fn next(
-    inbound: &mut Streaming<ExportRequest>,
-    out: &Outbound,
-    abort: &mut watch::Receiver<bool>,
-) -> Inbound {
+/// One stream's inputs: its messages, its response channel, the cancel
+/// flag and the server's abort signal.
+struct Io {
+    inbound: Streaming<ExportRequest>,
+    out: Outbound,
+    gone: ClientGone,
+    abort: watch::Receiver<bool>,
+}
+
+async fn next(io: &mut Io) -> Inbound {
+    let Io {
+        inbound,
+        out,
+        gone,
+        abort,
+    } = io;
     if *abort.borrow() {
         return Inbound::Shutdown;
     }
     tokio::select! {
         m = inbound.message() => match m {
             Ok(Some(m)) => Inbound::Message(m),
+            Ok(None) if gone.is_set() => Inbound::Gone("the client cancelled the call".into()),
             Ok(None) => Inbound::HalfClosed,
             Err(status) => Inbound::Gone(status.message().to_owned()),
         },
@@ -182,14 +195,9 @@ fn shutdown_reason(settings: &Settings) -> String {
 }
 
 /// Serves one `StreamExport` stream until its final response.
-async fn session(
-    shared: Arc<Shared>,
-    mut inbound: Streaming<ExportRequest>,
-    out: Outbound,
-) -> Result<(), Status> {
+async fn session(shared: Arc<Shared>, mut io: Io) -> Result<(), Status> {
     let settings = &shared.settings;
-    let mut abort = shared.abort.subscribe();
-    let metadata = match next(&mut inbound, &out, &mut abort).await {
+    let metadata = match next(&mut io).await {
         Inbound::Message(ExportRequest {
             payload: Some(Payload::Metadata(m)),
         }) => m,
@@ -222,11 +230,11 @@ async fn session(
             .get(&request_id, settings.server.idempotency_ttl)
         {
             let existing = task::status(settings, &task_id).ok().flatten();
-            if let Some(status) = existing.filter(|s| {
-                !matches!(s.state, TaskState::Failed | TaskState::Cancelled)
-            }) {
+            if let Some(status) =
+                existing.filter(|s| !matches!(s.state, TaskState::Failed | TaskState::Cancelled))
+            {
                 tracing::info!(task_id = %task_id, request_id = %request_id, component = "grpc", event = "idempotent_replay", "request_id seen before: returning its task");
-                return replay(&shared, status.task_id, inbound, out, abort).await;
+                return replay(&shared, status.task_id, io).await;
             }
         }
     }
@@ -266,14 +274,14 @@ async fn session(
             ..Default::default()
         },
     };
-    if out.send(Ok(first)).await.is_err() {
+    if io.out.send(Ok(first)).await.is_err() {
         export.cancel();
         return Ok(());
     }
 
     let mut last_seq: Option<i64> = None;
     loop {
-        let batch = match next(&mut inbound, &out, &mut abort).await {
+        let batch = match next(&mut io).await {
             Inbound::HalfClosed => break,
             Inbound::Gone(why) => {
                 tracing::info!(task_id = %task_id, component = "grpc", event = "stream_cancelled", reason = %why, "client went away: export cancelled");
@@ -293,7 +301,12 @@ async fn session(
                         "ExportMetadata sent twice: it must be the first message only",
                     ))
                 }
-                None => return Err(fail(&mut export, "empty ExportRequest: set metadata or batch")),
+                None => {
+                    return Err(fail(
+                        &mut export,
+                        "empty ExportRequest: set metadata or batch",
+                    ))
+                }
             },
         };
         let seq = batch.batch_sequence;
@@ -336,7 +349,7 @@ async fn session(
     )?;
     let response = convert::outcome_response(&task_id, start_ms, &outcome);
     tracing::info!(task_id = %task_id, component = "grpc", event = "stream_finished", status = response.status, "export stream finished");
-    let _ = out.send(Ok(response)).await;
+    let _ = io.out.send(Ok(response)).await;
     Ok(())
 }
 
@@ -349,13 +362,7 @@ fn fail(export: &mut Export, reason: &str) -> Status {
 
 /// A retried request: answers with the existing task, ignores the batches,
 /// and after the half-close reports the task's final state.
-async fn replay(
-    shared: &Shared,
-    task_id: String,
-    mut inbound: Streaming<ExportRequest>,
-    out: Outbound,
-    mut abort: watch::Receiver<bool>,
-) -> Result<(), Status> {
+async fn replay(shared: &Shared, task_id: String, mut io: Io) -> Result<(), Status> {
     let settings = &shared.settings;
     let current = || {
         task::status(settings, &task_id)
@@ -363,7 +370,8 @@ async fn replay(
             .flatten()
             .ok_or_else(|| Status::not_found(format!("task {task_id} is no longer known")))
     };
-    if out
+    if io
+        .out
         .send(Ok(convert::export_response(&current()?)))
         .await
         .is_err()
@@ -371,7 +379,7 @@ async fn replay(
         return Ok(());
     }
     loop {
-        match next(&mut inbound, &out, &mut abort).await {
+        match next(&mut io).await {
             Inbound::Message(_) => continue,
             Inbound::HalfClosed => break,
             Inbound::Gone(why) => return Err(Status::cancelled(why)),
@@ -381,12 +389,12 @@ async fn replay(
     loop {
         let status = current()?;
         if status.state.is_final() {
-            let _ = out.send(Ok(convert::export_response(&status))).await;
+            let _ = io.out.send(Ok(convert::export_response(&status))).await;
             return Ok(());
         }
         tokio::select! {
             _ = tokio::time::sleep(convert::POLL) => {}
-            _ = out.closed() => return Ok(()),
+            _ = io.out.closed() => return Ok(()),
         }
     }
 }
@@ -402,13 +410,24 @@ impl ExportService for ExportGrpc {
         if self.shared.is_draining() {
             return Err(Status::unavailable("the server is shutting down"));
         }
+        let gone = request
+            .extensions()
+            .get::<ClientGone>()
+            .cloned()
+            .unwrap_or_default();
         let inbound = request.into_inner();
         let (tx, rx) = mpsc::channel(2);
         let shared = self.shared.clone();
         shared.sessions.fetch_add(1, Ordering::SeqCst);
+        let io = Io {
+            inbound,
+            out: tx.clone(),
+            gone,
+            abort: shared.abort.subscribe(),
+        };
         tokio::spawn(async move {
             let _guard = SessionGuard(shared.clone());
-            if let Err(status) = session(shared, inbound, tx.clone()).await {
+            if let Err(status) = session(shared, io).await {
                 let _ = tx.send(Err(status)).await;
             }
         });

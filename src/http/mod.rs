@@ -38,7 +38,10 @@ pub fn status_router(shared: Arc<Shared>) -> Router {
 /// Health and metrics (`fluxo.metrics_listen`): never behind the token.
 pub fn ops_router(shared: Arc<Shared>) -> Router {
     Router::new()
-        .route("/health/live", get(|| async { Json(json!({ "status": "live" })) }))
+        .route(
+            "/health/live",
+            get(|| async { Json(json!({ "status": "live" })) }),
+        )
         .route("/health/ready", get(ready))
         .route("/metrics", get(metrics_text))
         .with_state(shared)
@@ -148,7 +151,10 @@ async fn download(
             return error(StatusCode::FORBIDDEN, "the download link has expired")
         }
         Err(signed::Refusal::BadSignature) => {
-            return error(StatusCode::FORBIDDEN, "the download link's signature is wrong")
+            return error(
+                StatusCode::FORBIDDEN,
+                "the download link's signature is wrong",
+            )
         }
     }
     let relative = Path::new(&key);
@@ -207,7 +213,7 @@ async fn ready(State(shared): State<Arc<Shared>>) -> Response {
         let store = match settings.storage {
             StorageKind::Local => writable(&settings.local_dir),
             kind => crate::storage::open(kind, &settings, &settings.local_dir, None)
-                .map(|_| ())
+                .and_then(|store| store.check())
                 .map_err(|e| e.message),
         };
         (spool, store)
@@ -245,7 +251,10 @@ async fn metrics_text(State(shared): State<Arc<Shared>>) -> Response {
         shared.sessions()
     ));
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         text,
     )
         .into_response()

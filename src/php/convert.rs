@@ -1,6 +1,7 @@
 //! PHP values → core types. Each row is walked once and each cell copied
 //! once, into the batch arena; no zval is kept after the call returns.
 
+use ext_php_rs::convert::IntoZvalDyn;
 use ext_php_rs::flags::DataType;
 use ext_php_rs::types::{ZendCallable, ZendHashTable, ZendObject, Zval};
 use ext_php_rs::zend::ClassEntry;
@@ -8,7 +9,7 @@ use ext_php_rs::zend::ClassEntry;
 use crate::batch::RecordBatch;
 use crate::config::OptionValue;
 use crate::error::ExportError;
-use crate::schema::{self, CellError, Column, Value};
+use crate::schema::{self, CellError, Column, LocalDateTime, Value};
 
 /// A PHP array of options as an option tree.
 pub fn options(ht: &ZendHashTable) -> OptionValue {
@@ -58,7 +59,7 @@ fn class_named(name: &str) -> Option<&'static ClassEntry> {
 }
 
 /// Appends one PHP value to the batch, converted by the column's type.
-fn push(batch: &mut RecordBatch, zv: &Zval, column: &Column) -> Result<(), Fault> {
+fn push(batch: &mut RecordBatch, zv: &Zval, column: &Column, zone: &DateZone) -> Result<(), Fault> {
     let ty = column.column_type;
     let value = match zv.get_type() {
         DataType::Null => Value::Null,
@@ -72,24 +73,89 @@ fn push(batch: &mut RecordBatch, zv: &Zval, column: &Column) -> Result<(), Fault
         }
         DataType::Object(_) => {
             let obj = zv.object().ok_or(Fault::Cell(CellError::Unsupported))?;
-            return push_object(batch, obj, column);
+            return push_object(batch, zv, obj, column, zone);
         }
         _ => return Err(Fault::Cell(CellError::Unsupported)),
     };
     batch.push(value, ty).map_err(Fault::Cell)
 }
 
+/// The zone `DateTimeInterface` values are shown in: their own, or the
+/// export's `timezone` (a PHP `DateTimeZone`, made once per batch).
+pub struct DateZone(Option<Zval>);
+
+impl DateZone {
+    /// Checks a zone name against PHP's own list (no warning for a bad one).
+    pub fn check(name: &str) -> Result<(), ExportError> {
+        let known = ZendCallable::try_from_name("timezone_identifiers_list")
+            .and_then(|f| f.try_call(vec![]))
+            .ok()
+            .and_then(|list| {
+                list.array()
+                    .map(|a| a.values().any(|v| v.str() == Some(name)))
+            })
+            .unwrap_or(false);
+        if known {
+            Ok(())
+        } else {
+            Err(ExportError::invalid_option(format!(
+                "option \"timezone\": unknown time zone \"{name}\" (use an IANA name such as Asia/Shanghai)"
+            )))
+        }
+    }
+
+    pub fn open(name: Option<&str>) -> Result<Self, ExportError> {
+        let Some(name) = name else {
+            return Ok(Self(None));
+        };
+        ZendCallable::try_from_name("timezone_open")
+            .and_then(|f| f.try_call(vec![&name]))
+            .ok()
+            .filter(|zone| zone.is_object())
+            .map(|zone| Self(Some(zone)))
+            .ok_or_else(|| ExportError::invalid_option(format!("cannot open time zone \"{name}\"")))
+    }
+
+    /// The wall-clock time of a `DateTimeInterface` in this zone.
+    fn local_time(&self, date: &Zval) -> Result<LocalDateTime, Fault> {
+        let call = |target: &Zval, method: &str, args: Vec<&dyn IntoZvalDyn>| {
+            target
+                .try_call_method(method, args)
+                .map_err(|e| Fault::Object(format!("DateTimeInterface::{method}() failed: {e}")))
+        };
+        let Some(zone) = &self.0 else {
+            let text = call(date, "format", vec![&"Y-m-d\\TH:i:s.u"])?;
+            return text
+                .str()
+                .and_then(schema::parse_datetime)
+                .ok_or(Fault::Cell(CellError::NotADate));
+        };
+        let seconds = call(date, "getTimestamp", vec![])?.long();
+        let offset = call(zone, "getOffset", vec![date])?.long();
+        let micros = call(date, "format", vec![&"u"])?
+            .str()
+            .and_then(|u| u.parse::<u32>().ok());
+        match (seconds, offset, micros) {
+            (Some(s), Some(o), Some(u)) => Ok(LocalDateTime {
+                seconds: s + o,
+                nanos: u * 1000,
+            }),
+            _ => Err(Fault::Cell(CellError::NotADate)),
+        }
+    }
+}
+
 /// `DateTimeInterface` becomes a date; `Stringable` its string.
-fn push_object(batch: &mut RecordBatch, obj: &ZendObject, column: &Column) -> Result<(), Fault> {
+fn push_object(
+    batch: &mut RecordBatch,
+    zv: &Zval,
+    obj: &ZendObject,
+    column: &Column,
+    zone: &DateZone,
+) -> Result<(), Fault> {
     let is = |name| class_named(name).is_some_and(|ce| obj.instance_of(ce));
     if is("DateTimeInterface") {
-        let text = obj
-            .try_call_method("format", vec![&"Y-m-d\\TH:i:s.u"])
-            .map_err(|e| Fault::Object(format!("DateTimeInterface::format() failed: {e}")))?;
-        let parsed = text
-            .str()
-            .and_then(schema::parse_datetime)
-            .ok_or(Fault::Cell(CellError::NotADate))?;
+        let parsed = zone.local_time(zv)?;
         return batch
             .push(Value::DateTime(parsed), column.column_type)
             .map_err(Fault::Cell);
@@ -129,10 +195,10 @@ fn cell_error(index: usize, column: &Column, zv: &Zval, fault: Fault) -> ExportE
 /// with a message naming the row's index, the column and the PHP type.
 pub fn batch<'a>(
     rows: impl Iterator<Item = &'a Zval>,
-    count: usize,
     columns: &[Column],
+    mut batch: RecordBatch,
+    zone: &DateZone,
 ) -> Result<RecordBatch, ExportError> {
-    let mut batch = RecordBatch::new(columns.len(), count * columns.len() * 16);
     for (index, row) in rows.enumerate() {
         let row = row.dereference();
         let Some(cells) = row.array() else {
@@ -151,7 +217,7 @@ pub fn batch<'a>(
             }
             for (zv, column) in cells.values().zip(columns) {
                 let zv = zv.dereference();
-                push(&mut batch, zv, column).map_err(|f| cell_error(index, column, zv, f))?;
+                push(&mut batch, zv, column, zone).map_err(|f| cell_error(index, column, zv, f))?;
             }
         } else {
             for column in columns {
@@ -163,7 +229,7 @@ pub fn batch<'a>(
                     )));
                 };
                 let zv = zv.dereference();
-                push(&mut batch, zv, column).map_err(|f| cell_error(index, column, zv, f))?;
+                push(&mut batch, zv, column, zone).map_err(|f| cell_error(index, column, zv, f))?;
             }
         }
         batch.end_row();

@@ -3,6 +3,8 @@
 
 mod convert;
 mod module;
+#[cfg(feature = "server")]
+mod server;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
@@ -65,6 +67,19 @@ fn current_settings() -> Result<Settings, ExportError> {
 #[php(name = "Fluxo\\Exporter")]
 pub struct Exporter {
     export: Export,
+    /// The `timezone` option: where date objects are shown.
+    timezone: Option<String>,
+}
+
+impl Exporter {
+    fn add<'a>(
+        &mut self,
+        rows: impl Iterator<Item = &'a ext_php_rs::types::Zval>,
+    ) -> Result<i64, ExportError> {
+        let zone = convert::DateZone::open(self.timezone.as_deref())?;
+        let batch = convert::batch(rows, self.export.columns(), self.export.new_batch(), &zone)?;
+        self.export.add(batch).map(|n| n as i64)
+    }
 }
 
 #[php_impl]
@@ -74,7 +89,11 @@ impl Exporter {
             let settings = current_settings()?;
             let options = convert::options(options);
             let spec = ExportSpec::from_options(&options, &settings)?;
+            if let Some(zone) = &spec.timezone {
+                convert::DateZone::check(zone)?;
+            }
             Ok(Self {
+                timezone: spec.timezone.clone(),
                 export: Export::start(spec, &settings)?,
             })
         })
@@ -87,18 +106,12 @@ impl Exporter {
 
     /// Adds a list of rows; returns the running row count.
     pub fn add_batch(&mut self, rows: &ZendHashTable) -> PhpResult<i64> {
-        guarded(|| {
-            let batch = convert::batch(rows.values(), rows.len(), self.export.columns())?;
-            self.export.add(batch).map(|n| n as i64)
-        })
+        guarded(|| self.add(rows.values()))
     }
 
     /// Adds one row; returns the running row count.
     pub fn add_row(&mut self, row: &ext_php_rs::types::Zval) -> PhpResult<i64> {
-        guarded(|| {
-            let batch = convert::batch(std::iter::once(row), 1, self.export.columns())?;
-            self.export.add(batch).map(|n| n as i64)
-        })
+        guarded(|| self.add(std::iter::once(row)))
     }
 
     /// XLSX: starts another sheet; columns default to the current ones.

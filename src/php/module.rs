@@ -127,11 +127,14 @@ extern "C" fn info(_module: *mut ModuleEntry) {
 #[php_module]
 #[php(startup = startup)]
 pub fn get_module(module: ModuleBuilder) -> ModuleBuilder {
-    module
+    let module = module
         .name("fluxo")
         .class::<Exporter>()
         .class::<ExportResult>()
         .class::<TaskStatus>()
         .shutdown_function(shutdown)
-        .info_function(info)
+        .info_function(info);
+    #[cfg(feature = "server")]
+    let module = module.class::<super::server::Server>();
+    module
 }

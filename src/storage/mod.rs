@@ -52,6 +52,12 @@ pub trait Store: Send + Sync {
     ) -> Result<StoredObject>;
 
     fn kind(&self) -> StorageKind;
+
+    /// Whether the store answers (the server's `/health/ready`). A local
+    /// folder needs no request.
+    fn check(&self) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// The store an export goes to.

@@ -107,7 +107,11 @@ impl ObjectStore {
         }
         // An IP or localhost cannot carry the bucket as a subdomain: address
         // it path style, as Alibaba's own SDK does.
-        let style = if is_ip_or_localhost(&endpoint) { "path" } else { "virtual" };
+        let style = if is_ip_or_localhost(&endpoint) {
+            "path"
+        } else {
+            "virtual"
+        };
         builder = builder
             .addressing_style(style)
             .presign_addressing_style(style);
@@ -318,6 +322,20 @@ impl Store for ObjectStore {
     fn kind(&self) -> StorageKind {
         self.kind
     }
+
+    fn check(&self) -> Result<()> {
+        let answered = runtime().block_on(async {
+            tokio::time::timeout(Duration::from_secs(5), self.op.check()).await
+        });
+        match answered {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(storage_error(
+                &format!("{} does not answer", self.location),
+                e,
+            )),
+            Err(_) => Err(storage_error(&self.location, "no answer within 5 s")),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -338,10 +356,18 @@ mod tests {
 
     #[test]
     fn ip_and_localhost_endpoints_are_recognised() {
-        for yes in ["http://127.0.0.1:8016", "localhost", "https://[::1]:9000/x", "10.0.0.2"] {
+        for yes in [
+            "http://127.0.0.1:8016",
+            "localhost",
+            "https://[::1]:9000/x",
+            "10.0.0.2",
+        ] {
             assert!(is_ip_or_localhost(yes), "{yes}");
         }
-        for no in ["https://oss-cn-hangzhou.aliyuncs.com", "http://minio.local:9000"] {
+        for no in [
+            "https://oss-cn-hangzhou.aliyuncs.com",
+            "http://minio.local:9000",
+        ] {
             assert!(!is_ip_or_localhost(no), "{no}");
         }
     }

@@ -45,7 +45,10 @@ mod tests {
     fn entries_expire_after_the_ttl() {
         let map = IdempotencyMap::new();
         map.insert("r1", "t1");
-        assert_eq!(map.get("r1", Duration::from_secs(60)).as_deref(), Some("t1"));
+        assert_eq!(
+            map.get("r1", Duration::from_secs(60)).as_deref(),
+            Some("t1")
+        );
         assert_eq!(map.get("r1", Duration::ZERO), None);
         assert_eq!(map.get("r1", Duration::from_secs(60)), None);
     }

@@ -186,6 +186,7 @@ pub struct Export {
     task_id: String,
     columns: Vec<Column>,
     format: Format,
+    replace_invalid_utf8: bool,
     rows: u64,
     phase: Phase,
 }
@@ -246,6 +247,7 @@ impl Export {
             task_id,
             columns: spec.columns.clone(),
             format: spec.format,
+            replace_invalid_utf8: spec.replace_invalid_utf8,
             rows: 0,
             phase: Phase::Open,
         };
@@ -270,7 +272,12 @@ impl Export {
 
     /// An empty batch shaped for the current columns.
     pub fn new_batch(&self) -> RecordBatch {
-        RecordBatch::new(self.columns.len(), 64 * 1024)
+        let batch = RecordBatch::new(self.columns.len(), 64 * 1024);
+        if self.replace_invalid_utf8 {
+            batch.replacing_invalid_utf8()
+        } else {
+            batch
+        }
     }
 
     fn ensure_open(&self) -> Result<()> {
@@ -542,7 +549,10 @@ fn signed_local_url(
 ) -> Option<String> {
     let server = &settings.server;
     // The server serves files from fluxo.local_dir only.
-    let own_dir = spec.local_dir.as_ref().is_none_or(|d| *d == settings.local_dir);
+    let own_dir = spec
+        .local_dir
+        .as_ref()
+        .is_none_or(|d| *d == settings.local_dir);
     if store.kind() != StorageKind::Local
         || !own_dir
         || server.public_base_url.is_empty()
@@ -573,7 +583,7 @@ fn write_and_store(
     std::fs::create_dir_all(spool_dir)
         .map_err(|e| ExportError::io("cannot create folder", spool_dir, e))?;
 
-    let mut writer = writer::open(spec.format, spool, &spec.csv, settings.compression_level)?;
+    let mut writer = writer::open(spec.format, spool, &spec.csv, &spec.xlsx)?;
     writer.begin_sheet(&spec.sheet, &spec.columns)?;
     let mut records = 0u64;
     while let Some(message) = task.queue.pop() {

@@ -10,7 +10,7 @@ use csv::{QuoteStyle, Terminator, WriterBuilder};
 use super::{FormatWriter, HashingWriter, WrittenFile};
 use crate::batch::RecordBatch;
 use crate::error::{ExportError, Result};
-use crate::schema::{self, Cell, Column};
+use crate::schema::{self, Cell, Column, TextStyle};
 
 const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
 
@@ -74,8 +74,8 @@ pub struct CsvOptions {
     /// `\r\n` line endings instead of `\n`.
     pub crlf: bool,
     pub null_text: String,
-    pub true_text: String,
-    pub false_text: String,
+    /// Bools and dates as text.
+    pub style: TextStyle,
 }
 
 impl Default for CsvOptions {
@@ -90,8 +90,7 @@ impl Default for CsvOptions {
             header: true,
             crlf: false,
             null_text: String::new(),
-            true_text: "TRUE".into(),
-            false_text: "FALSE".into(),
+            style: TextStyle::default(),
         }
     }
 }
@@ -197,10 +196,6 @@ impl FormatWriter for CsvWriter {
     fn write_batch(&mut self, batch: &RecordBatch) -> Result<()> {
         let mut reader = batch.reader();
         let mut row = Vec::with_capacity(batch.columns());
-        let bools = (
-            self.options.true_text.as_str(),
-            self.options.false_text.as_str(),
-        );
         while reader.next_row(&mut row) {
             self.rows_written += 1;
             for (col, cell) in row.iter().enumerate() {
@@ -220,7 +215,7 @@ impl FormatWriter for CsvWriter {
                     Cell::Null => self.out.write_field(&self.options.null_text),
                     other => {
                         self.field.clear();
-                        schema::write_text_form(other, bools, &mut self.field);
+                        schema::write_text_form(other, &self.options.style, &mut self.field);
                         self.out.write_field(&self.field)
                     }
                 };
@@ -402,8 +397,11 @@ mod tests {
             header: false,
             crlf: true,
             null_text: "NULL".into(),
-            true_text: "1".into(),
-            false_text: "0".into(),
+            style: TextStyle {
+                true_text: "1".into(),
+                false_text: "0".into(),
+                ..TextStyle::default()
+            },
             ..CsvOptions::default()
         };
         let (bytes, _) = write(

@@ -119,10 +119,10 @@ pub fn open(
     format: Format,
     path: &Path,
     csv: &csv::CsvOptions,
-    compression_level: u8,
+    xlsx: &xlsx::XlsxOptions,
 ) -> Result<Box<dyn FormatWriter>> {
     Ok(match format {
         Format::Csv => Box::new(csv::CsvWriter::create(path, csv.clone())?),
-        Format::Xlsx => Box::new(xlsx::XlsxWriter::new(path, compression_level)),
+        Format::Xlsx => Box::new(xlsx::XlsxWriter::new(path, xlsx.clone())),
     })
 }

@@ -4,12 +4,12 @@
 
 use std::path::{Path, PathBuf};
 
-use rust_xlsxwriter::{Format, Workbook, Worksheet, XlsxError};
+use rust_xlsxwriter::{DocProperties, ExcelDateTime, Format, Workbook, Worksheet, XlsxError};
 
 use super::{FormatWriter, WrittenFile};
 use crate::batch::RecordBatch;
 use crate::error::{ExportError, Result};
-use crate::schema::{Cell, Column, ColumnType};
+use crate::schema::{self, Cell, Column, ColumnType, ColumnWidth, LocalDateTime, TextStyle};
 
 /// Excel's row limit, header included.
 pub const MAX_ROWS: u32 = 1_048_576;
@@ -19,6 +19,41 @@ const MAX_EXACT_INT: i64 = 999_999_999_999_999;
 const DEFAULT_DATE: &str = "yyyy-mm-dd";
 const DEFAULT_DATETIME: &str = "yyyy-mm-dd hh:mm:ss";
 const DEFAULT_TIME: &str = "hh:mm:ss";
+
+/// Excel's longest cell text, in characters.
+pub const MAX_TEXT_CHARS: usize = 32_767;
+/// Excel's widest column, in characters.
+const MAX_WIDTH: f64 = 255.0;
+
+/// Workbook properties (File > Info in Excel).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Properties {
+    pub title: Option<String>,
+    pub author: Option<String>,
+    pub company: Option<String>,
+    pub created: Option<LocalDateTime>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct XlsxOptions {
+    pub compression_level: u8,
+    /// A filter drop-down on every header cell.
+    pub autofilter: bool,
+    /// Text beyond 32,767 characters is cut instead of an error.
+    pub truncate_long_text: bool,
+    pub properties: Properties,
+}
+
+impl Default for XlsxOptions {
+    fn default() -> Self {
+        Self {
+            compression_level: 6,
+            autofilter: false,
+            truncate_long_text: false,
+            properties: Properties::default(),
+        }
+    }
+}
 
 /// Checks Excel's rules for a sheet name.
 pub fn validate_sheet_name(name: &str) -> Result<&str> {
@@ -43,12 +78,17 @@ struct Sheet {
     part: u32,
     columns: Vec<Column>,
     formats: Vec<Option<Format>>,
+    /// Widest value so far of each `width: auto` column.
+    auto_widths: Vec<Option<usize>>,
     /// Next row to write (0 is the header).
     row: u32,
 }
 
 pub struct XlsxWriter {
     workbook: Workbook,
+    options: XlsxOptions,
+    /// Scratch for the text form of non-text cells in auto-width columns.
+    scratch: Vec<u8>,
     path: PathBuf,
     header: Format,
     dates: DateFormats,
@@ -58,15 +98,17 @@ pub struct XlsxWriter {
 }
 
 impl XlsxWriter {
-    pub fn new(path: &Path, compression_level: u8) -> Self {
+    pub fn new(path: &Path, options: XlsxOptions) -> Self {
         let mut workbook = Workbook::new();
-        workbook.set_zip_compression_level(compression_level);
+        workbook.set_zip_compression_level(options.compression_level);
         // Constant-memory sheets spill to temp files: keep them beside the spool file.
         if let Some(dir) = path.parent() {
             let _ = workbook.set_tempdir(dir);
         }
         Self {
             workbook,
+            options,
+            scratch: Vec::new(),
             path: path.to_path_buf(),
             header: Format::new().set_bold(),
             dates: DateFormats::default(),
@@ -96,22 +138,64 @@ impl XlsxWriter {
         }
         ws.set_freeze_panes(1, 0)
             .map_err(|e| xlsx_error("freezing the header", e))?;
+        for (col, c) in columns.iter().enumerate() {
+            let col = col as u16;
+            if let Some(ColumnWidth::Chars(w)) = c.width {
+                ws.set_column_width(col, w)
+                    .map_err(|e| xlsx_error("setting a column width", e))?;
+            }
+            if c.hidden {
+                ws.set_column_hidden(col)
+                    .map_err(|e| xlsx_error("hiding a column", e))?;
+            }
+        }
         let formats = columns.iter().map(cell_format).collect();
+        let auto_widths = columns
+            .iter()
+            .map(|c| (c.width == Some(ColumnWidth::Auto)).then(|| schema::display_width(&c.name)))
+            .collect();
         self.sheet = Some(Sheet {
             index,
             base_name: base_name.to_owned(),
             part,
             columns,
             formats,
+            auto_widths,
             row: 1,
         });
         self.sheets += 1;
         Ok(())
     }
 
+    /// Applies what is only known once a sheet is complete: auto widths and
+    /// the autofilter range.
+    fn close_sheet(&mut self) -> Result<Option<Sheet>> {
+        let Some(sheet) = self.sheet.take() else {
+            return Ok(None);
+        };
+        let ws = self
+            .workbook
+            .worksheet_from_index(sheet.index)
+            .map_err(|e| xlsx_error("sheet", e))?;
+        for (col, width) in sheet.auto_widths.iter().enumerate() {
+            if let Some(chars) = width {
+                // One character of padding, as Excel's own autofit leaves.
+                let width = (*chars as f64 + 1.0).min(MAX_WIDTH);
+                ws.set_column_width(col as u16, width)
+                    .map_err(|e| xlsx_error("setting a column width", e))?;
+            }
+        }
+        if self.options.autofilter {
+            let last_col = sheet.columns.len().saturating_sub(1) as u16;
+            ws.autofilter(0, 0, sheet.row.saturating_sub(1), last_col)
+                .map_err(|e| xlsx_error("adding the autofilter", e))?;
+        }
+        Ok(Some(sheet))
+    }
+
     /// Continues a full sheet on `Name (2)`, `Name (3)`, ... with the header repeated.
     fn overflow(&mut self) -> Result<()> {
-        let sheet = self.sheet.take().expect("a sheet is open");
+        let sheet = self.close_sheet()?.expect("a sheet is open");
         let part = sheet.part + 1;
         let suffix = format!(" ({part})");
         let mut base: String = sheet.base_name.clone();
@@ -125,6 +209,33 @@ impl XlsxWriter {
             sheet.columns,
         )
     }
+}
+
+/// Widths of dates and numbers are measured in their default text form.
+fn auto_width_style() -> &'static TextStyle {
+    static STYLE: std::sync::OnceLock<TextStyle> = std::sync::OnceLock::new();
+    STYLE.get_or_init(TextStyle::default)
+}
+
+fn document_properties(p: &Properties) -> Result<DocProperties> {
+    let mut doc = DocProperties::new();
+    if let Some(title) = &p.title {
+        doc = doc.set_title(title);
+    }
+    if let Some(author) = &p.author {
+        doc = doc.set_author(author);
+    }
+    if let Some(company) = &p.company {
+        doc = doc.set_company(company);
+    }
+    if let Some(created) = p.created {
+        let (y, m, d, h, mi, s) = created.parts();
+        let when = ExcelDateTime::from_ymd(y as u16, m as u8, d as u8)
+            .and_then(|dt| dt.and_hms(h as u16, mi as u8, s as f64))
+            .map_err(|e| ExportError::invalid_option(format!("properties.created: {e}")))?;
+        doc = doc.set_creation_datetime(&when);
+    }
+    Ok(doc)
 }
 
 fn cell_format(column: &Column) -> Option<Format> {
@@ -227,6 +338,7 @@ impl FormatWriter for XlsxWriter {
                 columns.len()
             )));
         }
+        self.close_sheet()?;
         self.add_sheet(name, name, 1, columns.to_vec())
     }
 
@@ -243,6 +355,26 @@ impl FormatWriter for XlsxWriter {
                 .worksheet_from_index(sheet.index)
                 .map_err(|e| xlsx_error("sheet", e))?;
             for (col, cell) in row.iter().enumerate() {
+                let mut cell = *cell;
+                if let Cell::Text(text) = cell {
+                    if text.len() > MAX_TEXT_CHARS && self.options.truncate_long_text {
+                        if let Some((cut, _)) = text.char_indices().nth(MAX_TEXT_CHARS) {
+                            cell = Cell::Text(&text[..cut]);
+                        }
+                    }
+                }
+                if let Some(widest) = &mut sheet.auto_widths[col] {
+                    let width = match cell {
+                        Cell::Text(t) => schema::display_width(t),
+                        other => {
+                            self.scratch.clear();
+                            schema::write_text_form(&other, auto_width_style(), &mut self.scratch);
+                            self.scratch.len()
+                        }
+                    };
+                    *widest = (*widest).max(width);
+                }
+                let cell = &cell;
                 let at = (sheet.row, col as u16);
                 write_cell(ws, at, cell, sheet.formats[col].as_ref(), &self.dates).map_err(
                     |e| {
@@ -261,6 +393,9 @@ impl FormatWriter for XlsxWriter {
     }
 
     fn finish(mut self: Box<Self>) -> Result<WrittenFile> {
+        self.close_sheet()?;
+        let properties = document_properties(&self.options.properties)?;
+        self.workbook.set_properties(&properties);
         self.workbook.save(&self.path).map_err(|e| match e {
             XlsxError::IoError(io) => ExportError::io("cannot write", &self.path, io),
             other => xlsx_error("saving", other),
@@ -288,7 +423,7 @@ mod tests {
     ) -> (tempfile::TempDir, PathBuf, WrittenFile) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("out.xlsx");
-        let mut w: Box<dyn FormatWriter> = Box::new(XlsxWriter::new(&path, 6));
+        let mut w: Box<dyn FormatWriter> = Box::new(XlsxWriter::new(&path, XlsxOptions::default()));
         w.begin_sheet("Orders", columns).unwrap();
         let mut batch = RecordBatch::new(columns.len(), 0);
         for r in rows {
@@ -359,7 +494,13 @@ mod tests {
         let columns = vec![Column::new("N", ColumnType::Int)];
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("big.xlsx");
-        let mut w: Box<dyn FormatWriter> = Box::new(XlsxWriter::new(&path, 1));
+        let mut w: Box<dyn FormatWriter> = Box::new(XlsxWriter::new(
+            &path,
+            XlsxOptions {
+                compression_level: 1,
+                ..XlsxOptions::default()
+            },
+        ));
         w.begin_sheet("Data", &columns).unwrap();
         let total = MAX_ROWS as i64 + 9; // one header row per sheet
         let mut n = 0;

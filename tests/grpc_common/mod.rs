@@ -42,13 +42,19 @@ impl TestServer {
             pairs.push(((*k).into(), (*v).into()));
         }
         let settings = Settings::resolve_with_env(
-            |k| pairs.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone()),
+            |k| {
+                pairs
+                    .iter()
+                    .find(|(key, _)| key == k)
+                    .map(|(_, v)| v.clone())
+            },
             |_| None,
         )
         .unwrap();
         // Separate listeners even though both ask for port 0.
         let bound = Server::bind(settings.clone()).await.unwrap();
-        let (grpc, status, metrics) = (bound.grpc_addr(), bound.status_addr(), bound.metrics_addr());
+        let (grpc, status, metrics) =
+            (bound.grpc_addr(), bound.status_addr(), bound.metrics_addr());
         let (stop, stopped) = oneshot::channel::<()>();
         let done = tokio::spawn(async move {
             bound
@@ -123,15 +129,13 @@ pub fn record(values: &[&str]) -> pb::Record {
 pub fn rows(seq: i64, from: usize, n: usize) -> pb::DataBatch {
     pb::DataBatch {
         records: (from..from + n)
-            .map(|i| {
-                pb::Record {
-                    values: vec![
-                        format!("{:018}", i),
-                        format!("{}.25", i),
-                        "2026-11-29 10:00:00".into(),
-                        if i % 2 == 0 { "true" } else { "false" }.into(),
-                    ],
-                }
+            .map(|i| pb::Record {
+                values: vec![
+                    format!("{:018}", i),
+                    format!("{}.25", i),
+                    "2026-11-29 10:00:00".into(),
+                    if i % 2 == 0 { "true" } else { "false" }.into(),
+                ],
             })
             .collect(),
         batch_sequence: seq,

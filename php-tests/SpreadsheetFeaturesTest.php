@@ -1,0 +1,152 @@
+<?php
+
+declare(strict_types=1);
+
+namespace Fluxo\Tests;
+
+use Fluxo\Exporter;
+use Fluxo\InvalidOptionException;
+use Fluxo\InvalidRowException;
+use Fluxo\Tests\Support\FluxoTestCase;
+use Fluxo\Tests\Support\XlsxReader;
+
+/**
+ * Issue #5 features, each read back by an independent reader (openpyxl for
+ * XLSX, fgetcsv for CSV).
+ */
+final class SpreadsheetFeaturesTest extends FluxoTestCase
+{
+    public function testColumnWidthsHiddenColumnsAndAutofilter(): void
+    {
+        $r = $this->exportOne(
+            [
+                'format' => 'xlsx',
+                'autofilter' => true,
+                'columns' => [
+                    ['name' => 'Id', 'width' => 20],
+                    ['name' => 'Name', 'width' => 'auto'],
+                    ['name' => 'Internal', 'hidden' => true],
+                ],
+            ],
+            [[1, '欧阳娜娜 Li', 'x'], [2, 'Bo', 'y']]
+        );
+        $sheet = $this->readXlsx($r->path)['sheets'][0];
+        self::assertEqualsWithDelta(20.0, $sheet['columns']['A']['width'], 0.8, 'fixed width in characters');
+        // '欧阳娜娜 Li': four CJK characters count double (8) + 3 = 11, plus one of padding.
+        self::assertEqualsWithDelta(12.0, $sheet['columns']['B']['width'], 0.8, 'auto width from the widest value');
+        self::assertTrue($sheet['columns']['C']['hidden']);
+        self::assertSame('A1:C3', $sheet['autofilter']);
+        self::assertSame('A2', $sheet['freeze_panes'], 'header row frozen');
+        self::assertTrue($sheet['bold'][0][0], 'header bold');
+    }
+
+    public function testWorkbookProperties(): void
+    {
+        $r = $this->exportOne(
+            [
+                'format' => 'xlsx',
+                'columns' => ['a'],
+                'properties' => [
+                    'title' => 'Orders 2026-11',
+                    'author' => '张伟',
+                    'company' => 'ACME',
+                    'created' => '2026-11-29 10:00:00',
+                ],
+            ],
+            [['x']]
+        );
+        $props = $this->readXlsx($r->path)['properties'];
+        self::assertSame('Orders 2026-11', $props['title']);
+        self::assertSame('张伟', $props['creator']);
+        self::assertSame('ACME', $props['company']);
+        self::assertSame('2026-11-29T10:00:00', $props['created']);
+    }
+
+    public function testTimezoneShowsDateObjectsInThatZone(): void
+    {
+        $utcMidnight = new \DateTimeImmutable('2026-11-29 00:00:00', new \DateTimeZone('UTC'));
+        $rows = [[$utcMidnight, '2026-11-29 00:00:00']];
+        $columns = [['name' => 'object', 'type' => 'datetime'], ['name' => 'text', 'type' => 'datetime']];
+        $r = $this->exportOne(['format' => 'xlsx', 'columns' => $columns, 'timezone' => 'Asia/Shanghai'], $rows);
+        self::assertSame(
+            ['2026-11-29T08:00:00', '2026-11-29T00:00:00'],
+            $this->dataRows($r)[0],
+            'date objects move to the zone; wall-clock strings stay as written'
+        );
+        $this->expectException(InvalidOptionException::class);
+        $this->expectExceptionMessage('unknown time zone "Mars/Olympus"');
+        new Exporter(['columns' => ['a'], 'timezone' => 'Mars/Olympus']);
+    }
+
+    public function testCsvDatePatterns(): void
+    {
+        $r = $this->exportOne(
+            [
+                'columns' => [['name' => 'd', 'type' => 'date'], ['name' => 'dt', 'type' => 'datetime']],
+                'csv' => ['date_format' => 'd/m/Y', 'datetime_format' => 'Y年n月j日 H:i', 'bom' => false],
+            ],
+            [['2026-11-29', '2026-01-02 03:04:05']]
+        );
+        self::assertSame([['29/11/2026', '2026年1月2日 03:04']], $this->dataRows($r));
+        $this->expectException(InvalidOptionException::class);
+        $this->expectExceptionMessage("unknown date letter 'D'");
+        new Exporter(['columns' => ['a'], 'csv' => ['date_format' => 'D, d M Y']]);
+    }
+
+    public function testTooLongTextIsAnErrorOrTruncated(): void
+    {
+        $long = str_repeat('長', 40000);
+        $e = new Exporter(['format' => 'xlsx', 'columns' => ['id', 'text']]);
+        $e->addBatch([[1, 'short'], [2, $long]]);
+        try {
+            $e->finish();
+            self::fail('a 40,000-character cell cannot be written to XLSX');
+        } catch (InvalidRowException $x) {
+            self::assertStringContainsString('data row 2, column "text"', $x->getMessage());
+        }
+
+        $r = $this->exportOne(['format' => 'xlsx', 'columns' => ['id', 'text'], 'long_text' => 'truncate'], [[2, $long]]);
+        $text = $this->dataRows($r)[0][1];
+        self::assertSame(32767, mb_strlen($text, 'UTF-8'));
+    }
+
+    public function testInvalidUtf8IsAnErrorOrReplaced(): void
+    {
+        $r = $this->exportOne(['columns' => ['a'], 'invalid_utf8' => 'replace', 'csv' => ['bom' => false]], [["ok\xffok"]]);
+        self::assertSame([["ok\u{FFFD}ok"]], $this->dataRows($r));
+        $e = new Exporter(['columns' => ['a']]);
+        $this->expectException(InvalidRowException::class);
+        $this->expectExceptionMessage('invalid UTF-8');
+        $e->addRow(["ok\xffok"]);
+    }
+
+    public function testControlCharactersNeverCorruptTheWorkbook(): void
+    {
+        $text = "tab\there, bell\x07, nul\x00, esc\x1b";
+        $r = $this->exportOne(['format' => 'xlsx', 'columns' => ['a']], [[$text]]);
+        $rows = $this->dataRows($r);
+        self::assertCount(1, $rows, 'openpyxl opens the file');
+        self::assertStringStartsWith("tab\there", $rows[0][0]);
+    }
+
+    /**
+     * @group slow
+     */
+    public function testPastExcelsRowLimitTheSheetContinues(): void
+    {
+        $total = 1_100_000;
+        $e = new Exporter(['format' => 'xlsx', 'sheet' => 'Orders', 'columns' => ['n'], 'total_rows' => $total]);
+        for ($start = 0; $start < $total; $start += 10_000) {
+            $e->addBatch(array_map(static fn (int $n): array => [$n], range($start, $start + 9_999)));
+        }
+        $r = $e->finish();
+        self::assertSame($total, $r->records);
+        self::assertSame(2, $r->sheets);
+        $summary = XlsxReader::summary($r->path);
+        self::assertSame(['Orders', 'Orders (2)'], $summary['sheetnames']);
+        [$first, $second] = $summary['sheets'];
+        self::assertSame(1_048_576, $first['row_count'], 'first sheet full: header + 1,048,575 rows');
+        self::assertSame(1 + $total - 1_048_575, $second['row_count'], 'the rest, under a repeated header');
+        self::assertSame(['n'], $second['first_row']);
+    }
+}
