@@ -36,12 +36,17 @@ class Exporter
      *     format?: 'csv'|'xlsx',
      *     filename?: string,
      *     sheet?: string,
-     *     columns: list<string|array{name: string, type?: 'auto'|'string'|'int'|'number'|'bool'|'date'|'datetime'|'time', key?: string|int, format?: string}>,
+     *     columns: list<string|array{name: string, type?: 'auto'|'string'|'int'|'number'|'bool'|'date'|'datetime'|'time', key?: string|int, format?: string, width?: int|float|'auto', hidden?: bool}>,
      *     total_rows?: int,
      *     storage?: 'local'|'oss'|'s3',
      *     local_dir?: string,
      *     url_expires?: int,
-     *     csv?: array{delimiter?: string, enclosure?: string, bom?: bool, header?: bool, line_ending?: "\n"|"\r\n", encoding?: 'UTF-8'|'GBK'|'GB18030'|'UTF-16LE', unencodable?: 'error'|'replace', formula_guard?: bool, null?: string, true?: string, false?: string}
+     *     autofilter?: bool,
+     *     properties?: array{title?: string, author?: string, company?: string, created?: string},
+     *     long_text?: 'error'|'truncate',
+     *     invalid_utf8?: 'error'|'replace',
+     *     timezone?: string,
+     *     csv?: array{delimiter?: string, enclosure?: string, bom?: bool, header?: bool, line_ending?: "\n"|"\r\n", encoding?: 'UTF-8'|'GBK'|'GB18030'|'UTF-16LE', unencodable?: 'error'|'replace', formula_guard?: bool, compression?: 'none'|'gzip', date_format?: string, datetime_format?: string, time_format?: string, null?: string, true?: string, false?: string}
      * } $options
      * @throws InvalidOptionException
      */
@@ -148,6 +153,8 @@ final class TaskStatus
     public int $records;
     public ?int $totalRows;
     public int $bytes;
+    /** XLSX sheets written (a sheet past 1,048,575 rows continues on "Name (2)") */
+    public int $sheets;
     public ?string $url;
     public ?string $key;
     public ?string $path;

@@ -149,4 +149,24 @@ final class SpreadsheetFeaturesTest extends FluxoTestCase
         self::assertSame(1 + $total - 1_048_575, $second['row_count'], 'the rest, under a repeated header');
         self::assertSame(['n'], $second['first_row']);
     }
+
+    public function testGzipCompressedCsv(): void
+    {
+        $r = $this->exportOne(['filename' => 'orders.csv', 'columns' => ['a'], 'csv' => ['compression' => 'gzip']], [['张伟']]);
+        self::assertSame('orders.csv.gz', $r->filename);
+        self::assertStringEndsWith('.csv.gz', $r->path);
+        self::assertSame(hash_file('sha256', $r->path), $r->sha256, 'the hash is of the stored .gz');
+        self::assertSame("\xEF\xBB\xBFa\n张伟\n", gzdecode((string) file_get_contents($r->path)));
+    }
+
+    public function testStatusReportsSheetCount(): void
+    {
+        $e = new Exporter(['format' => 'xlsx', 'columns' => ['a']]);
+        $e->addRow([1]);
+        $e->sheet('Second');
+        $e->addRow([2]);
+        $r = $e->finish();
+        self::assertSame(2, $r->sheets);
+        self::assertSame(2, Exporter::status($r->taskId)?->sheets);
+    }
 }

@@ -566,6 +566,7 @@ const CSV_OPTIONS: &[&str] = &[
     "date_format",
     "datetime_format",
     "time_format",
+    "compression",
 ];
 
 fn bad(key: &str, expected: &str, got: &OptionValue) -> ExportError {
@@ -734,12 +735,30 @@ impl ExportSpec {
         })
     }
 
-    /// The filename, defaulting to `export-{task_id}.{ext}`.
+    fn gzip(&self) -> bool {
+        self.format == Format::Csv && self.csv.gzip
+    }
+
+    /// The filename, defaulting to `export-{task_id}.{ext}`; `.gz` when gzipped.
     pub fn filename_for(&self, task_id: &str) -> String {
-        if self.filename.is_empty() {
+        let name = if self.filename.is_empty() {
             format!("export-{task_id}.{}", self.format.extension())
         } else {
             self.filename.clone()
+        };
+        if self.gzip() && !name.ends_with(".gz") {
+            format!("{name}.gz")
+        } else {
+            name
+        }
+    }
+
+    /// The stored file's media type.
+    pub fn content_type(&self) -> &'static str {
+        if self.gzip() {
+            "application/gzip"
+        } else {
+            self.format.content_type()
         }
     }
 }
@@ -904,6 +923,17 @@ fn parse_csv(v: &OptionValue) -> Result<CsvOptions> {
                 }
             }
             "formula_guard" => csv.formula_guard = boolean(&at, value)?,
+            "compression" => {
+                csv.gzip = match string(&at, value)? {
+                    "none" => false,
+                    "gzip" => true,
+                    _ => {
+                        return Err(ExportError::invalid_option(
+                            "option \"csv.compression\" must be \"none\" or \"gzip\"",
+                        ))
+                    }
+                }
+            }
             "null" => csv.null_text = string(&at, value)?.to_owned(),
             "true" => csv.style.true_text = string(&at, value)?.to_owned(),
             "false" => csv.style.false_text = string(&at, value)?.to_owned(),

@@ -534,3 +534,17 @@ async fn shutdown_fails_streams_that_outlive_the_timeout() {
     assert_eq!(status.state, fluxo::task::registry::TaskState::Failed);
     assert!(status.error.unwrap().contains("fluxo.shutdown_timeout"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_message_over_the_size_limit_fails_the_task() {
+    let server = TestServer::start(&[("max_message_size", "4096")]).await;
+    let mut client = server.client().await;
+    let mut call = Call::open(&mut client).await.unwrap();
+    call.send(meta_msg(metadata("", ExportFormat::FormatCsv)))
+        .await;
+    let id = call.recv().await.unwrap().task_id;
+    call.send(batch_msg(rows(1, 0, 500))).await;
+    let err = call.recv().await.unwrap_err();
+    assert_eq!(err.code(), Code::OutOfRange, "{err:?}");
+    expect_failed(&server, &id, "too large").await;
+}

@@ -190,7 +190,10 @@ impl BoundServer {
             shared.abort_sessions();
             let _ = tokio::time::timeout(Duration::from_secs(10), shared.sessions_finished()).await;
         }
-        let left = grace.saturating_sub(started.elapsed());
+        // Failed tasks need a moment to record their state and drop their spool.
+        let left = grace
+            .saturating_sub(started.elapsed())
+            .max(Duration::from_secs(5));
         let running = tokio::task::spawn_blocking(move || crate::task::wait_for_running(left))
             .await
             .unwrap_or(0);

@@ -153,6 +153,8 @@ enum Inbound {
     HalfClosed,
     /// The client cancelled, disconnected or broke the stream.
     Gone(String),
+    /// A message could not be decoded (too large, malformed).
+    Bad(Status),
     Shutdown,
 }
 
@@ -180,7 +182,8 @@ async fn next(io: &mut Io) -> Inbound {
             Ok(Some(m)) => Inbound::Message(m),
             Ok(None) if gone.is_set() => Inbound::Gone("the client cancelled the call".into()),
             Ok(None) => Inbound::HalfClosed,
-            Err(status) => Inbound::Gone(status.message().to_owned()),
+            Err(status) if gone.is_set() => Inbound::Gone(status.message().to_owned()),
+            Err(status) => Inbound::Bad(status),
         },
         _ = out.closed() => Inbound::Gone("the client stopped reading responses".into()),
         _ = abort.wait_for(|a| *a) => Inbound::Shutdown,
@@ -220,6 +223,7 @@ async fn session(shared: Arc<Shared>, mut io: Io) -> Result<(), Status> {
             ))
         }
         Inbound::Gone(why) => return Err(Status::cancelled(why)),
+        Inbound::Bad(status) => return Err(status),
         Inbound::Shutdown => return Err(Status::unavailable(shutdown_reason(settings))),
     };
 
@@ -287,6 +291,10 @@ async fn session(shared: Arc<Shared>, mut io: Io) -> Result<(), Status> {
                 tracing::info!(task_id = %task_id, component = "grpc", event = "stream_cancelled", reason = %why, "client went away: export cancelled");
                 export.cancel();
                 return Err(Status::cancelled(format!("export cancelled: {why}")));
+            }
+            Inbound::Bad(status) => {
+                export.fail(ExportError::invalid_row(status.message()));
+                return Err(status);
             }
             Inbound::Shutdown => {
                 let reason = shutdown_reason(settings);
@@ -383,6 +391,7 @@ async fn replay(shared: &Shared, task_id: String, mut io: Io) -> Result<(), Stat
             Inbound::Message(_) => continue,
             Inbound::HalfClosed => break,
             Inbound::Gone(why) => return Err(Status::cancelled(why)),
+            Inbound::Bad(status) => return Err(status),
             Inbound::Shutdown => return Err(Status::unavailable(shutdown_reason(settings))),
         }
     }

@@ -215,6 +215,8 @@ pub struct TaskStatus {
     #[php(prop)]
     bytes: i64,
     #[php(prop)]
+    sheets: i64,
+    #[php(prop)]
     url: Option<String>,
     #[php(prop)]
     key: Option<String>,
@@ -234,6 +236,7 @@ impl From<registry::TaskStatus> for TaskStatus {
             records: s.records as i64,
             total_rows: s.total_rows.map(|n| n as i64),
             bytes: s.bytes as i64,
+            sheets: i64::from(s.sheets),
             task_id: s.task_id,
             url: s.url,
             key: s.key,

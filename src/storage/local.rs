@@ -92,7 +92,7 @@ mod tests {
         let spool = dir.path().join("x.part");
         fs::write(&spool, b"data").unwrap();
         let store = LocalStore::new(dir.path().join("out"));
-        let meta = ObjectMeta::new(crate::writer::Format::Csv, "报表 1.csv", "00");
+        let meta = ObjectMeta::new("text/csv", "报表 1.csv", "00");
         let obj = store
             .put_file(&spool, "2026/11/29/t/报表 1.csv", &meta, &|_| {})
             .unwrap();

@@ -10,7 +10,6 @@ use std::time::Duration;
 
 use crate::config::{Settings, StorageKind};
 use crate::error::Result;
-use crate::writer::Format;
 
 /// A stored file and how to fetch it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -31,9 +30,9 @@ pub struct ObjectMeta {
 }
 
 impl ObjectMeta {
-    pub fn new(format: Format, filename: &str, sha256: &str) -> Self {
+    pub fn new(content_type: &'static str, filename: &str, sha256: &str) -> Self {
         Self {
-            content_type: format.content_type(),
+            content_type,
             content_disposition: content_disposition(filename),
             sha256: sha256.to_owned(),
         }

@@ -620,7 +620,7 @@ fn write_and_store(
         &task_id,
         &filename,
     );
-    let meta = ObjectMeta::new(spec.format, &filename, &written.sha256);
+    let meta = ObjectMeta::new(spec.content_type(), &filename, &written.sha256);
     let report = |sent: u64| task.update(false, |s| s.uploaded_bytes = sent);
     let upload_started = Instant::now();
     let mut stored = store.put_file(spool, &key, &meta, &report)?;

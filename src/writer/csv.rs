@@ -76,6 +76,8 @@ pub struct CsvOptions {
     pub null_text: String,
     /// Bools and dates as text.
     pub style: TextStyle,
+    /// Write `file.csv.gz`: gzip-compressed CSV.
+    pub gzip: bool,
 }
 
 impl Default for CsvOptions {
@@ -91,11 +93,43 @@ impl Default for CsvOptions {
             crlf: false,
             null_text: String::new(),
             style: TextStyle::default(),
+            gzip: false,
         }
     }
 }
 
-type Sink = Transcoder<HashingWriter<BufWriter<File>>>;
+type Sink = Transcoder<Compressor<HashingWriter<BufWriter<File>>>>;
+
+/// Optional gzip between the CSV text and the file; the hash is of the file.
+enum Compressor<W: Write> {
+    Plain(W),
+    Gzip(flate2::write::GzEncoder<W>),
+}
+
+impl<W: Write> Compressor<W> {
+    fn finish(self) -> std::io::Result<W> {
+        match self {
+            Self::Plain(w) => Ok(w),
+            Self::Gzip(gz) => gz.finish(),
+        }
+    }
+}
+
+impl<W: Write> Write for Compressor<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Self::Plain(w) => w.write(buf),
+            Self::Gzip(gz) => gz.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Self::Plain(w) => w.flush(),
+            Self::Gzip(gz) => gz.flush(),
+        }
+    }
+}
 
 pub struct CsvWriter {
     out: csv::Writer<Sink>,
@@ -109,7 +143,15 @@ pub struct CsvWriter {
 impl CsvWriter {
     pub fn create(path: &Path, options: CsvOptions) -> Result<Self> {
         let file = File::create(path).map_err(|e| ExportError::io("cannot create", path, e))?;
-        let mut sink = HashingWriter::new(BufWriter::with_capacity(1 << 17, file));
+        let hashed = HashingWriter::new(BufWriter::with_capacity(1 << 17, file));
+        let mut sink = if options.gzip {
+            Compressor::Gzip(flate2::write::GzEncoder::new(
+                hashed,
+                flate2::Compression::fast(),
+            ))
+        } else {
+            Compressor::Plain(hashed)
+        };
         if options.bom {
             sink.write_all(options.encoding.bom())
                 .map_err(|e| ExportError::io("cannot write", path, e))?;
@@ -234,7 +276,11 @@ impl FormatWriter for CsvWriter {
             .out
             .into_inner()
             .map_err(|e| ExportError::io("cannot write", &path, e.into_error()))?;
-        let (buffered, bytes, sha256) = transcoder.into_inner().into_parts();
+        let (buffered, bytes, sha256) = transcoder
+            .into_inner()
+            .finish()
+            .map_err(|e| ExportError::io("cannot write", &path, e))?
+            .into_parts();
         let file = buffered
             .into_inner()
             .map_err(|e| ExportError::io("cannot write", &path, e.into_error()))?;
@@ -484,6 +530,26 @@ mod tests {
             encoding_rs::GB18030.decode_without_bom_handling(&gb18030).0,
             "列0,列1\n1,ok 😀\n"
         );
+    }
+
+    #[test]
+    fn gzip_output_decompresses_to_the_csv() {
+        use std::io::Read;
+        let rows = vec![vec![Cell::Text("张伟"), Cell::Int(7)]];
+        let gz = write_with(
+            CsvOptions {
+                gzip: true,
+                ..CsvOptions::default()
+            },
+            &rows,
+        )
+        .unwrap();
+        assert_eq!(&gz[..2], b"\x1f\x8b", "gzip magic");
+        let mut text = String::new();
+        flate2::read::GzDecoder::new(&gz[..])
+            .read_to_string(&mut text)
+            .unwrap();
+        assert_eq!(text, "\u{FEFF}列0,列1\n张伟,7\n");
     }
 
     #[test]
