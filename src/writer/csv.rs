@@ -103,14 +103,14 @@ type Sink = Transcoder<Compressor<HashingWriter<BufWriter<File>>>>;
 /// Optional gzip between the CSV text and the file; the hash is of the file.
 enum Compressor<W: Write> {
     Plain(W),
-    Gzip(flate2::write::GzEncoder<W>),
+    Gzip(Box<flate2::write::GzEncoder<W>>),
 }
 
 impl<W: Write> Compressor<W> {
     fn finish(self) -> std::io::Result<W> {
         match self {
             Self::Plain(w) => Ok(w),
-            Self::Gzip(gz) => gz.finish(),
+            Self::Gzip(gz) => (*gz).finish(),
         }
     }
 }
