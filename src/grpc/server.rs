@@ -108,6 +108,8 @@ impl BoundServer {
                     std::fs::read(p).map_err(|e| ExportError::io("cannot read", p, e))
                 };
                 let identity = Identity::from_pem(read(cert)?, read(key)?);
+                // Several rustls providers are linked (ring, aws-lc-rs): pick one.
+                let _ = rustls::crypto::ring::default_provider().install_default();
                 Ok(Some(ServerTlsConfig::new().identity(identity)))
             }
             _ => Err(ExportError::invalid_option(

@@ -145,10 +145,10 @@ impl CsvWriter {
         let file = File::create(path).map_err(|e| ExportError::io("cannot create", path, e))?;
         let hashed = HashingWriter::new(BufWriter::with_capacity(1 << 17, file));
         let mut sink = if options.gzip {
-            Compressor::Gzip(flate2::write::GzEncoder::new(
+            Compressor::Gzip(Box::new(flate2::write::GzEncoder::new(
                 hashed,
                 flate2::Compression::fast(),
-            ))
+            )))
         } else {
             Compressor::Plain(hashed)
         };
