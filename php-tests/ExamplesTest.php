@@ -1,0 +1,55 @@
+<?php
+
+declare(strict_types=1);
+
+namespace Fluxo\Tests;
+
+use Fluxo\Tests\Support\ChildPhp;
+use Fluxo\Tests\Support\FluxoTestCase;
+
+/**
+ * Every example of the README's feature guide (examples/features/*.php) runs,
+ * in its own PHP process, and writes the files it says it wrote.
+ */
+final class ExamplesTest extends FluxoTestCase
+{
+    /**
+     * @return iterable<string, array{string}>
+     */
+    public function exampleProvider(): iterable
+    {
+        foreach (glob(dirname(__DIR__) . '/examples/features/*.php') ?: [] as $file) {
+            yield basename($file) => [$file];
+        }
+    }
+
+    /**
+     * @dataProvider exampleProvider
+     */
+    public function testExampleRunsAndWritesItsFiles(string $file): void
+    {
+        $cmd = ChildPhp::command($file);
+        $proc = proc_open($cmd, [1 => ['pipe', 'w'], 2 => ['pipe', 'w']], $pipes);
+        self::assertIsResource($proc);
+        $out = (string) stream_get_contents($pipes[1]);
+        $err = (string) stream_get_contents($pipes[2]);
+        fclose($pipes[1]);
+        fclose($pipes[2]);
+        $code = proc_close($proc);
+        self::assertSame(0, $code, "{$file}\nstdout: {$out}\nstderr: {$err}");
+        self::assertSame('', $err, 'no warnings or notices');
+        self::assertGreaterThan(0, preg_match_all('/^wrote (\S+) /m', $out, $m), $out);
+        foreach ($m[1] as $path) {
+            self::assertFileExists($path);
+            self::assertGreaterThan(0, filesize($path));
+        }
+    }
+
+    public function testTheGuideHasEveryExample(): void
+    {
+        $readme = (string) file_get_contents(dirname(__DIR__) . '/README.md');
+        foreach ($this->exampleProvider() as $name => [$file]) {
+            self::assertStringContainsString('examples/features/' . $name, $readme, "README links {$name}");
+        }
+    }
+}
