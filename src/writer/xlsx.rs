@@ -47,7 +47,7 @@ pub struct XlsxOptions {
 impl Default for XlsxOptions {
     fn default() -> Self {
         Self {
-            compression_level: 6,
+            compression_level: 3,
             autofilter: false,
             truncate_long_text: false,
             properties: Properties::default(),
