@@ -1,0 +1,51 @@
+<?php
+
+declare(strict_types=1);
+
+namespace Fluxo\Tests;
+
+use Fluxo\Tests\Support\ChildPhp;
+use Fluxo\Tests\Support\FluxoTestCase;
+
+/**
+ * The benchmark scripts run (tiny sizes) so they never rot. No timing is
+ * asserted: figures come from real runs, recorded in BENCHMARKS.md.
+ */
+final class BenchScriptsTest extends FluxoTestCase
+{
+    /**
+     * @return array{int, string, string}
+     */
+    private function runScript(string $script, array $args): array
+    {
+        $cmd = ChildPhp::command(dirname(__DIR__) . '/php-bench/' . $script, $args);
+        $env = ['FLUXO_SO' => getenv('FLUXO_SO') ?: ''] + getenv();
+        $proc = proc_open($cmd, [1 => ['pipe', 'w'], 2 => ['pipe', 'w']], $pipes, null, $env);
+        self::assertIsResource($proc);
+        $out = (string) stream_get_contents($pipes[1]);
+        $err = (string) stream_get_contents($pipes[2]);
+        fclose($pipes[1]);
+        fclose($pipes[2]);
+        return [proc_close($proc), $out, $err];
+    }
+
+    public function testEndToEndBenchRunsEveryVariant(): void
+    {
+        [$code, $out, $err] = $this->runScript('bench.php', ['2000', '--json']);
+        self::assertSame(0, $code, $out . $err);
+        $report = json_decode($out, true);
+        self::assertIsArray($report, $out);
+        $byName = array_column($report['results'], null, 'variant');
+        foreach (['bare', 'fputcsv', 'fluxo-csv', 'fluxo-xlsx'] as $variant) {
+            self::assertSame(2000, $byName[$variant]['rows'] ?? null, "{$variant}: " . json_encode($byName[$variant] ?? null));
+            self::assertGreaterThan(0, $byName[$variant]['peak_rss_mb']);
+        }
+    }
+
+    public function testCompressionBenchRuns(): void
+    {
+        [$code, $out, $err] = $this->runScript('compression.php', ['2000']);
+        self::assertSame(0, $code, $out . $err);
+        self::assertMatchesRegularExpression('/^level \d: [\d.]+ s, \d+ bytes$/m', $out);
+    }
+}
