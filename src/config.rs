@@ -600,6 +600,18 @@ fn boolean(key: &str, v: &OptionValue) -> Result<bool> {
     }
 }
 
+/// For a two-way choice: false for the first name, true for the second.
+fn second_of(key: &str, v: &OptionValue, names: [&str; 2]) -> Result<bool> {
+    match string(key, v)? {
+        chosen if chosen == names[0] => Ok(false),
+        chosen if chosen == names[1] => Ok(true),
+        _ => Err(ExportError::invalid_option(format!(
+            "option \"{key}\" must be \"{}\" or \"{}\"",
+            names[0], names[1]
+        ))),
+    }
+}
+
 fn date_pattern(key: &str, v: &OptionValue) -> Result<String> {
     let pattern = string(key, v)?;
     crate::schema::check_date_pattern(pattern).map_err(|letter| {
@@ -691,17 +703,7 @@ impl ExportSpec {
             None => None,
         };
         let choice = |key: &str, options: [&str; 2]| -> Result<bool> {
-            match get(key) {
-                None => Ok(false),
-                Some(v) => match string(key, v)? {
-                    chosen if chosen == options[0] => Ok(false),
-                    chosen if chosen == options[1] => Ok(true),
-                    _ => Err(ExportError::invalid_option(format!(
-                        "option \"{key}\" must be \"{}\" or \"{}\"",
-                        options[0], options[1]
-                    ))),
-                },
-            }
+            get(key).map_or(Ok(false), |v| second_of(key, v, options))
         };
         let xlsx = XlsxOptions {
             autofilter: match get("autofilter") {
@@ -911,29 +913,9 @@ fn parse_csv(v: &OptionValue) -> Result<CsvOptions> {
                     ))
                 })?;
             }
-            "unencodable" => {
-                csv.replace_unencodable = match string(&at, value)? {
-                    "error" => false,
-                    "replace" => true,
-                    _ => {
-                        return Err(ExportError::invalid_option(
-                            "option \"csv.unencodable\" must be \"error\" or \"replace\"",
-                        ))
-                    }
-                }
-            }
+            "unencodable" => csv.replace_unencodable = second_of(&at, value, ["error", "replace"])?,
             "formula_guard" => csv.formula_guard = boolean(&at, value)?,
-            "compression" => {
-                csv.gzip = match string(&at, value)? {
-                    "none" => false,
-                    "gzip" => true,
-                    _ => {
-                        return Err(ExportError::invalid_option(
-                            "option \"csv.compression\" must be \"none\" or \"gzip\"",
-                        ))
-                    }
-                }
-            }
+            "compression" => csv.gzip = second_of(&at, value, ["none", "gzip"])?,
             "null" => csv.null_text = string(&at, value)?.to_owned(),
             "true" => csv.style.true_text = string(&at, value)?.to_owned(),
             "false" => csv.style.false_text = string(&at, value)?.to_owned(),
