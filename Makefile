@@ -4,43 +4,54 @@ export CARGO_TARGET_DIR
 # The extension is copied out of release/: a plain `cargo build` (no `php`
 # feature) would otherwise replace it with a library PHP cannot load.
 SO := $(CARGO_TARGET_DIR)/php/libfluxo.so
+SERVER := $(CARGO_TARGET_DIR)/release/fluxo-export-server
 PHP := php -d extension=$(SO)
 ROWS ?= 1000000
 FORMAT ?= csv
 
-.PHONY: deps build demo test test-servers rust-test php-test lint bench
+.PHONY: deps build demo test test-servers rust-test php-test python-test lint bench grpc-bench
 
 deps:
 	@scripts/install-deps.sh
 
+## The PHP extension (with the embedded server, Fluxo\Server) and fluxo-export-server.
 build: deps
-	cargo build --release --features php --lib
+	cargo build --release --features php,server --lib
 	mkdir -p $(dir $(SO))
 	cp $(CARGO_TARGET_DIR)/release/libfluxo.so $(SO).tmp && mv $(SO).tmp $(SO)
+	cargo build --release --features server --bin fluxo-export-server
 
 ## Export 1,000,000 rows from PHP into ./exports, with a progress bar.
 demo: build
 	$(PHP) -d fluxo.local_dir=$(CURDIR)/exports examples/demo.php $(ROWS) $(FORMAT)
 
-## Rust tests, then PHPUnit against the built extension, with real S3 (s3s-fs)
-## and OSS-protocol (moto) servers on 127.0.0.1.
-test: build test-servers rust-test php-test
+## Rust tests (core, storage, gRPC and HTTP with a tonic client), PHPUnit
+## against the built extension, and the grpcio client against the server
+## binary, with real S3 (s3s-fs) and OSS-protocol (moto) servers on 127.0.0.1.
+test: build test-servers rust-test php-test python-test
 
 test-servers:
 	scripts/test-servers.sh install
 	scripts/test-servers.sh start
 
 rust-test:
-	cargo test --release
+	eval "$$(scripts/test-servers.sh env)" && cargo test --release --features server
 
 php-test:
 	eval "$$(scripts/test-servers.sh env)" && \
 	  FLUXO_SO=$(SO) $(PHP) /usr/bin/phpunit -c php-tests/phpunit.xml
 
+python-test:
+	FLUXO_SERVER_BIN=$(SERVER) FLUXO_SERVER_SO=$(SO) python3 -m pytest -q python-tests
+
 lint:
 	cargo fmt --check
-	cargo clippy --release --features php --lib --tests -- -D warnings
+	cargo clippy --release --features php,server --lib --bins --tests -- -D warnings
 
 ## End-to-end figures: bare PHP loop, fputcsv, Fluxo CSV, Fluxo XLSX.
 bench: build
 	FLUXO_SO=$(SO) $(PHP) php-bench/bench.php $(or $(BENCH_ROWS),800000)
+
+## 16 concurrent 100,000-row gRPC streams: aggregate rows/s, server peak RSS.
+grpc-bench: build
+	cargo test --release --features server --test grpc_bench -- --ignored --nocapture

@@ -162,3 +162,30 @@ final class TaskStatus
     public ?string $sha256;
     public ?string $error;
 }
+
+/**
+ * The gRPC service, status API, health and metrics, served from this PHP
+ * process (extension built with feature "server", as `make build` does).
+ * It shares the process's task manager with in-process exports.
+ */
+final class Server
+{
+    /**
+     * @param array<string, scalar> $options fluxo.* keys without the prefix
+     *        (grpc_listen, status_listen, metrics_listen, auth_token, ...)
+     * @throws InvalidOptionException
+     * @throws ExportException when a port cannot be bound
+     */
+    public static function start(array $options): void
+    {
+    }
+
+    /** Stops serving: running exports are drained (fluxo.shutdown_timeout). */
+    public static function stop(): void
+    {
+    }
+
+    public static function running(): bool
+    {
+    }
+}

@@ -13,6 +13,8 @@ command -v phpunit >/dev/null || packages+=(phpunit)
 command -v clang >/dev/null || packages+=(clang)
 ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1 || packages+=(libclang-dev)
 command -v make >/dev/null || packages+=(make)
+command -v protoc >/dev/null || packages+=(protobuf-compiler)
+command -v openssl >/dev/null || packages+=(openssl)
 if [ ${#packages[@]} -gt 0 ]; then
   echo "Installing Debian packages: ${packages[*]}"
   sudo_if_needed apt-get update -q
@@ -24,8 +26,10 @@ if ! command -v cargo >/dev/null; then
   exit 1
 fi
 
-if ! python3 -c 'import openpyxl' 2>/dev/null; then
-  echo "Installing openpyxl (XLSX reader for the tests)"
-  python3 -m pip install --quiet openpyxl 2>/dev/null \
-    || python3 -m pip install --quiet --break-system-packages openpyxl
+# openpyxl: the independent XLSX reader; grpcio, grpcio-tools, pytest: the
+# Python gRPC client test.
+if ! python3 -c 'import openpyxl, grpc, grpc_tools, pytest' 2>/dev/null; then
+  echo "Installing Python packages: openpyxl grpcio grpcio-tools pytest"
+  python3 -m pip install --quiet openpyxl grpcio grpcio-tools pytest 2>/dev/null \
+    || python3 -m pip install --quiet --break-system-packages openpyxl grpcio grpcio-tools pytest
 fi

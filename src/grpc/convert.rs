@@ -59,6 +59,12 @@ pub fn options(m: &pb::ExportMetadata) -> Result<OptionValue> {
         if !c.format.is_empty() {
             col.push(("format".into(), s(&c.format)));
         }
+        match c.width {
+            0 => {}
+            // A negative width asks for auto width (from the widest value).
+            w if w < 0 => col.push(("width".into(), s("auto"))),
+            w => col.push(("width".into(), OptionValue::Int(i64::from(w)))),
+        }
         columns.push(OptionValue::Map(col));
     }
     let mut map = vec![
@@ -81,6 +87,10 @@ pub fn options(m: &pb::ExportMetadata) -> Result<OptionValue> {
         }
         if !o.csv_encoding.is_empty() {
             csv.push(("encoding".to_owned(), s(&o.csv_encoding)));
+        }
+        // XLSX is always deflated; for CSV this asks for a .csv.gz file.
+        if o.compression_enabled {
+            csv.push(("compression".to_owned(), s("gzip")));
         }
         if format == "csv" && !csv.is_empty() {
             map.push(("csv".into(), OptionValue::Map(csv)));
@@ -287,6 +297,28 @@ mod tests {
             .unwrap_err()
             .message
             .contains("columns[0]: unknown data_type 9"));
+    }
+
+    #[test]
+    fn format_options_map_to_the_spec() {
+        use crate::schema::ColumnWidth;
+        use crate::writer::csv::CsvEncoding;
+        let mut m = meta();
+        m.columns[0].width = 18;
+        m.columns[1].width = -1;
+        m.options = Some(pb::FormatOptions {
+            csv_delimiter: ";".into(),
+            csv_encoding: "GBK".into(),
+            excel_sheet_name: String::new(),
+            compression_enabled: true,
+        });
+        let spec = spec(&m, &Settings::default()).unwrap();
+        assert_eq!(spec.columns[0].width, Some(ColumnWidth::Chars(18.0)));
+        assert_eq!(spec.columns[1].width, Some(ColumnWidth::Auto));
+        assert_eq!(spec.csv.delimiter, b';');
+        assert_eq!(spec.csv.encoding, CsvEncoding::Gbk);
+        assert!(spec.csv.gzip);
+        assert_eq!(spec.filename_for("t"), "a.csv.gz");
     }
 
     #[test]
