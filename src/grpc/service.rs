@@ -249,7 +249,7 @@ async fn session(shared: Arc<Shared>, mut io: Io) -> Result<(), Status> {
     let start_ms = now_ms();
     let mut export = {
         let _admit = shared.admit.lock().await;
-        let live = task::live_states()
+        let live = task::live_states(&settings.work_dir)
             .into_iter()
             .filter(|s| !s.is_final())
             .count();

@@ -239,7 +239,7 @@ async fn ready(State(shared): State<Arc<Shared>>) -> Response {
 }
 
 async fn metrics_text(State(shared): State<Arc<Shared>>) -> Response {
-    let states = task::live_states();
+    let states = task::live_states(&shared.settings.work_dir);
     let active = states
         .iter()
         .filter(|s| matches!(s, TaskState::Processing | TaskState::Uploading))

@@ -384,13 +384,17 @@ impl Export {
     }
 }
 
-/// States of the tasks this process runs now (for gauges and queue limits).
-pub fn live_states() -> Vec<TaskState> {
+/// States of the tasks this process runs now with status files in
+/// `work_dir` (for gauges and queue limits): exports that share a work dir
+/// share its slots and its queue.
+pub fn live_states(work_dir: &std::path::Path) -> Vec<TaskState> {
+    let files = StatusFiles::new(work_dir);
     live_tasks()
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .values()
         .filter_map(Weak::upgrade)
+        .filter(|t| t.files == files)
         .map(|t| t.status().state)
         .collect()
 }

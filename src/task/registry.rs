@@ -120,7 +120,7 @@ fn process_alive(pid: u32) -> bool {
 }
 
 /// Status files under `{work_dir}/tasks`.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StatusFiles {
     dir: PathBuf,
 }
