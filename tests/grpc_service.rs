@@ -3,10 +3,12 @@
 //! idempotency and shutdown drain.
 #![cfg(feature = "server")]
 
+mod common;
 mod grpc_common;
 
 use std::time::Duration;
 
+use common::walk;
 use fluxo::grpc::pb::{self, ExportFormat, TaskStatus};
 use grpc_common::*;
 use sha2::{Digest, Sha256};
@@ -124,6 +126,71 @@ async fn excel_export_reads_back() {
     );
     assert_eq!(range.get((2, 1)), Some(&Data::Float(1.25)));
     assert_eq!(range.get((2, 3)), Some(&Data::Bool(false)));
+}
+
+/// `SheetStart` is PHP's `Exporter::sheet()`: later batches go to a new
+/// sheet, with new columns or the same ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sheet_start_opens_another_sheet() {
+    use calamine::{open_workbook, Data, Reader, Xlsx};
+    use fluxo::grpc::pb::export_request::Payload;
+    let server = TestServer::start(&[]).await;
+    let mut client = server.client().await;
+    let mut call = Call::open(&mut client).await.unwrap();
+    call.send(meta_msg(metadata("", ExportFormat::FormatExcel)))
+        .await;
+    call.recv().await.unwrap();
+    call.send(batch_msg(rows(1, 0, 3))).await;
+    let sheet = |name: &str, columns: Vec<pb::ColumnDefinition>| pb::ExportRequest {
+        payload: Some(Payload::Sheet(pb::SheetStart {
+            name: name.into(),
+            columns,
+        })),
+    };
+    let refunds = vec![pb::ColumnDefinition {
+        name: "refunded".into(),
+        data_type: pb::DataType::Number as i32,
+        ..Default::default()
+    }];
+    call.send(sheet("Refunds", refunds)).await;
+    call.send(batch_msg(pb::DataBatch {
+        records: vec![record(&["12.5"]), record(&["3"])],
+        batch_sequence: 2,
+    }))
+    .await;
+    // No columns: the current sheet's columns carry on.
+    call.send(sheet("More refunds", vec![])).await;
+    call.send(batch_msg(pb::DataBatch {
+        records: vec![record(&["7"])],
+        batch_sequence: 3,
+    }))
+    .await;
+    call.half_close();
+    let last = call.recv().await.unwrap();
+    assert_eq!(last.status, TaskStatus::Completed as i32, "{last:?}");
+    assert_eq!(last.record_count, 6);
+    let mut book: Xlsx<_> = open_workbook(local_path(&last.oss_url)).unwrap();
+    assert_eq!(
+        book.sheet_names(),
+        vec!["Sheet1", "Refunds", "More refunds"]
+    );
+    let refunds = book.worksheet_range("Refunds").unwrap();
+    assert_eq!(refunds.get((0, 0)), Some(&Data::String("refunded".into())));
+    assert_eq!(refunds.get((1, 0)), Some(&Data::Float(12.5)));
+    let more = book.worksheet_range("More refunds").unwrap();
+    assert_eq!(more.get((0, 0)), Some(&Data::String("refunded".into())));
+    assert_eq!(more.get((1, 0)), Some(&Data::Float(7.0)));
+
+    // A bad sheet name fails the task like any other protocol error.
+    let mut call = Call::open(&mut client).await.unwrap();
+    call.send(meta_msg(metadata("", ExportFormat::FormatExcel)))
+        .await;
+    let task_id = call.recv().await.unwrap().task_id;
+    call.send(sheet("a/b", vec![])).await;
+    let err = call.recv().await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(err.message().contains("sheet name \"a/b\""), "{err:?}");
+    expect_failed(&server, &task_id, "sheet name").await;
 }
 
 async fn expect_failed(server: &TestServer, task_id: &str, reason: &str) {
@@ -397,20 +464,6 @@ async fn a_client_that_goes_away_leaves_a_cancelled_task() {
     assert!(server.spool_files().is_empty());
     let files: Vec<_> = walk(&server.dir.path().join("out"));
     assert!(files.is_empty(), "{files:?}");
-}
-
-fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut found = Vec::new();
-    if let Ok(entries) = std::fs::read_dir(dir) {
-        for e in entries.flatten() {
-            if e.path().is_dir() {
-                found.extend(walk(&e.path()));
-            } else {
-                found.push(e.path());
-            }
-        }
-    }
-    found
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

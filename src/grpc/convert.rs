@@ -6,7 +6,7 @@ use super::pb;
 use crate::batch::RecordBatch;
 use crate::config::{ExportSpec, OptionValue, Settings};
 use crate::error::{ErrorKind, ExportError, Result};
-use crate::schema::{ColumnType, Value};
+use crate::schema::{Column, ColumnType, Value};
 use crate::task::registry::{now_ms, TaskState, TaskStatus};
 use crate::task::ExportOutcome;
 
@@ -48,28 +48,10 @@ pub fn options(m: &pb::ExportMetadata) -> Result<OptionValue> {
             )))
         }
     };
-    let mut columns = Vec::with_capacity(m.columns.len());
-    for (i, c) in m.columns.iter().enumerate() {
-        let t = column_type(c.data_type)
-            .map_err(|e| ExportError::invalid_option(format!("columns[{i}]: {}", e.message)))?;
-        let mut col = vec![
-            ("name".to_owned(), s(&c.name)),
-            ("type".into(), s(type_name(t))),
-        ];
-        if !c.format.is_empty() {
-            col.push(("format".into(), s(&c.format)));
-        }
-        match c.width {
-            0 => {}
-            // A negative width asks for auto width (from the widest value).
-            w if w < 0 => col.push(("width".into(), s("auto"))),
-            w => col.push(("width".into(), OptionValue::Int(i64::from(w)))),
-        }
-        columns.push(OptionValue::Map(col));
-    }
+    let columns = column_options(&m.columns)?;
     let mut map = vec![
         ("format".to_owned(), s(format)),
-        ("columns".into(), OptionValue::List(columns)),
+        ("columns".into(), columns),
     ];
     if !m.filename.is_empty() {
         map.push(("filename".into(), s(&m.filename)));
@@ -97,6 +79,38 @@ pub fn options(m: &pb::ExportMetadata) -> Result<OptionValue> {
         }
     }
     Ok(OptionValue::Map(map))
+}
+
+/// `ColumnDefinition`s as the `columns` option.
+fn column_options(defs: &[pb::ColumnDefinition]) -> Result<OptionValue> {
+    let mut columns = Vec::with_capacity(defs.len());
+    for (i, c) in defs.iter().enumerate() {
+        let t = column_type(c.data_type)
+            .map_err(|e| ExportError::invalid_option(format!("columns[{i}]: {}", e.message)))?;
+        let mut col = vec![
+            ("name".to_owned(), s(&c.name)),
+            ("type".into(), s(type_name(t))),
+        ];
+        if !c.format.is_empty() {
+            col.push(("format".into(), s(&c.format)));
+        }
+        match c.width {
+            0 => {}
+            // A negative width asks for auto width (from the widest value).
+            w if w < 0 => col.push(("width".into(), s("auto"))),
+            w => col.push(("width".into(), OptionValue::Int(i64::from(w)))),
+        }
+        columns.push(OptionValue::Map(col));
+    }
+    Ok(OptionValue::List(columns))
+}
+
+/// The columns of a `SheetStart`; `None` keeps the current ones.
+pub fn sheet_columns(defs: &[pb::ColumnDefinition]) -> Result<Option<Vec<Column>>> {
+    if defs.is_empty() {
+        return Ok(None);
+    }
+    crate::config::parse_columns(&column_options(defs)?).map(Some)
 }
 
 /// The checked export spec of a metadata message.

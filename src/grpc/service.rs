@@ -244,8 +244,8 @@ async fn session(shared: Arc<Shared>, mut io: Io) -> Result<(), Status> {
     }
 
     let spec = convert::spec(&metadata, settings).map_err(|e| status_of(&e))?;
-    let types: Arc<[ColumnType]> = spec.columns.iter().map(|c| c.column_type).collect();
-    let names: Arc<[String]> = spec.columns.iter().map(|c| c.name.clone()).collect();
+    let mut types: Arc<[ColumnType]> = spec.columns.iter().map(|c| c.column_type).collect();
+    let mut names: Arc<[String]> = spec.columns.iter().map(|c| c.name.clone()).collect();
     let start_ms = now_ms();
     let mut export = {
         let _admit = shared.admit.lock().await;
@@ -303,6 +303,26 @@ async fn session(shared: Arc<Shared>, mut io: Io) -> Result<(), Status> {
             }
             Inbound::Message(ExportRequest { payload }) => match payload {
                 Some(Payload::Batch(b)) => b,
+                Some(Payload::Sheet(sheet)) => {
+                    let columns = match convert::sheet_columns(&sheet.columns) {
+                        Ok(c) => c,
+                        Err(e) => return Err(fail(&mut export, &e.message)),
+                    };
+                    let (returned, result) = joined(
+                        tokio::task::spawn_blocking(move || {
+                            let result = export.start_sheet(&sheet.name, columns);
+                            (export, result)
+                        })
+                        .await,
+                    )?;
+                    export = returned;
+                    if let Err(e) = result {
+                        return Err(fail(&mut export, &e.message));
+                    }
+                    types = export.columns().iter().map(|c| c.column_type).collect();
+                    names = export.columns().iter().map(|c| c.name.clone()).collect();
+                    continue;
+                }
                 Some(Payload::Metadata(_)) => {
                     return Err(fail(
                         &mut export,
