@@ -46,7 +46,7 @@ python-test:
 
 lint:
 	cargo fmt --check
-	cargo clippy --release --features php,server --lib --bins --tests -- -D warnings
+	cargo clippy --release --features php,server --lib --bins --tests --benches -- -D warnings
 
 ## End-to-end figures: bare PHP loop, fputcsv, Fluxo CSV, Fluxo XLSX.
 bench: build
