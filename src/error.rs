@@ -49,6 +49,16 @@ impl ExportError {
         Self::new(ErrorKind::Cancelled, "the export was cancelled")
     }
 
+    /// A caught panic, as an error that says where it happened.
+    pub fn from_panic(payload: &(dyn std::any::Any + Send), place: &str) -> Self {
+        let what = payload
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".into());
+        Self::export(format!("internal error in {place}: {what}"))
+    }
+
     /// An I/O failure on `path` while doing `what`.
     pub fn io(what: &str, path: &std::path::Path, err: std::io::Error) -> Self {
         Self::new(
@@ -65,3 +75,20 @@ impl fmt::Display for ExportError {
 }
 
 impl std::error::Error for ExportError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panic_becomes_an_error_naming_its_place() {
+        let payload = std::panic::catch_unwind(|| panic!("bad {}", 1)).unwrap_err();
+        let err = ExportError::from_panic(payload.as_ref(), "the export worker");
+        assert_eq!(err.kind, ErrorKind::Export);
+        assert_eq!(err.message, "internal error in the export worker: bad 1");
+        let payload = std::panic::catch_unwind(|| std::panic::panic_any(7)).unwrap_err();
+        assert!(ExportError::from_panic(payload.as_ref(), "x")
+            .message
+            .ends_with("unknown panic"));
+    }
+}

@@ -41,16 +41,10 @@ fn exception(err: ExportError) -> PhpException {
 fn guarded<T>(body: impl FnOnce() -> Result<T, ExportError>) -> PhpResult<T> {
     match catch_unwind(AssertUnwindSafe(body)) {
         Ok(result) => result.map_err(exception),
-        Err(panic) => {
-            let what = panic
-                .downcast_ref::<&str>()
-                .map(|s| (*s).to_owned())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "unknown panic".into());
-            Err(exception(ExportError::export(format!(
-                "internal error in the fluxo extension: {what}"
-            ))))
-        }
+        Err(panic) => Err(exception(ExportError::from_panic(
+            panic.as_ref(),
+            "the fluxo extension",
+        ))),
     }
 }
 

@@ -480,16 +480,7 @@ fn run(task: Arc<Task>, spec: ExportSpec, settings: Settings, store: Box<dyn Sto
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         write_and_store(&task, &spec, &settings, &spool, store.as_ref())
     }))
-    .unwrap_or_else(|panic| {
-        let what = panic
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| panic.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "unknown".into());
-        Err(ExportError::export(format!(
-            "internal error in the export worker: {what}"
-        )))
-    });
+    .unwrap_or_else(|panic| Err(ExportError::from_panic(panic.as_ref(), "the export worker")));
     let result = result.map(|mut outcome| {
         outcome.duration_ms = started.elapsed().as_millis() as u64;
         outcome
