@@ -9,7 +9,10 @@
 //! `BENCH_STREAMS`, `BENCH_ROWS`, `BENCH_FORMAT` (csv|xlsx) change the load.
 #![cfg(feature = "server")]
 
+mod common;
 mod grpc_common;
+
+use common::free_port;
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -31,14 +34,6 @@ fn vm_hwm_kib(pid: u32) -> u64 {
         .find_map(|l| l.strip_prefix("VmHWM:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap_or(0)
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// 10 columns: id, 3 numbers, 2 dates, a bool, 3 texts.

@@ -2,7 +2,10 @@
 //! with a plain HTTP/1.1 client over loopback.
 #![cfg(feature = "server")]
 
+mod common;
 mod grpc_common;
+
+use common::free_port;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -158,14 +161,6 @@ async fn the_status_api_answers_json_with_the_proto_field_names() {
         get(server.status, "/v1/tasks/not-a-uuid", &auth).await.code,
         400
     );
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

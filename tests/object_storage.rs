@@ -3,13 +3,13 @@
 //! the binary in ~/.cache/fluxo/tools/bin; `FLUXO_S3S_FS` may name another).
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 mod common;
-use common::walk;
+use common::{free_port, walk};
 use fluxo::config::{ExportSpec, OptionValue, Settings};
 use fluxo::schema::{ColumnType, Value};
 use fluxo::task::{self, registry::TaskState, Export, ExportOutcome};
@@ -45,11 +45,7 @@ impl S3Server {
         );
         let data = tempfile::tempdir().unwrap();
         std::fs::create_dir(data.path().join(BUCKET)).unwrap();
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = free_port();
         let child = Command::new(binary)
             .args(["--host", "127.0.0.1", "--port", &port.to_string()])
             .args(["--access-key", ACCESS_KEY, "--secret-key", SECRET])
