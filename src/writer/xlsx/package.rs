@@ -1,0 +1,347 @@
+//! The small fixed parts of an XLSX package around the sheets: content types,
+//! relationships, workbook, styles and document properties. Their layout
+//! follows what Excel itself writes, minus the parts an export never needs
+//! (theme, shared strings, calculation chain).
+
+use std::fmt::Write as _;
+
+use super::cells::escape_attribute;
+use super::Properties;
+use crate::schema::LocalDateTime;
+
+const XML_DECLARATION: &str = "<?xml version=\"1.0\" encoding=\"UTF-8\" standalone=\"yes\"?>\n";
+const MAIN_NS: &str = "http://schemas.openxmlformats.org/spreadsheetml/2006/main";
+const REL_NS: &str = "http://schemas.openxmlformats.org/officeDocument/2006/relationships";
+const PACKAGE_REL_NS: &str = "http://schemas.openxmlformats.org/package/2006/relationships";
+
+/// Excel's width of a character column as it stores it: in widths of the
+/// default font's widest digit (7 px in Calibri 11), plus 5 px of padding.
+pub const DEFAULT_WIDTH: f64 = 8.43;
+
+/// What the package needs to know of each sheet.
+pub struct SheetEntry {
+    pub name: String,
+    /// The autofilter range (`A1:J100`), when the sheet has one.
+    pub autofilter: Option<String>,
+}
+
+/// The number formats cells use, in the order of their cell styles.
+#[derive(Default)]
+pub struct Styles {
+    patterns: Vec<String>,
+}
+
+impl Styles {
+    /// Style 0 is Excel's default; style 1 is the bold header.
+    pub const HEADER: u32 = 1;
+
+    /// The cell style that shows numbers as `pattern`.
+    pub fn number_format(&mut self, pattern: &str) -> u32 {
+        let index = match self.patterns.iter().position(|p| p == pattern) {
+            Some(i) => i,
+            None => {
+                self.patterns.push(pattern.to_owned());
+                self.patterns.len() - 1
+            }
+        };
+        2 + index as u32
+    }
+
+    pub fn xml(&self) -> String {
+        let mut custom = String::new();
+        let mut custom_count = 0;
+        let mut xfs = String::from(
+            "<xf numFmtId=\"0\" fontId=\"0\" fillId=\"0\" borderId=\"0\" xfId=\"0\"/>\
+             <xf numFmtId=\"0\" fontId=\"1\" fillId=\"0\" borderId=\"0\" xfId=\"0\" applyFont=\"1\"/>",
+        );
+        for pattern in &self.patterns {
+            let id = match builtin_format(pattern) {
+                Some(id) => id,
+                None => {
+                    let id = 164 + custom_count;
+                    custom_count += 1;
+                    let _ = write!(custom, "<numFmt numFmtId=\"{id}\" formatCode=\"");
+                    escape_attribute(pattern, &mut custom);
+                    custom.push_str("\"/>");
+                    id
+                }
+            };
+            let _ = write!(
+                xfs,
+                "<xf numFmtId=\"{id}\" fontId=\"0\" fillId=\"0\" borderId=\"0\" xfId=\"0\" applyNumberFormat=\"1\"/>"
+            );
+        }
+        let num_fmts = if custom_count == 0 {
+            String::new()
+        } else {
+            format!("<numFmts count=\"{custom_count}\">{custom}</numFmts>")
+        };
+        format!(
+            "{XML_DECLARATION}<styleSheet xmlns=\"{MAIN_NS}\">{num_fmts}\
+             <fonts count=\"2\"><font><sz val=\"11\"/><color rgb=\"FF000000\"/><name val=\"Calibri\"/><family val=\"2\"/></font>\
+             <font><b/><sz val=\"11\"/><color rgb=\"FF000000\"/><name val=\"Calibri\"/><family val=\"2\"/></font></fonts>\
+             <fills count=\"2\"><fill><patternFill patternType=\"none\"/></fill><fill><patternFill patternType=\"gray125\"/></fill></fills>\
+             <borders count=\"1\"><border><left/><right/><top/><bottom/><diagonal/></border></borders>\
+             <cellStyleXfs count=\"1\"><xf numFmtId=\"0\" fontId=\"0\" fillId=\"0\" borderId=\"0\"/></cellStyleXfs>\
+             <cellXfs count=\"{}\">{xfs}</cellXfs>\
+             <cellStyles count=\"1\"><cellStyle name=\"Normal\" xfId=\"0\" builtinId=\"0\"/></cellStyles>\
+             <dxfs count=\"0\"/><tableStyles count=\"0\" defaultTableStyle=\"TableStyleMedium9\" defaultPivotStyle=\"PivotStyleLight16\"/>\
+             </styleSheet>",
+            2 + self.patterns.len()
+        )
+    }
+}
+
+/// Formats Excel knows by number; writing them as custom formats would list
+/// them twice in Excel's format dialog.
+fn builtin_format(pattern: &str) -> Option<u32> {
+    Some(match pattern {
+        "General" => 0,
+        "0" => 1,
+        "0.00" => 2,
+        "#,##0" => 3,
+        "#,##0.00" => 4,
+        "0%" => 9,
+        "0.00%" => 10,
+        "0.00E+00" => 11,
+        "@" => 49,
+        _ => return None,
+    })
+}
+
+pub fn content_types(sheets: usize) -> String {
+    let mut xml = format!(
+        "{XML_DECLARATION}<Types xmlns=\"http://schemas.openxmlformats.org/package/2006/content-types\">\
+         <Default Extension=\"rels\" ContentType=\"application/vnd.openxmlformats-package.relationships+xml\"/>\
+         <Default Extension=\"xml\" ContentType=\"application/xml\"/>\
+         <Override PartName=\"/docProps/app.xml\" ContentType=\"application/vnd.openxmlformats-officedocument.extended-properties+xml\"/>\
+         <Override PartName=\"/docProps/core.xml\" ContentType=\"application/vnd.openxmlformats-package.core-properties+xml\"/>\
+         <Override PartName=\"/xl/styles.xml\" ContentType=\"application/vnd.openxmlformats-officedocument.spreadsheetml.styles+xml\"/>\
+         <Override PartName=\"/xl/workbook.xml\" ContentType=\"application/vnd.openxmlformats-officedocument.spreadsheetml.sheet.main+xml\"/>"
+    );
+    for n in 1..=sheets {
+        let _ = write!(
+            xml,
+            "<Override PartName=\"/xl/worksheets/sheet{n}.xml\" \
+             ContentType=\"application/vnd.openxmlformats-officedocument.spreadsheetml.worksheet+xml\"/>"
+        );
+    }
+    xml.push_str("</Types>");
+    xml
+}
+
+pub fn root_relationships() -> String {
+    format!(
+        "{XML_DECLARATION}<Relationships xmlns=\"{PACKAGE_REL_NS}\">\
+         <Relationship Id=\"rId1\" Type=\"{REL_NS}/officeDocument\" Target=\"xl/workbook.xml\"/>\
+         <Relationship Id=\"rId2\" Type=\"http://schemas.openxmlformats.org/package/2006/relationships/metadata/core-properties\" Target=\"docProps/core.xml\"/>\
+         <Relationship Id=\"rId3\" Type=\"{REL_NS}/extended-properties\" Target=\"docProps/app.xml\"/>\
+         </Relationships>"
+    )
+}
+
+pub fn workbook(sheets: &[&SheetEntry]) -> String {
+    let mut list = String::new();
+    let mut filters = String::new();
+    for (i, sheet) in sheets.iter().enumerate() {
+        list.push_str("<sheet name=\"");
+        escape_attribute(&sheet.name, &mut list);
+        let _ = write!(list, "\" sheetId=\"{}\" r:id=\"rId{}\"/>", i + 1, i + 1);
+        if let Some(range) = &sheet.autofilter {
+            let _ = write!(
+                filters,
+                "<definedName name=\"_xlnm._FilterDatabase\" localSheetId=\"{i}\" hidden=\"1\">"
+            );
+            // A sheet name in a formula is quoted, with quotes doubled.
+            escape_attribute(
+                &format!("'{}'!{}", sheet.name.replace('\'', "''"), absolute(range)),
+                &mut filters,
+            );
+            filters.push_str("</definedName>");
+        }
+    }
+    let defined_names = if filters.is_empty() {
+        String::new()
+    } else {
+        format!("<definedNames>{filters}</definedNames>")
+    };
+    format!(
+        "{XML_DECLARATION}<workbook xmlns=\"{MAIN_NS}\" xmlns:r=\"{REL_NS}\">\
+         <workbookPr/><bookViews><workbookView xWindow=\"240\" yWindow=\"15\" windowWidth=\"16095\" windowHeight=\"9660\"/></bookViews>\
+         <sheets>{list}</sheets>{defined_names}<calcPr calcId=\"124519\" fullCalcOnLoad=\"1\"/></workbook>"
+    )
+}
+
+/// `A1:J100` as `$A$1:$J$100`.
+fn absolute(range: &str) -> String {
+    range
+        .split(':')
+        .map(|cell| {
+            let digits = cell
+                .find(|c: char| c.is_ascii_digit())
+                .unwrap_or(cell.len());
+            format!("${}${}", &cell[..digits], &cell[digits..])
+        })
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+pub fn workbook_relationships(sheets: usize) -> String {
+    let mut xml = format!("{XML_DECLARATION}<Relationships xmlns=\"{PACKAGE_REL_NS}\">");
+    for n in 1..=sheets {
+        let _ = write!(
+            xml,
+            "<Relationship Id=\"rId{n}\" Type=\"{REL_NS}/worksheet\" Target=\"worksheets/sheet{n}.xml\"/>"
+        );
+    }
+    let _ = write!(
+        xml,
+        "<Relationship Id=\"rId{}\" Type=\"{REL_NS}/styles\" Target=\"styles.xml\"/></Relationships>",
+        sheets + 1
+    );
+    xml
+}
+
+pub fn app_properties(properties: &Properties, sheets: &[&SheetEntry]) -> String {
+    let mut titles = String::new();
+    for sheet in sheets {
+        titles.push_str("<vt:lpstr>");
+        escape_attribute(&sheet.name, &mut titles);
+        titles.push_str("</vt:lpstr>");
+    }
+    let mut company = String::new();
+    escape_attribute(properties.company.as_deref().unwrap_or(""), &mut company);
+    let n = sheets.len();
+    format!(
+        "{XML_DECLARATION}<Properties xmlns=\"http://schemas.openxmlformats.org/officeDocument/2006/extended-properties\" \
+         xmlns:vt=\"http://schemas.openxmlformats.org/officeDocument/2006/docPropsVTypes\">\
+         <Application>Fluxo Export</Application><DocSecurity>0</DocSecurity><ScaleCrop>false</ScaleCrop>\
+         <HeadingPairs><vt:vector size=\"2\" baseType=\"variant\"><vt:variant><vt:lpstr>Worksheets</vt:lpstr></vt:variant>\
+         <vt:variant><vt:i4>{n}</vt:i4></vt:variant></vt:vector></HeadingPairs>\
+         <TitlesOfParts><vt:vector size=\"{n}\" baseType=\"lpstr\">{titles}</vt:vector></TitlesOfParts>\
+         <Company>{company}</Company><LinksUpToDate>false</LinksUpToDate><SharedDoc>false</SharedDoc>\
+         <HyperlinksChanged>false</HyperlinksChanged><AppVersion>12.0000</AppVersion></Properties>"
+    )
+}
+
+/// `now` stands in for a `created` time the caller did not give.
+pub fn core_properties(properties: &Properties, now: LocalDateTime) -> String {
+    let created = w3c_datetime(properties.created.unwrap_or(now));
+    let mut title = String::new();
+    if let Some(t) = &properties.title {
+        title.push_str("<dc:title>");
+        escape_attribute(t, &mut title);
+        title.push_str("</dc:title>");
+    }
+    let mut author = String::new();
+    escape_attribute(properties.author.as_deref().unwrap_or(""), &mut author);
+    format!(
+        "{XML_DECLARATION}<cp:coreProperties xmlns:cp=\"http://schemas.openxmlformats.org/package/2006/metadata/core-properties\" \
+         xmlns:dc=\"http://purl.org/dc/elements/1.1/\" xmlns:dcterms=\"http://purl.org/dc/terms/\" \
+         xmlns:dcmitype=\"http://purl.org/dc/dcmitype/\" xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\">\
+         {title}<dc:creator>{author}</dc:creator><cp:lastModifiedBy>{author}</cp:lastModifiedBy>\
+         <dcterms:created xsi:type=\"dcterms:W3CDTF\">{created}</dcterms:created>\
+         <dcterms:modified xsi:type=\"dcterms:W3CDTF\">{created}</dcterms:modified></cp:coreProperties>"
+    )
+}
+
+fn w3c_datetime(t: LocalDateTime) -> String {
+    let (y, m, d, h, mi, s) = t.parts();
+    format!("{y:04}-{m:02}-{d:02}T{h:02}:{mi:02}:{s:02}Z")
+}
+
+/// A column's look; `None` width keeps Excel's default.
+#[derive(Clone, Copy, Default)]
+pub struct ColumnLook {
+    pub width: Option<f64>,
+    pub hidden: bool,
+}
+
+/// Everything of a worksheet before its first row: what only the finished
+/// sheet knows (its extent, auto widths) goes here, so it is written last
+/// and put in front.
+pub fn sheet_head(selected: bool, dimension: &str, columns: &[ColumnLook]) -> String {
+    let mut cols = String::new();
+    for (i, look) in columns.iter().enumerate() {
+        if look.width.is_none() && !look.hidden {
+            continue;
+        }
+        let width = stored_width(look.width.unwrap_or(DEFAULT_WIDTH));
+        let _ = write!(
+            cols,
+            "<col min=\"{n}\" max=\"{n}\" width=\"{width}\"",
+            n = i + 1
+        );
+        if look.hidden {
+            cols.push_str(" hidden=\"1\"");
+        }
+        cols.push_str(" customWidth=\"1\"/>");
+    }
+    if !cols.is_empty() {
+        cols = format!("<cols>{cols}</cols>");
+    }
+    let tab_selected = if selected { " tabSelected=\"1\"" } else { "" };
+    format!(
+        "{XML_DECLARATION}<worksheet xmlns=\"{MAIN_NS}\" xmlns:r=\"{REL_NS}\"><dimension ref=\"{dimension}\"/>\
+         <sheetViews><sheetView{tab_selected} workbookViewId=\"0\">\
+         <pane ySplit=\"1\" topLeftCell=\"A2\" activePane=\"bottomLeft\" state=\"frozen\"/>\
+         <selection pane=\"bottomLeft\"/></sheetView></sheetViews>\
+         <sheetFormatPr defaultRowHeight=\"15\"/>{cols}<sheetData>"
+    )
+}
+
+pub fn sheet_tail(autofilter: Option<&str>) -> String {
+    let filter = autofilter.map_or(String::new(), |range| {
+        format!("<autoFilter ref=\"{range}\"/>")
+    });
+    format!(
+        "</sheetData>{filter}<pageMargins left=\"0.7\" right=\"0.7\" top=\"0.75\" bottom=\"0.75\" header=\"0.3\" footer=\"0.3\"/></worksheet>"
+    )
+}
+
+/// A width in characters as Excel stores it (whole pixels, in 1/256ths).
+fn stored_width(chars: f64) -> f64 {
+    let pixels = if chars < 1.0 {
+        (chars * 12.0).round()
+    } else {
+        (chars * 7.0).round() + 5.0
+    };
+    (pixels / 7.0 * 256.0).trunc() / 256.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn widths_are_stored_as_excel_stores_them() {
+        assert_eq!(stored_width(DEFAULT_WIDTH), 9.140625);
+        assert_eq!(stored_width(20.0), 20.7109375);
+    }
+
+    #[test]
+    fn builtin_formats_keep_their_ids_and_others_get_custom_ones() {
+        let mut styles = Styles::default();
+        assert_eq!(styles.number_format("yyyy-mm-dd"), 2);
+        assert_eq!(styles.number_format("#,##0.00"), 3);
+        assert_eq!(styles.number_format("yyyy-mm-dd"), 2);
+        let xml = styles.xml();
+        assert!(xml.contains(
+            "<numFmts count=\"1\"><numFmt numFmtId=\"164\" formatCode=\"yyyy-mm-dd\"/></numFmts>"
+        ));
+        assert!(xml.contains("<cellXfs count=\"4\">"));
+        assert!(xml.contains("<xf numFmtId=\"4\" "));
+    }
+
+    #[test]
+    fn filter_ranges_are_absolute_and_sheet_names_quoted() {
+        let xml = workbook(&[&SheetEntry {
+            name: "O'Brien & Co".into(),
+            autofilter: Some("A1:J100".into()),
+        }]);
+        assert!(xml.contains("<sheet name=\"O'Brien &amp; Co\" sheetId=\"1\" r:id=\"rId1\"/>"));
+        assert!(xml.contains(
+            "localSheetId=\"0\" hidden=\"1\">'O''Brien &amp; Co'!$A$1:$J$100</definedName>"
+        ));
+    }
+}
