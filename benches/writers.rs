@@ -79,7 +79,7 @@ fn writers(c: &mut Criterion) {
             w.finish().unwrap()
         })
     });
-    for level in [1u8, 3, 6] {
+    for level in [1u8, 2, 3, 6] {
         group.bench_function(
             BenchmarkId::new("xlsx", format!("10k rows x 6, level {level}")),
             |b| {
@@ -89,7 +89,8 @@ fn writers(c: &mut Criterion) {
                         compression_level: level,
                         ..XlsxOptions::default()
                     };
-                    let mut w: Box<dyn FormatWriter> = Box::new(XlsxWriter::new(&path, options));
+                    let mut w: Box<dyn FormatWriter> =
+                        Box::new(XlsxWriter::new(&path, options).unwrap());
                     w.begin_sheet("s", &cols).unwrap();
                     w.write_batch(&batch).unwrap();
                     w.finish().unwrap()

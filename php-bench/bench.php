@@ -3,12 +3,15 @@
 /**
  * Fluxo Export benchmark: the same PHP row loop into different sinks, each variant in its own process.
  *
- * Usage: php -d extension=/path/to/libfluxo.so php-bench/bench.php [rows=800000] [--json]
+ * Usage: php -d extension=/path/to/libfluxo.so php-bench/bench.php [rows=800000] [--json] [--only=bare,fluxo-xlsx]
  *
  * Each variant runs in a child process (PHP_BINARY with this process's own -d/-c/-n options, FLUXO_SO in
  * its environment) so that peak RSS (VmHWM) belongs to that variant alone. The child prints one JSON
- * object: {variant, seconds, rows, peak_rss_mb, bytes}. Time covers producing every row and, for the
- * writers, closing the file (finish() returns when the file is complete). Output files are removed.
+ * object: {variant, seconds, rows, peak_rss_mb, bytes, cpu_s, php_thread_cpu_s, finish_s}. Time covers
+ * producing every row and, for the writers, closing the file (finish() returns when the file is
+ * complete). cpu_s is the whole process's CPU time, php_thread_cpu_s the PHP thread's; the difference
+ * is what Fluxo's own threads did, and finish_s (the wait in finish()) is the part of it PHP did not
+ * overlap with producing rows. Output files are removed.
  */
 
 declare(strict_types=1);
@@ -96,7 +99,9 @@ $runVariant = static function (string $variant, int $rows) use ($chunks, $column
             foreach ($chunks($rows) as $chunk) {
                 $exporter->addBatch($chunk);
             }
+            $finishStart = hrtime(true);
             $result = $exporter->finish();
+            $GLOBALS['finishSeconds'] = (hrtime(true) - $finishStart) / 1e9;
             if ($result->path !== null) {
                 unlink($result->path);
                 @rmdir(dirname($result->path));
@@ -117,6 +122,16 @@ $runVariant = static function (string $variant, int $rows) use ($chunks, $column
             return [$n, $bytes];
     }
     throw new InvalidArgumentException("unknown variant $variant");
+};
+
+/** CPU seconds (user + system) of the whole process, and of its PHP thread alone. */
+$cpuSeconds = static function (): array {
+    $ticks = static function (string $statFile): float {
+        $stat = (string) @file_get_contents($statFile);
+        $fields = explode(' ', substr($stat, (int) strrpos($stat, ')') + 2));
+        return ((int) ($fields[11] ?? 0) + (int) ($fields[12] ?? 0)) / 100; // USER_HZ is 100 on Linux
+    };
+    return [$ticks('/proc/self/stat'), $ticks('/proc/self/task/' . getmypid() . '/stat')];
 };
 
 $peakRssMb = static function (): float {
@@ -163,12 +178,16 @@ if ($child) {
     $t0 = hrtime(true);
     [$done, $bytes] = $runVariant($variant, $rows);
     $seconds = (hrtime(true) - $t0) / 1e9;
+    [$cpu, $phpThreadCpu] = $cpuSeconds();
     echo json_encode([
         'variant' => $variant,
         'seconds' => round($seconds, 4),
         'rows' => $done,
         'peak_rss_mb' => round($peakRssMb(), 1),
         'bytes' => $bytes,
+        'cpu_s' => $cpu,
+        'php_thread_cpu_s' => $phpThreadCpu,
+        'finish_s' => round($GLOBALS['finishSeconds'] ?? 0.0, 4),
     ]), "\n";
     exit($done === $rows ? 0 : 1);
 }
@@ -176,8 +195,10 @@ if ($child) {
 // ---- parent: run each variant in a fresh process, then report ----
 $so = $fluxoSo();
 $env = $so !== null ? ['FLUXO_SO' => $so] + getenv() : getenv();
+$only = preg_grep('/^--only=/', $args);
+$variants = $only ? array_intersect(VARIANTS, explode(',', substr(reset($only), 7))) : VARIANTS;
 $results = [];
-foreach (VARIANTS as $variant) {
+foreach ($variants as $variant) {
     $needs = str_starts_with($variant, 'fluxo') ? 'fluxo' : ($variant === 'xlswriter' ? 'xlswriter' : null);
     if ($needs !== null && !extension_loaded($needs)) {
         $results[] = ['variant' => $variant, 'skipped' => "$needs not loaded"];
@@ -204,9 +225,20 @@ if (in_array('--json', $args, true)) {
     exit(0);
 }
 
-$bare = $results[0]['seconds'] ?? null;
+$bare = $variants[0] === 'bare' ? ($results[0]['seconds'] ?? null) : null;
 printf("%s rows x %d columns, chunks of %d, PHP %s\n\n", number_format($rows), count(HEADER), CHUNK, PHP_VERSION);
-printf("%-14s %9s %12s %9s %12s %14s\n", 'variant', 'wall s', 'rows/s', 'x bare', 'peak RSS MB', 'output bytes');
+printf(
+    "%-14s %9s %12s %9s %12s %14s %8s %8s %9s\n",
+    'variant',
+    'wall s',
+    'rows/s',
+    'x bare',
+    'peak RSS MB',
+    'output bytes',
+    'cpu s',
+    'PHP cpu',
+    'finish s'
+);
 foreach ($results as $r) {
     if (!isset($r['seconds'])) {
         $why = isset($r['skipped']) ? "skipped ({$r['skipped']})" : "FAILED ({$r['error']})";
@@ -214,12 +246,15 @@ foreach ($results as $r) {
         continue;
     }
     printf(
-        "%-14s %9.3f %12s %9s %12.1f %14s\n",
+        "%-14s %9.3f %12s %9s %12.1f %14s %8.2f %8.2f %9.3f\n",
         $r['variant'],
         $r['seconds'],
         number_format($r['rows'] / max($r['seconds'], 1e-9)),
         $bare ? sprintf('%.2f', $r['seconds'] / $bare) : '-',
         $r['peak_rss_mb'],
-        number_format($r['bytes'])
+        number_format($r['bytes']),
+        $r['cpu_s'],
+        $r['php_thread_cpu_s'],
+        $r['finish_s']
     );
 }

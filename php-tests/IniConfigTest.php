@@ -62,7 +62,7 @@ final class IniConfigTest extends FluxoTestCase
                 'buffer_size' => '8388608',
                 'queue_timeout' => '300',
                 'shutdown_timeout' => '300',
-                'compression_level' => '3',
+                'compression_level' => '2',
                 'key_prefix' => '',
                 'log_level' => 'warn',
                 'log_file' => '',

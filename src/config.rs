@@ -41,7 +41,7 @@ pub const KEYS: &[(&str, &str, &str)] = &[
         "300",
         "seconds a process waits at exit for running exports",
     ),
-    ("compression_level", "3", "XLSX deflate level 1-9"),
+    ("compression_level", "2", "XLSX deflate level 1-9"),
     (
         "oss_endpoint",
         "",
@@ -977,7 +977,7 @@ mod tests {
         let st = Settings::resolve_with_env(|_| None, |_| None).unwrap();
         assert_eq!(st.format, Format::Csv);
         assert!(st.local_dir.ends_with("fluxo/exports"));
-        assert_eq!(st.compression_level, 3);
+        assert_eq!(st.compression_level, 2);
     }
 
     #[test]

@@ -123,6 +123,6 @@ pub fn open(
 ) -> Result<Box<dyn FormatWriter>> {
     Ok(match format {
         Format::Csv => Box::new(csv::CsvWriter::create(path, csv.clone())?),
-        Format::Xlsx => Box::new(xlsx::XlsxWriter::new(path, xlsx.clone())),
+        Format::Xlsx => Box::new(xlsx::XlsxWriter::new(path, xlsx.clone())?),
     })
 }

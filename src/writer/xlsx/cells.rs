@@ -93,7 +93,12 @@ impl RowWriter {
     pub fn float(&self, out: &mut Vec<u8>, col: usize, style: u32, value: f64) {
         self.open_cell(out, col, style);
         out.extend_from_slice(b"><v>");
-        out.extend_from_slice(ryu::Buffer::new().format_finite(value).as_bytes());
+        // Whole numbers (every date) without ryu's ".0": less XML to deflate.
+        if value.fract() == 0.0 && value.abs() < 1e15 {
+            out.extend_from_slice(itoa::Buffer::new().format(value as i64).as_bytes());
+        } else {
+            out.extend_from_slice(ryu::Buffer::new().format_finite(value).as_bytes());
+        }
         out.extend_from_slice(b"</v></c>");
     }
 
@@ -244,13 +249,14 @@ mod tests {
         w.begin_row(&mut out, 1_048_576);
         w.int(&mut out, 0, 0, -42);
         w.float(&mut out, 1, 3, 12.5);
-        w.bool(&mut out, 2, true);
+        w.float(&mut out, 2, 2, 46_377.0);
+        w.bool(&mut out, 3, true);
         w.text(&mut out, 27, 0, " padded");
         RowWriter::end_row(&mut out);
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "<row r=\"1048576\"><c r=\"A1048576\"><v>-42</v></c><c r=\"B1048576\" s=\"3\"><v>12.5</v></c>\
-             <c r=\"C1048576\" t=\"b\"><v>1</v></c>\
+             <c r=\"C1048576\" s=\"2\"><v>46377</v></c><c r=\"D1048576\" t=\"b\"><v>1</v></c>\
              <c r=\"AB1048576\" t=\"inlineStr\"><is><t xml:space=\"preserve\"> padded</t></is></c></row>"
         );
     }

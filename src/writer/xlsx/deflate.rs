@@ -103,14 +103,15 @@ pub struct ParallelDeflate {
 }
 
 impl ParallelDeflate {
-    pub fn new(level: u8, threads: usize) -> Self {
+    pub fn new(level: u8, threads: usize) -> io::Result<Self> {
         let threads = threads.max(1);
         let (jobs, queue) = mpsc::channel::<Job>();
         let queue = Arc::new(Mutex::new(queue));
         let workers = (0..threads)
-            .map(|_| {
+            .map(|n| {
                 let queue = Arc::clone(&queue);
-                thread::spawn(move || {
+                let worker = thread::Builder::new().name(format!("fluxo-deflate-{n}"));
+                worker.spawn(move || {
                     let mut compress = Compress::new(Compression::new(level.into()), false);
                     loop {
                         // The lock only guards taking the next job off the queue.
@@ -129,14 +130,15 @@ impl ParallelDeflate {
                     }
                 })
             })
-            .collect();
-        Self {
+            .collect::<io::Result<Vec<_>>>()?;
+        Ok(Self {
             jobs: Some(jobs),
             workers,
             in_flight: VecDeque::new(),
             spare: Vec::new(),
-            max_in_flight: threads * 2,
-        }
+            // One queued behind the running ones keeps every worker busy.
+            max_in_flight: threads + 1,
+        })
     }
 
     /// An empty buffer to fill with the next chunk.
@@ -225,7 +227,7 @@ mod tests {
         let text: Vec<u8> = (0..3 * CHUNK + 12345)
             .map(|i| b"<row r=\"1\"><c><v>42</v></c></row>"[i % 33] ^ (i / 4096) as u8)
             .collect();
-        let mut deflate = ParallelDeflate::new(3, 2);
+        let mut deflate = ParallelDeflate::new(3, 2).unwrap();
         let mut compressed = Vec::new();
         let mut total = Summary::default();
         for chunk in text.chunks(CHUNK) {

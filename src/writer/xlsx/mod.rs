@@ -63,7 +63,7 @@ pub struct XlsxOptions {
 impl Default for XlsxOptions {
     fn default() -> Self {
         Self {
-            compression_level: 3,
+            compression_level: 2,
             autofilter: false,
             truncate_long_text: false,
             properties: Properties::default(),
@@ -141,7 +141,7 @@ struct DateStyles {
 }
 
 impl XlsxWriter {
-    pub fn new(path: &Path, options: XlsxOptions) -> Self {
+    pub fn new(path: &Path, options: XlsxOptions) -> Result<Self> {
         let mut styles = Styles::default();
         let date_styles = DateStyles {
             date: styles.number_format(DEFAULT_DATE),
@@ -149,9 +149,11 @@ impl XlsxWriter {
             time: styles.number_format(DEFAULT_TIME),
         };
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
-        Self {
+        let deflate = ParallelDeflate::new(options.compression_level, threads)
+            .map_err(|e| ExportError::export(format!("cannot start the deflate threads: {e}")))?;
+        Ok(Self {
             path: path.to_path_buf(),
-            deflate: ParallelDeflate::new(options.compression_level, threads),
+            deflate,
             compress: Compress::new(Compression::new(options.compression_level.into()), false),
             options,
             styles,
@@ -160,7 +162,7 @@ impl XlsxWriter {
             finished: Vec::new(),
             scratch: Vec::new(),
             rows_written: 0,
-        }
+        })
     }
 
     fn name_taken(&self, name: &str) -> bool {
@@ -497,7 +499,8 @@ mod tests {
     ) -> (tempfile::TempDir, PathBuf, WrittenFile) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("out.xlsx");
-        let mut w: Box<dyn FormatWriter> = Box::new(XlsxWriter::new(&path, XlsxOptions::default()));
+        let mut w: Box<dyn FormatWriter> =
+            Box::new(XlsxWriter::new(&path, XlsxOptions::default()).unwrap());
         w.begin_sheet("Orders", columns).unwrap();
         let mut batch = RecordBatch::new(columns.len(), 0);
         for r in rows {
@@ -568,13 +571,16 @@ mod tests {
         let columns = vec![Column::new("N", ColumnType::Int)];
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("big.xlsx");
-        let mut w: Box<dyn FormatWriter> = Box::new(XlsxWriter::new(
-            &path,
-            XlsxOptions {
-                compression_level: 1,
-                ..XlsxOptions::default()
-            },
-        ));
+        let mut w: Box<dyn FormatWriter> = Box::new(
+            XlsxWriter::new(
+                &path,
+                XlsxOptions {
+                    compression_level: 1,
+                    ..XlsxOptions::default()
+                },
+            )
+            .unwrap(),
+        );
         w.begin_sheet("Data", &columns).unwrap();
         let total = MAX_ROWS as i64 + 9; // one header row per sheet
         let mut n = 0;
