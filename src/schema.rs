@@ -176,12 +176,16 @@ impl LocalDateTime {
         }
     }
 
-    /// Only the date (for `date` columns), at midnight.
-    pub fn date_only(&self) -> Self {
-        Self {
-            seconds: self.seconds - self.seconds.rem_euclid(SECONDS_PER_DAY),
+    /// Only the date (for `date` columns), at midnight; `None` from `i64::MIN`
+    /// to the next midnight: that day starts before the first `i64` second.
+    pub fn date_only(&self) -> Option<Self> {
+        let midnight = self
+            .seconds
+            .checked_sub(self.seconds.rem_euclid(SECONDS_PER_DAY))?;
+        Some(Self {
+            seconds: midnight,
             nanos: 0,
-        }
+        })
     }
 
     /// The time of day as Excel stores a time: a fraction of a day.
@@ -393,7 +397,7 @@ pub fn convert(value: Value<'_>, column_type: ColumnType) -> Result<Cell<'_>, Ce
                 _ => return Err(CellError::NotADate),
             };
             match column_type {
-                T::Date => Cell::Date(dt.date_only()),
+                T::Date => Cell::Date(dt.date_only().ok_or(CellError::NotADate)?),
                 T::Time => Cell::Time(dt.time_of_day()),
                 _ => Cell::DateTime(dt),
             }
@@ -566,7 +570,7 @@ mod tests {
         assert_eq!(dt.excel_serial(), 61.0);
         let noon = LocalDateTime::from_parts((2026, 11, 29), (18, 0, 0), 0);
         assert_eq!(noon.excel_time(), 0.75);
-        assert_eq!(noon.date_only().parts(), (2026, 11, 29, 0, 0, 0));
+        assert_eq!(noon.date_only().unwrap().parts(), (2026, 11, 29, 0, 0, 0));
     }
 
     #[test]
@@ -638,6 +642,23 @@ mod tests {
         };
         assert_eq!(t.parts(), (1970, 1, 1, 8, 30, 0));
         assert_eq!(cell(Value::Bytes(b"x"), T::Date), Err(CellError::NotADate));
+    }
+
+    #[test]
+    fn extreme_timestamps_in_date_columns_do_not_overflow() {
+        // Found by fuzzing (batch_arena): PHP_INT_MIN's midnight is below i64::MIN.
+        assert_eq!(
+            cell(Value::Int(i64::MIN), ColumnType::Date),
+            Err(CellError::NotADate)
+        );
+        let Ok(Cell::Date(d)) = cell(Value::Int(i64::MAX), ColumnType::Date) else {
+            panic!("PHP_INT_MAX has a midnight")
+        };
+        assert_eq!(d.seconds, i64::MAX - i64::MAX.rem_euclid(SECONDS_PER_DAY));
+        assert!(matches!(
+            cell(Value::Int(i64::MIN), ColumnType::Time),
+            Ok(Cell::Time(_))
+        ));
     }
 
     #[test]
