@@ -184,23 +184,28 @@ impl CsvWriter {
         )
     }
 
-    /// With `unencodable` = error, names the first character GBK cannot hold.
+    /// With `unencodable` = error, names the first character the encoding
+    /// cannot hold.
     fn check_encodable(&self, text: &str, at: impl FnOnce() -> String) -> Result<()> {
-        if self.options.encoding != CsvEncoding::Gbk
-            || self.options.replace_unencodable
-            || text.is_ascii()
-        {
+        let (encoding, instead) = match self.options.encoding {
+            CsvEncoding::Gbk => (encoding_rs::GBK, "GB18030 or UTF-8"),
+            // GB18030 as the WHATWG defines it holds every character but
+            // U+E5E5, a private-use one, which otherwise became a silent `?`.
+            CsvEncoding::Gb18030 => (encoding_rs::GB18030, "UTF-8"),
+            CsvEncoding::Utf8 | CsvEncoding::Utf16Le => return Ok(()),
+        };
+        if self.options.replace_unencodable || text.is_ascii() {
             return Ok(());
         }
         let unmappable = text.chars().find(|c| {
             let mut buf = [0u8; 4];
-            encoding_rs::GBK.encode(c.encode_utf8(&mut buf)).2
+            encoding.encode(c.encode_utf8(&mut buf)).2
         });
         match unmappable {
             None => Ok(()),
             Some(c) => Err(ExportError::invalid_row(format!(
                 "{}: character '{c}' (U+{:04X}) cannot be written in {}; \
-                 use encoding GB18030 or UTF-8, or csv option unencodable => 'replace'",
+                 use encoding {instead}, or csv option unencodable => 'replace'",
                 at(),
                 u32::from(c),
                 self.options.encoding.name()
@@ -530,6 +535,22 @@ mod tests {
             encoding_rs::GB18030.decode_without_bom_handling(&gb18030).0,
             "列0,列1\n1,ok 😀\n"
         );
+    }
+
+    #[test]
+    fn the_one_character_gb18030_cannot_hold_is_named_not_replaced() {
+        let rows = vec![vec![Cell::Text("a\u{E5E5}")]];
+        let err = write_with(with_encoding(CsvEncoding::Gb18030), &rows).unwrap_err();
+        assert!(
+            err.message
+                .contains("data row 1, column 1: character '\u{E5E5}' (U+E5E5) cannot be written in GB18030; use encoding UTF-8"),
+            "{err}"
+        );
+        let replaced = CsvOptions {
+            replace_unencodable: true,
+            ..with_encoding(CsvEncoding::Gb18030)
+        };
+        assert!(write_with(replaced, &rows).unwrap().ends_with(b"a?\n"));
     }
 
     #[test]
