@@ -9,7 +9,7 @@ PHP := php -d extension=$(SO)
 ROWS ?= 1000000
 FORMAT ?= csv
 
-.PHONY: deps build demo test test-servers rust-test php-test python-test lint bench grpc-bench
+.PHONY: deps build demo test test-servers rust-test php-test python-test lint bench grpc-bench fuzz
 
 deps:
 	@scripts/install-deps.sh
@@ -55,3 +55,18 @@ bench: build
 ## 16 concurrent 100,000-row gRPC streams: aggregate rows/s, server peak RSS.
 grpc-bench: build
 	cargo test --release --features server --test grpc_bench -- --ignored --nocapture
+
+## Runs each cargo-fuzz target for FUZZ_SECONDS (nightly; own target dir, so
+## the main build is not disturbed). New inputs land in fuzz/corpus/<target>;
+## `make test` replays that corpus (tests/fuzz_corpus.rs). RELIABILITY.md, "Fuzzing".
+FUZZ_SECONDS ?= 600
+FUZZ_TARGETS ?= batch_arena csv_cells xlsx_cells grpc_batch
+FUZZ_TOOLS := $(HOME)/.cache/fluxo/tools
+fuzz:
+	rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
+	test -x $(FUZZ_TOOLS)/bin/cargo-fuzz || CARGO_TARGET_DIR=$(HOME)/.cache/fluxo/tools-target \
+	  cargo install cargo-fuzz --locked --root $(FUZZ_TOOLS)
+	cd fuzz && for t in $(FUZZ_TARGETS); do \
+	  PATH=$(FUZZ_TOOLS)/bin:$$PATH CARGO_TARGET_DIR=$(HOME)/.cache/fluxo/fuzz-target \
+	    nice -n 19 cargo +nightly fuzz run $$t -- -max_total_time=$(FUZZ_SECONDS) || exit 1; \
+	done
