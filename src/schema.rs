@@ -484,36 +484,83 @@ fn write_date_pattern(pattern: &str, dt: &LocalDateTime, out: &mut Vec<u8>) {
     let h12 = if h % 12 == 0 { 12 } else { h % 12 };
     let mut chars = pattern.chars();
     while let Some(c) = chars.next() {
-        let _ = match c {
-            '\\' => match chars.next() {
-                Some(lit) => write!(out, "{lit}"),
-                None => Ok(()),
-            },
-            'Y' => write!(out, "{y:04}"),
-            'y' => write!(out, "{:02}", y.rem_euclid(100)),
-            'm' => write!(out, "{m:02}"),
-            'n' => write!(out, "{m}"),
-            'd' => write!(out, "{d:02}"),
-            'j' => write!(out, "{d}"),
-            'H' => write!(out, "{h:02}"),
-            'G' => write!(out, "{h}"),
-            'h' => write!(out, "{h12:02}"),
-            'g' => write!(out, "{h12}"),
-            'i' => write!(out, "{mi:02}"),
-            's' => write!(out, "{sec:02}"),
-            'A' => write!(out, "{}", if h < 12 { "AM" } else { "PM" }),
-            'a' => write!(out, "{}", if h < 12 { "am" } else { "pm" }),
-            'u' => write!(out, "{:06}", dt.nanos / 1000),
-            other => write!(out, "{other}"),
-        };
+        match c {
+            '\\' => {
+                if let Some(literal) = chars.next() {
+                    push_char(out, literal);
+                }
+            }
+            'Y' if (0..=9999).contains(&y) => push_padded(out, y as u32, 4),
+            'Y' => {
+                let _ = write!(out, "{y:04}");
+            }
+            'y' => push_padded(out, y.rem_euclid(100) as u32, 2),
+            'm' => push_padded(out, m, 2),
+            'n' => push_padded(out, m, 1),
+            'd' => push_padded(out, d, 2),
+            'j' => push_padded(out, d, 1),
+            'H' => push_padded(out, h, 2),
+            'G' => push_padded(out, h, 1),
+            'h' => push_padded(out, h12, 2),
+            'g' => push_padded(out, h12, 1),
+            'i' => push_padded(out, mi, 2),
+            's' => push_padded(out, sec, 2),
+            'A' => out.extend_from_slice(if h < 12 { b"AM" } else { b"PM" }),
+            'a' => out.extend_from_slice(if h < 12 { b"am" } else { b"pm" }),
+            'u' => push_padded(out, dt.nanos / 1000, 6),
+            other => push_char(out, other),
+        }
     }
+}
+
+/// `value` in decimal, zero-padded to `width` digits (itoa: this runs for
+/// every date cell of a CSV).
+fn push_padded(out: &mut Vec<u8>, value: u32, width: usize) {
+    let mut buf = itoa::Buffer::new();
+    let digits = buf.format(value).as_bytes();
+    out.extend(std::iter::repeat_n(
+        b'0',
+        width.saturating_sub(digits.len()),
+    ));
+    out.extend_from_slice(digits);
+}
+
+fn push_char(out: &mut Vec<u8>, c: char) {
+    out.extend_from_slice(c.encode_utf8(&mut [0; 4]).as_bytes());
+}
+
+/// Appends the shortest digits that read back as `f`, never with an
+/// exponent, exactly as Rust's `Display` writes them, but through itoa and
+/// ryu where their output is the same. ryu switches to an exponent outside
+/// 1e-5..1e16 and writes whole numbers with `.0`; and at 16 or 17
+/// significant digits, where the last digit can be a tie (`…916.15625`),
+/// it rounds to even where `Display` rounds up.
+pub fn write_float(f: f64, out: &mut Vec<u8>) {
+    use std::io::Write;
+    if f.fract() == 0.0 && f.abs() < 1e15 && f.is_sign_positive() {
+        out.extend_from_slice(itoa::Buffer::new().format(f as i64).as_bytes());
+        return;
+    }
+    if f.fract() != 0.0 && (1e-5..1e16).contains(&f.abs()) {
+        let mut buf = ryu::Buffer::new();
+        let text = buf.format_finite(f);
+        let significant = text
+            .trim_start_matches(['-', '0', '.'])
+            .bytes()
+            .filter(u8::is_ascii_digit)
+            .count();
+        if significant < 16 {
+            out.extend_from_slice(text.as_bytes());
+            return;
+        }
+    }
+    let _ = write!(out, "{f}");
 }
 
 /// Writes the text form of a cell, as CSV shows it and as a `string` column
 /// stores a non-text value. Floats use the shortest round-trip digits and
 /// never an exponent (`1e20` → `100000000000000000000`).
 pub fn write_text_form(cell: &Cell<'_>, style: &TextStyle, out: &mut Vec<u8>) {
-    use std::io::Write;
     match *cell {
         Cell::Null => {}
         Cell::Bool(b) => out.extend_from_slice(
@@ -525,9 +572,7 @@ pub fn write_text_form(cell: &Cell<'_>, style: &TextStyle, out: &mut Vec<u8>) {
             .as_bytes(),
         ),
         Cell::Int(i) => out.extend_from_slice(itoa::Buffer::new().format(i).as_bytes()),
-        Cell::Float(f) => {
-            let _ = write!(out, "{f}");
-        }
+        Cell::Float(f) => write_float(f, out),
         Cell::Text(t) => out.extend_from_slice(t.as_bytes()),
         Cell::Date(dt) => write_date_pattern(&style.date, &dt, out),
         Cell::DateTime(dt) => write_date_pattern(&style.datetime, &dt, out),
@@ -541,6 +586,31 @@ mod tests {
 
     fn cell(v: Value<'_>, t: ColumnType) -> Result<Cell<'_>, CellError> {
         convert(v, t)
+    }
+
+    #[test]
+    fn floats_are_written_as_display_writes_them() {
+        let mut samples = vec![
+            0.0, -0.0, 1.0, -12.0, 0.99, 1e-5, 1e-6, 1e15, 1e16, 1e20, -1e300, 5e-324,
+        ];
+        let mut x = 0x2545_f491_4f6c_dd1d_u64;
+        for _ in 0..100_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let f = f64::from_bits(x);
+            if f.is_finite() {
+                samples.push(f);
+                samples.push((x % 10_000_000) as f64 / 100.0);
+                samples.push((x % (1 << 50)) as f64 / f64::from(1u32 << (x % 12)));
+                samples.push(-((x % (1 << 47)) as f64) / 8.0);
+            }
+        }
+        for f in samples {
+            let mut out = Vec::new();
+            write_float(f, &mut out);
+            assert_eq!(String::from_utf8(out).unwrap(), f.to_string(), "{f:e}");
+        }
     }
 
     #[test]
