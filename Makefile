@@ -48,9 +48,10 @@ lint:
 	cargo fmt --check
 	cargo clippy --release --features php,server --lib --bins --tests --benches -- -D warnings
 
-## End-to-end figures: bare PHP loop, fputcsv, Fluxo CSV, Fluxo XLSX.
+## End-to-end figures at 800,000 and 5,000,000 rows: bare PHP loop, fputcsv, Fluxo CSV and XLSX (and xlswriter if loaded).
 bench: build
 	FLUXO_SO=$(SO) $(PHP) php-bench/bench.php $(or $(BENCH_ROWS),800000)
+	FLUXO_SO=$(SO) $(PHP) php-bench/bench.php 5000000 --only=bare,fputcsv,fluxo-csv,fluxo-xlsx,xlswriter
 
 ## 16 concurrent 100,000-row gRPC streams: aggregate rows/s, server peak RSS.
 grpc-bench: build
