@@ -559,9 +559,36 @@ mod tests {
     }
 
     #[test]
+    fn an_abandoned_writer_leaves_no_temporary_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gone.xlsx");
+        let columns = vec![Column::new("N", ColumnType::Int)];
+        let mut w = XlsxWriter::new(&path, XlsxOptions::default()).unwrap();
+        w.begin_sheet("One", &columns).unwrap();
+        w.begin_sheet("Two", &columns).unwrap();
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            2,
+            "one file per sheet"
+        );
+        drop(w);
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn a_sheet_name_is_used_once_whatever_its_case() {
+        let dir = tempfile::tempdir().unwrap();
+        let columns = vec![Column::new("N", ColumnType::Int)];
+        let mut w = XlsxWriter::new(&dir.path().join("x.xlsx"), XlsxOptions::default()).unwrap();
+        w.begin_sheet("Orders", &columns).unwrap();
+        let err = w.begin_sheet("ORDERS", &columns).unwrap_err();
+        assert!(err.message.contains("already used"), "{err}");
+    }
+
+    #[test]
     fn sheet_names_follow_excel_rules() {
         assert!(validate_sheet_name("Orders 2026").is_ok());
-        for bad in ["", "a/b", "x[1]", &"n".repeat(32), "'quoted'"] {
+        for bad in ["", "a/b", "x[1]", &"n".repeat(32), "'quoted'", "tab\there"] {
             assert!(validate_sheet_name(bad).is_err(), "{bad}");
         }
     }
