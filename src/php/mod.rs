@@ -48,6 +48,19 @@ fn guarded<T>(body: impl FnOnce() -> Result<T, ExportError>) -> PhpResult<T> {
     }
 }
 
+/// Test hook: with `FLUXO_TEST_PANIC` in the environment, `new Exporter()`
+/// panics inside [`guarded`]. It is how `php-tests/PanicTest.php` proves, on
+/// the shipped .so, that a Rust panic reaches PHP as `Fluxo\ExportException`
+/// and leaves the process working; no other input can make a method panic on
+/// purpose. Read once per export, in the constructor, never on the row path;
+/// an environment variable rather than a `fluxo.*` setting, so no php.ini or
+/// config file can turn it on.
+fn panic_if_asked() {
+    if std::env::var_os("FLUXO_TEST_PANIC").is_some() {
+        panic!("FLUXO_TEST_PANIC is set");
+    }
+}
+
 /// Settings from php.ini (`fluxo.*`), overridden by `FLUXO_*` variables.
 fn current_settings() -> Result<Settings, ExportError> {
     let ini = ext_php_rs::zend::ExecutorGlobals::get().ini_values();
@@ -80,6 +93,7 @@ impl Exporter {
 impl Exporter {
     pub fn __construct(options: &ZendHashTable) -> PhpResult<Self> {
         guarded(|| {
+            panic_if_asked();
             let settings = current_settings()?;
             let options = convert::options(options);
             let spec = ExportSpec::from_options(&options, &settings)?;
