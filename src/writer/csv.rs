@@ -56,6 +56,15 @@ impl CsvEncoding {
             Self::Gbk | Self::Gb18030 => b"",
         }
     }
+
+    /// The encodings that cannot hold every character.
+    fn partial(self) -> Option<&'static encoding_rs::Encoding> {
+        match self {
+            Self::Gbk => Some(encoding_rs::GBK),
+            Self::Gb18030 => Some(encoding_rs::GB18030),
+            Self::Utf8 | Self::Utf16Le => None,
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -214,6 +223,46 @@ impl CsvWriter {
     }
 }
 
+/// Writes one field. With GBK or GB18030, each character the encoding cannot
+/// hold becomes `?` here, before the CSV writer quotes the field: a `?` put
+/// in after quoting, by the transcoder, could be the delimiter or the
+/// enclosure and split the field (found by fuzzing). Text cells and headers
+/// only get here with such characters under `unencodable => 'replace'`.
+fn put_field(out: &mut csv::Writer<Sink>, encoding: CsvEncoding, field: &[u8]) -> csv::Result<()> {
+    let replaced = encoding
+        .partial()
+        .filter(|_| !field.is_ascii())
+        .and_then(|e| replace_unencodable(e, std::str::from_utf8(field).ok()?));
+    out.write_field(replaced.as_deref().map_or(field, str::as_bytes))
+}
+
+/// `text` with `?` for each character `encoding` cannot hold; `None` when it
+/// holds them all.
+fn replace_unencodable(encoding: &'static encoding_rs::Encoding, text: &str) -> Option<String> {
+    let mut encoder = encoding.new_encoder();
+    let mut scratch = [0u8; 1024];
+    let mut replaced: Option<String> = None;
+    let (mut read, mut kept) = (0, 0);
+    loop {
+        let (result, n, _) =
+            encoder.encode_from_utf8_without_replacement(&text[read..], &mut scratch, true);
+        read += n;
+        match result {
+            encoding_rs::EncoderResult::InputEmpty => break,
+            encoding_rs::EncoderResult::OutputFull => {}
+            encoding_rs::EncoderResult::Unmappable(c) => {
+                let out = replaced.get_or_insert_with(|| String::with_capacity(text.len()));
+                out.push_str(&text[kept..read - c.len_utf8()]);
+                out.push('?');
+                kept = read;
+            }
+        }
+    }
+    let mut out = replaced?;
+    out.push_str(&text[kept..]);
+    Some(out)
+}
+
 /// Whether a spreadsheet would read the text as a formula.
 fn looks_like_formula(text: &str) -> bool {
     matches!(
@@ -234,8 +283,13 @@ impl FormatWriter for CsvWriter {
             for c in columns {
                 self.check_encodable(&c.name, || format!("header \"{}\"", c.name))?;
             }
-            let names = columns.iter().map(|c| c.name.as_bytes());
-            self.out.write_record(names).map_err(|e| self.io_error(e))?;
+            for c in columns {
+                put_field(&mut self.out, self.options.encoding, c.name.as_bytes())
+                    .map_err(|e| self.io_error(e))?;
+            }
+            self.out
+                .write_record(None::<&[u8]>)
+                .map_err(|e| self.io_error(e))?;
         }
         Ok(())
     }
@@ -254,16 +308,20 @@ impl FormatWriter for CsvWriter {
                             self.field.clear();
                             self.field.push(b'\'');
                             self.field.extend_from_slice(t.as_bytes());
-                            self.out.write_field(&self.field)
+                            put_field(&mut self.out, self.options.encoding, &self.field)
                         } else {
-                            self.out.write_field(t)
+                            put_field(&mut self.out, self.options.encoding, t.as_bytes())
                         }
                     }
-                    Cell::Null => self.out.write_field(&self.options.null_text),
+                    Cell::Null => put_field(
+                        &mut self.out,
+                        self.options.encoding,
+                        self.options.null_text.as_bytes(),
+                    ),
                     other => {
                         self.field.clear();
                         schema::write_text_form(other, &self.options.style, &mut self.field);
-                        self.out.write_field(&self.field)
+                        put_field(&mut self.out, self.options.encoding, &self.field)
                     }
                 };
                 result.map_err(|e| self.io_error(e))?;
@@ -348,7 +406,7 @@ impl<W: Write> Transcoder<W> {
                     match result {
                         encoding_rs::EncoderResult::InputEmpty => break,
                         encoding_rs::EncoderResult::OutputFull => {}
-                        // Only reached with replace_unencodable: errors were raised per cell.
+                        // Not reached: `put_field` replaced such characters before quoting.
                         encoding_rs::EncoderResult::Unmappable(_) => self.encoded.push(b'?'),
                     }
                 }
@@ -551,6 +609,20 @@ mod tests {
             ..with_encoding(CsvEncoding::Gb18030)
         };
         assert!(write_with(replaced, &rows).unwrap().ends_with(b"a?\n"));
+    }
+
+    #[test]
+    fn a_replaced_character_is_quoted_like_the_delimiter_it_becomes() {
+        // Found by fuzzing (csv_cells): `?` was put in after quoting, so a
+        // `?` delimiter split the field in two.
+        let options = CsvOptions {
+            delimiter: b'?',
+            replace_unencodable: true,
+            header: false,
+            ..with_encoding(CsvEncoding::Gbk)
+        };
+        let rows = vec![vec![Cell::Text("😀"), Cell::Text("x")]];
+        assert_eq!(write_with(options, &rows).unwrap(), b"\"?\"?x\n");
     }
 
     #[test]
