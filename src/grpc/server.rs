@@ -69,6 +69,9 @@ impl Server {
         } else {
             Some(bind(&s.metrics_listen, "metrics_listen").await?)
         };
+        // Before the first request: exports a killed predecessor left behind
+        // read FAILED, and their spool files no longer take disk.
+        crate::task::sweep_spool(&settings);
         Ok(BoundServer {
             shared: Shared::new(settings),
             grpc,

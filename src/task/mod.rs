@@ -200,10 +200,7 @@ impl Export {
         std::fs::create_dir_all(local_dir)
             .map_err(|e| ExportError::io("cannot create the export folder", local_dir, e))?;
         let store = storage::open(spec.storage, settings, local_dir, spec.url_expires)?;
-        sweep_failed_spools(
-            &settings.work_dir.join("spool"),
-            settings.upload.temp_retention,
-        );
+        sweep_spool(settings);
         let task_id = uuid::Uuid::now_v7().to_string();
         let files = StatusFiles::new(&settings.work_dir);
         let now = now_ms();
@@ -221,6 +218,7 @@ impl Export {
             sha256: None,
             error: None,
             owner_pid: std::process::id(),
+            owner_instance: registry::own_instance(),
             created_ms: now,
             updated_ms: now,
             storage: spec.storage.name().into(),
@@ -452,21 +450,55 @@ fn discard_spool(spool: &std::path::Path, keep_for_retention: bool) {
     let _ = std::fs::remove_file(spool);
 }
 
-/// Deletes spool files of failed uploads older than the retention time.
-fn sweep_failed_spools(dir: &std::path::Path, retention: Duration) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
+/// Cleans `{work_dir}/spool`: ends the tasks whose process died before
+/// they finished (their status is saved FAILED with the reason, their spool
+/// files are deleted) and deletes failed uploads' files older than
+/// `fluxo.temp_retention`. Returns the ids of the tasks it ended. Runs when
+/// a server starts and when any export starts; it reads the spool folder
+/// only, which holds unfinished work, not the status of every past task.
+pub fn sweep_spool(settings: &Settings) -> Vec<String> {
+    let dir = settings.work_dir.join("spool");
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return vec![];
     };
+    let files = StatusFiles::new(&settings.work_dir);
+    let mut ended = Vec::new();
     for entry in entries.flatten() {
         let path = entry.path();
-        let expired = entry
-            .metadata()
-            .and_then(|m| m.modified())
-            .is_ok_and(|t| t.elapsed().is_ok_and(|age| age >= retention));
-        if expired && path.extension().is_some_and(|e| e == "failed") {
+        if path.extension().is_some_and(|e| e == "failed") {
+            let expired = entry.metadata().and_then(|m| m.modified()).is_ok_and(|t| {
+                t.elapsed()
+                    .is_ok_and(|age| age >= settings.upload.temp_retention)
+            });
+            if expired {
+                let _ = std::fs::remove_file(&path);
+            }
+            continue;
+        }
+        // Spool files are named `{task_id}.…`.
+        let name = entry.file_name();
+        let Some(id) = name.to_str().and_then(|n| n.split('.').next()) else {
+            continue;
+        };
+        let orphaned = ended.iter().any(|e| e == id)
+            || match files.load_recorded(id) {
+                Ok(Some(mut status)) if registry::is_orphaned(&status) => {
+                    registry::mark_orphan_failed(&mut status);
+                    status.updated_ms = now_ms();
+                    if let Err(e) = files.save(&status) {
+                        tracing::warn!(task_id = %id, error = %e, "orphaned task's status not saved");
+                    }
+                    tracing::warn!(task_id = %id, owner_pid = status.owner_pid, "the process of a task died: task FAILED, spool file removed");
+                    ended.push(id.to_owned());
+                    true
+                }
+                _ => false,
+            };
+        if orphaned {
             let _ = std::fs::remove_file(&path);
         }
     }
+    ended
 }
 
 /// Writes and stores one export: runs on a pool thread.
@@ -644,4 +676,73 @@ fn write_and_store(
         sheets: written.sheets,
         duration_ms: 0,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn processing(id: &str, owner_instance: Option<String>) -> TaskStatus {
+        TaskStatus {
+            task_id: id.into(),
+            state: TaskState::Processing,
+            format: "csv".into(),
+            filename: "a.csv".into(),
+            records: 10,
+            total_rows: None,
+            bytes: 0,
+            sheets: 0,
+            url: None,
+            path: None,
+            sha256: None,
+            error: None,
+            owner_pid: std::process::id(),
+            owner_instance,
+            created_ms: now_ms(),
+            updated_ms: now_ms(),
+            storage: "local".into(),
+            key: None,
+            uploaded_bytes: 0,
+        }
+    }
+
+    #[test]
+    fn the_spool_sweep_ends_orphans_and_spares_live_tasks() {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = Settings::resolve_with_env(
+            |key| (key == "work_dir").then(|| dir.path().display().to_string()),
+            |_| None,
+        )
+        .unwrap();
+        let files = StatusFiles::new(dir.path());
+        let spool = dir.path().join("spool");
+        std::fs::create_dir_all(&spool).unwrap();
+        let own = registry::own_instance().expect("Linux has /proc");
+        // The previous run of a server that was restarted with this very pid.
+        let earlier = format!("{}/1", own.rsplit_once('/').unwrap().0);
+        let (orphan, live) = (
+            uuid::Uuid::now_v7().to_string(),
+            uuid::Uuid::now_v7().to_string(),
+        );
+        files.save(&processing(&orphan, Some(earlier))).unwrap();
+        files.save(&processing(&live, Some(own))).unwrap();
+        for name in [format!("{orphan}.csv"), format!("{live}.xlsx")] {
+            std::fs::write(spool.join(name), b"rows").unwrap();
+        }
+
+        assert_eq!(sweep_spool(&settings), vec![orphan.clone()]);
+        assert!(!spool.join(format!("{orphan}.csv")).exists());
+        assert!(spool.join(format!("{live}.xlsx")).exists());
+        let ended = files.load_recorded(&orphan).unwrap().unwrap();
+        assert_eq!(ended.state, TaskState::Failed, "saved, not only reported");
+        assert!(ended
+            .error
+            .unwrap()
+            .contains(&format!("process {}", std::process::id())));
+        assert_eq!(
+            files.load(&live).unwrap().unwrap().state,
+            TaskState::Processing
+        );
+        assert!(sweep_spool(&settings).is_empty(), "nothing left to end");
+    }
 }

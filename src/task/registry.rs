@@ -4,6 +4,7 @@
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
@@ -55,6 +56,11 @@ pub struct TaskStatus {
     pub error: Option<String>,
     /// The process that runs the task.
     pub owner_pid: u32,
+    /// Which incarnation of `owner_pid` ([`own_instance`]): a pid alone may
+    /// since belong to another process, or to a restarted server that got
+    /// the same pid (pid 1 in a container). `None` where `/proc` is missing.
+    #[serde(default)]
+    pub owner_instance: Option<String>,
     pub created_ms: u64,
     pub updated_ms: u64,
     /// `local`, `oss` or `s3`.
@@ -108,6 +114,68 @@ pub fn check_task_id(id: &str) -> Result<()> {
     }
 }
 
+/// Changes once per boot, so an instance recorded before a reboot never
+/// matches a process after it.
+fn boot_id() -> Option<&'static str> {
+    static BOOT_ID: OnceLock<Option<String>> = OnceLock::new();
+    BOOT_ID
+        .get_or_init(|| {
+            fs::read_to_string("/proc/sys/kernel/random/boot_id")
+                .ok()
+                .map(|id| id.trim().to_owned())
+        })
+        .as_deref()
+}
+
+/// `{boot id}/{start time}` from a `/proc/<pid>/stat` text: the start time
+/// (field 22, clock ticks since boot) differs between two processes that
+/// had the same pid.
+fn instance_from_stat(stat: &str) -> Option<String> {
+    // The command name (field 2) may contain spaces and parentheses.
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    let start = after_name.split_whitespace().nth(19)?;
+    Some(format!("{}/{start}", boot_id()?))
+}
+
+/// This process's incarnation, for [`TaskStatus::owner_instance`]. Read per
+/// call, not cached: a PHP-FPM worker is a fork of its master.
+pub fn own_instance() -> Option<String> {
+    // /proc/self rather than /proc/<getpid()>: the same process even when
+    // /proc was mounted for another pid namespace.
+    instance_from_stat(&fs::read_to_string("/proc/self/stat").ok()?)
+}
+
+fn instance_of(pid: u32) -> Option<String> {
+    instance_from_stat(&fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+}
+
+/// Whether the process that owns `status` still runs: its pid exists and,
+/// when both are known, is the same incarnation.
+fn owner_alive(status: &TaskStatus) -> bool {
+    if !process_alive(status.owner_pid) {
+        return false;
+    }
+    match (&status.owner_instance, instance_of(status.owner_pid)) {
+        (Some(recorded), Some(now)) => *recorded == now,
+        _ => true,
+    }
+}
+
+/// Whether `status` is of a task that will never finish: not final, and its
+/// process is gone.
+pub fn is_orphaned(status: &TaskStatus) -> bool {
+    !status.state.is_final() && !owner_alive(status)
+}
+
+/// Turns an orphaned task's status into FAILED with the reason.
+pub fn mark_orphan_failed(status: &mut TaskStatus) {
+    status.state = TaskState::Failed;
+    status.error = Some(format!(
+        "process {} that ran the export exited before it finished",
+        status.owner_pid
+    ));
+}
+
 /// Whether a process exists (signal 0 only checks).
 fn process_alive(pid: u32) -> bool {
     let Ok(pid) = libc::pid_t::try_from(pid) else {
@@ -157,6 +225,16 @@ impl StatusFiles {
     /// The status of `id`, or `None` if no such task is known. A task whose
     /// owner process is gone before it finished is reported FAILED.
     pub fn load(&self, id: &str) -> Result<Option<TaskStatus>> {
+        Ok(self.load_recorded(id)?.map(|mut status| {
+            if is_orphaned(&status) {
+                mark_orphan_failed(&mut status);
+            }
+            status
+        }))
+    }
+
+    /// The status of `id` as its file says, without the liveness check.
+    pub fn load_recorded(&self, id: &str) -> Result<Option<TaskStatus>> {
         check_task_id(id)?;
         let path = self.path(id);
         let bytes = match fs::read(&path) {
@@ -164,17 +242,9 @@ impl StatusFiles {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(ExportError::io("cannot read status file", &path, e)),
         };
-        let mut status: TaskStatus = serde_json::from_slice(&bytes).map_err(|e| {
+        serde_json::from_slice(&bytes).map(Some).map_err(|e| {
             ExportError::export(format!("status file {} is damaged: {e}", path.display()))
-        })?;
-        if !status.state.is_final() && !process_alive(status.owner_pid) {
-            status.state = TaskState::Failed;
-            status.error = Some(format!(
-                "process {} that ran the export exited before it finished",
-                status.owner_pid
-            ));
-        }
-        Ok(Some(status))
+        })
     }
 }
 
@@ -197,6 +267,7 @@ mod tests {
             sha256: None,
             error: None,
             owner_pid: pid,
+            owner_instance: instance_of(pid),
             created_ms: now_ms(),
             updated_ms: now_ms(),
             storage: "local".into(),
@@ -250,6 +321,47 @@ mod tests {
         let loaded = files.load(&id).unwrap().unwrap();
         assert_eq!(loaded.state, TaskState::Failed);
         assert!(loaded.error.unwrap().contains(&dead_pid.to_string()));
+    }
+
+    #[test]
+    fn a_pid_of_another_incarnation_is_not_the_owner() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = StatusFiles::new(dir.path());
+        let id = uuid::Uuid::now_v7().to_string();
+        let mut s = status(&id, TaskState::Processing, std::process::id());
+        assert_eq!(s.owner_instance, own_instance());
+        assert!(s.owner_instance.is_some(), "Linux has /proc");
+        files.save(&s).unwrap();
+        assert_eq!(
+            files.load(&id).unwrap().unwrap().state,
+            TaskState::Processing
+        );
+        // This pid, as a server restarted as pid 1 of a container sees it
+        // in the status file of its previous run.
+        s.owner_instance = Some(format!("{}/1", boot_id().unwrap()));
+        files.save(&s).unwrap();
+        let loaded = files.load(&id).unwrap().unwrap();
+        assert_eq!(loaded.state, TaskState::Failed);
+        assert_eq!(
+            files.load_recorded(&id).unwrap().unwrap().state,
+            TaskState::Processing,
+            "the file itself is unchanged"
+        );
+        // Files written before owner_instance existed fall back to the pid.
+        s.owner_instance = None;
+        files.save(&s).unwrap();
+        assert_eq!(
+            files.load(&id).unwrap().unwrap().state,
+            TaskState::Processing
+        );
+    }
+
+    #[test]
+    fn the_start_time_is_read_past_any_command_name() {
+        let stat = "42 (a) b (c) S 1 42 42 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 1000 10";
+        let instance = instance_from_stat(stat).unwrap();
+        assert!(instance.ends_with("/987654"), "{instance}");
+        assert_eq!(instance_from_stat("42 (truncated"), None);
     }
 
     #[test]
