@@ -2,10 +2,11 @@
 //! Signing is OpenDAL's (reqsign); retries and timeouts are its layers.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use opendal::layers::{RetryLayer, TimeoutLayer};
+use opendal::layers::{RetryEvent, RetryLayer, TimeoutLayer};
 use opendal::{services, Operator, Writer};
 use tokio::io::AsyncReadExt;
 
@@ -59,8 +60,31 @@ fn is_ip_or_localhost(endpoint: &str) -> bool {
     host.eq_ignore_ascii_case("localhost") || host.parse::<std::net::IpAddr>().is_ok()
 }
 
+/// How long one request may take before it is given up and retried: its
+/// share of `fluxo.upload_timeout`, so that a stalled request is retried
+/// before the whole upload runs out of time, and a request still in flight
+/// at the deadline ends, retries included, about one `upload_timeout` later
+/// at worst. At most opendal's default.
+fn attempt_timeout(upload: &UploadSettings) -> Duration {
+    let attempts = u32::try_from(upload.max_retries + 1).unwrap_or(u32::MAX);
+    (upload.timeout / attempts).min(Duration::from_secs(10))
+}
+
 fn storage_error(what: &str, err: impl std::fmt::Display) -> ExportError {
     ExportError::new(ErrorKind::Storage, format!("{what}: {err}"))
+}
+
+/// A store's error: opendal's message, then the causes below its direct
+/// source, which it does not show (a refused connection is named only there).
+fn store_error(what: &str, err: &opendal::Error) -> ExportError {
+    let mut text = err.to_string();
+    let mut cause = std::error::Error::source(err).and_then(std::error::Error::source);
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    storage_error(what, text)
 }
 
 fn required<'a>(value: &'a str, key: &str) -> Result<&'a str> {
@@ -84,6 +108,8 @@ pub struct ObjectStore {
     location: String,
     upload: UploadSettings,
     url_expires: Duration,
+    /// Requests retried so far, for the error of an upload that gives up.
+    retries: Arc<AtomicU32>,
 }
 
 impl ObjectStore {
@@ -173,15 +199,22 @@ impl ObjectStore {
         }
         // Registers the reqwest transport once per process; later calls are no-ops.
         opendal::install_default();
+        let retries = Arc::new(AtomicU32::new(0));
+        let counted = retries.clone();
+        let retry_location = location.clone();
         let op = Operator::new(builder)
             .map_err(|e| ExportError::invalid_option(format!("{location}: {e}")))?
-            .layer(TimeoutLayer::new())
+            .layer(TimeoutLayer::new().with_io_timeout(attempt_timeout(upload)))
             .layer(
                 RetryLayer::new()
                     .with_max_times(upload.max_retries)
                     .with_min_delay(Duration::from_millis(200))
                     .with_max_delay(Duration::from_secs(10))
-                    .with_jitter(),
+                    .with_jitter()
+                    .with_notify(move |event: RetryEvent<'_>| {
+                        counted.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(location = %retry_location, operation = %event.op, attempt = event.attempt, error = %event.err, "object store request failed: retrying");
+                    }),
             );
         Ok(Self {
             op,
@@ -191,6 +224,7 @@ impl ObjectStore {
             location,
             upload: upload.clone(),
             url_expires: upload.url_expires,
+            retries,
         })
     }
 
@@ -199,11 +233,14 @@ impl ObjectStore {
         self
     }
 
+    /// Writes the spool file; past `deadline`, stops with `timed_out()`.
     async fn send_file(
         &self,
         writer: &mut Writer,
         spool: &Path,
         progress: &(dyn Fn(u64) + Sync),
+        deadline: tokio::time::Instant,
+        timed_out: &dyn Fn() -> ExportError,
     ) -> Result<()> {
         let mut file = tokio::fs::File::open(spool)
             .await
@@ -219,10 +256,13 @@ impl ObjectStore {
             if n == 0 {
                 return Ok(());
             }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(timed_out());
+            }
             writer
                 .write(chunk)
                 .await
-                .map_err(|e| storage_error(&format!("upload to {} failed", self.location), e))?;
+                .map_err(|e| store_error(&format!("upload to {} failed", self.location), &e))?;
             sent += n as u64;
             progress(sent);
         }
@@ -237,7 +277,7 @@ impl ObjectStore {
     ) -> Result<String> {
         let deadline = tokio::time::Instant::now() + self.upload.timeout;
         let failed = |e: opendal::Error| {
-            storage_error(&format!("upload to {}/{key} failed", self.location), e)
+            store_error(&format!("upload to {}/{key} failed", self.location), &e)
         };
         let mut writer = self
             .op
@@ -258,18 +298,29 @@ impl ObjectStore {
                 ),
             )
         };
-        let sent =
-            match tokio::time::timeout_at(deadline, self.send_file(&mut writer, spool, progress))
-                .await
-            {
-                Ok(Ok(())) => tokio::time::timeout_at(deadline, writer.close())
-                    .await
-                    .map_err(|_| timed_out())
-                    .and_then(|r| r.map(|_| ()).map_err(failed)),
-                Ok(Err(e)) => Err(e),
-                Err(_) => Err(timed_out()),
+        // Never drop a write or close in flight (as a timeout around it
+        // would): opendal's retry layer holds the writer inside that future,
+        // and without it the multipart upload cannot be aborted. Each request
+        // is bounded by the timeout layer instead (`attempt_timeout`), and
+        // the deadline is checked between requests.
+        let mut sent = self
+            .send_file(&mut writer, spool, progress, deadline, &timed_out)
+            .await;
+        if sent.is_ok() {
+            sent = if tokio::time::Instant::now() < deadline {
+                writer.close().await.map(|_| ()).map_err(failed)
+            } else {
+                Err(timed_out())
             };
-        if let Err(e) = sent {
+        }
+        if let Err(mut e) = sent {
+            let retries = self.retries.load(Ordering::Relaxed);
+            if retries > 0 {
+                e.message = format!(
+                    "{} (after {retries} retries in all, at most fluxo.max_retries = {} per request)",
+                    e.message, self.upload.max_retries
+                );
+            }
             // No partial object may stay visible, nor parts billed forever.
             let _ = tokio::time::timeout(Duration::from_secs(30), writer.abort()).await;
             return Err(e);
@@ -279,7 +330,7 @@ impl ObjectStore {
             .presign_read_with(key, self.url_expires)
             .override_content_disposition(&meta.content_disposition)
             .await
-            .map_err(|e| storage_error(&format!("signing a URL for {}/{key}", self.location), e))?;
+            .map_err(|e| store_error(&format!("signing a URL for {}/{key}", self.location), &e))?;
         Ok(self.public_url(signed.uri().to_string()))
     }
 }
@@ -329,9 +380,9 @@ impl Store for ObjectStore {
         });
         match answered {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(storage_error(
+            Ok(Err(e)) => Err(store_error(
                 &format!("{} does not answer", self.location),
-                e,
+                &e,
             )),
             Err(_) => Err(storage_error(&self.location, "no answer within 5 s")),
         }
@@ -370,6 +421,15 @@ mod tests {
         ] {
             assert!(!is_ip_or_localhost(no), "{no}");
         }
+    }
+
+    #[test]
+    fn every_attempt_fits_in_the_upload_timeout() {
+        let mut upload = Settings::default().upload;
+        assert_eq!(attempt_timeout(&upload), Duration::from_secs(10));
+        upload.timeout = Duration::from_secs(3);
+        upload.max_retries = 2;
+        assert_eq!(attempt_timeout(&upload), Duration::from_secs(1));
     }
 
     #[test]
