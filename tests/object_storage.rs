@@ -2,17 +2,20 @@
 //! per test on a free loopback port (`scripts/test-servers.sh install` puts
 //! the binary in ~/.cache/fluxo/tools/bin; `FLUXO_S3S_FS` may name another).
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 mod common;
 use common::{free_port, walk};
 use fluxo::config::{ExportSpec, OptionValue, Settings};
 use fluxo::schema::{ColumnType, Value};
-use fluxo::task::{self, registry::TaskState, Export, ExportOutcome};
+use fluxo::task::registry::{TaskState, TaskStatus};
+use fluxo::task::{self, Export, ExportOutcome};
 use fluxo::{ErrorKind, ExportError};
 use sha2::{Digest, Sha256};
 
@@ -67,28 +70,45 @@ impl S3Server {
     }
 
     fn settings(&self, dir: &Path, secret: &str, extra: &[(&str, &str)]) -> Settings {
-        let endpoint = format!("http://127.0.0.1:{}", self.port);
-        let mut values: Vec<(String, String)> = vec![
-            ("storage".into(), "s3".into()),
-            ("s3_endpoint".into(), endpoint),
-            ("s3_bucket".into(), BUCKET.into()),
-            ("s3_access_key_id".into(), ACCESS_KEY.into()),
-            ("s3_secret_access_key".into(), secret.into()),
-            ("local_dir".into(), dir.join("out").display().to_string()),
-            ("work_dir".into(), dir.join("work").display().to_string()),
-        ];
-        values.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-        Settings::resolve_with_env(
-            |key| {
-                values
-                    .iter()
-                    .find(|(k, _)| k == key)
-                    .map(|(_, v)| v.clone())
-            },
-            |_| None,
-        )
-        .unwrap()
+        settings_for(self.port, dir, secret, extra)
     }
+
+    /// Multipart uploads s3s-fs still holds (it keeps them beside the buckets).
+    fn open_uploads(&self) -> Vec<PathBuf> {
+        walk(self.data.path())
+            .into_iter()
+            .filter(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with(".upload"))
+            })
+            .collect()
+    }
+}
+
+/// Settings for an S3 store on loopback `port`, files below `dir`.
+fn settings_for(port: u16, dir: &Path, secret: &str, extra: &[(&str, &str)]) -> Settings {
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let mut values: Vec<(String, String)> = vec![
+        ("storage".into(), "s3".into()),
+        ("s3_endpoint".into(), endpoint),
+        ("s3_bucket".into(), BUCKET.into()),
+        ("s3_access_key_id".into(), ACCESS_KEY.into()),
+        ("s3_secret_access_key".into(), secret.into()),
+        ("local_dir".into(), dir.join("out").display().to_string()),
+        ("work_dir".into(), dir.join("work").display().to_string()),
+    ];
+    values.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    Settings::resolve_with_env(
+        |key| {
+            values
+                .iter()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| v.clone())
+        },
+        |_| None,
+    )
+    .unwrap()
 }
 
 impl Drop for S3Server {
@@ -365,4 +385,266 @@ fn missing_settings_are_named_before_any_row() {
         .unwrap();
     assert_eq!(err.kind, ErrorKind::InvalidOption);
     assert!(err.message.contains("fluxo.s3_endpoint"), "{err}");
+}
+
+/// What the fault proxy does to part uploads (`PUT …?partNumber=`) from the
+/// `from_part`-th part request on, retries included; other requests pass.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Fault {
+    /// Answers `503 SlowDown`, as S3 does when it throttles.
+    SlowDown,
+    /// Reads the request head, then neither reads the body nor answers.
+    Stall,
+}
+
+/// A request the proxy saw, and the status it answered (0: none, stalled).
+#[derive(Debug)]
+struct Seen {
+    method: String,
+    target: String,
+    status: u16,
+}
+
+/// An HTTP/1.1 proxy on loopback in front of s3s-fs that injects a [`Fault`].
+/// It serves one request per connection (it answers `Connection: close`),
+/// so it needs no keep-alive bookkeeping.
+struct FaultProxy {
+    port: u16,
+    seen: Arc<Mutex<Vec<Seen>>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl FaultProxy {
+    fn start(upstream: u16, fault: Fault, from_part: usize) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let parts = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (all_seen, stopped) = (seen.clone(), stop.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                if stopped.load(Ordering::SeqCst) {
+                    return;
+                }
+                let Ok(client) = client else { continue };
+                let (seen, stop, parts) = (all_seen.clone(), stopped.clone(), parts.clone());
+                std::thread::spawn(move || {
+                    let part_faulty = |is_part: bool| {
+                        is_part && parts.fetch_add(1, Ordering::SeqCst) + 1 >= from_part
+                    };
+                    let _ = relay(client, upstream, fault, part_faulty, &seen, &stop);
+                });
+            }
+        });
+        Self { port, seen, stop }
+    }
+
+    fn seen(&self) -> std::sync::MutexGuard<'_, Vec<Seen>> {
+        self.seen.lock().unwrap()
+    }
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        // Wakes the accept loop so that it sees `stop`.
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+    }
+}
+
+/// Serves one request: passes it to `upstream`, or injects the fault.
+fn relay(
+    mut client: TcpStream,
+    upstream: u16,
+    fault: Fault,
+    faulty: impl Fn(bool) -> bool,
+    seen: &Mutex<Vec<Seen>>,
+    stop: &AtomicBool,
+) -> std::io::Result<()> {
+    let mut reader = BufReader::new(client.try_clone()?);
+    let mut head = Vec::new();
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line)? == 0 {
+            return Ok(());
+        }
+        let end = line == "\r\n";
+        head.push(line);
+        if end {
+            break;
+        }
+    }
+    let mut words = head[0].split_whitespace();
+    let method = words.next().unwrap_or_default().to_owned();
+    let target = words.next().unwrap_or_default().to_owned();
+    let record = |status: u16| {
+        seen.lock().unwrap().push(Seen {
+            method: method.clone(),
+            target: target.clone(),
+            status,
+        })
+    };
+    let faulty = faulty(method == "PUT" && target.contains("partNumber="));
+    if faulty && fault == Fault::Stall {
+        record(0);
+        while !stop.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        return Ok(());
+    }
+    let header = |name: &str| {
+        head.iter().find_map(|h| {
+            let (k, v) = h.split_once(':')?;
+            k.trim()
+                .eq_ignore_ascii_case(name)
+                .then(|| v.trim().to_owned())
+        })
+    };
+    assert!(
+        header("transfer-encoding").is_none(),
+        "the proxy reads Content-Length bodies only"
+    );
+    let length = header("content-length").map_or(0, |v| v.parse().unwrap());
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body)?;
+    if faulty {
+        let xml = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\
+                   <Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>";
+        write!(
+            client,
+            "HTTP/1.1 503 Slow Down\r\nContent-Type: application/xml\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n{xml}",
+            xml.len()
+        )?;
+        record(503);
+        return Ok(());
+    }
+    let is_connection = |line: &str| line.to_ascii_lowercase().starts_with("connection:");
+    let mut server = TcpStream::connect(("127.0.0.1", upstream))?;
+    for line in head.iter().filter(|l| !is_connection(l) && *l != "\r\n") {
+        server.write_all(line.as_bytes())?;
+    }
+    server.write_all(b"Connection: close\r\n\r\n")?;
+    server.write_all(&body)?;
+    let mut answer = BufReader::new(server);
+    let mut status_line = String::new();
+    answer.read_line(&mut status_line)?;
+    client.write_all(status_line.as_bytes())?;
+    loop {
+        let mut line = String::new();
+        if answer.read_line(&mut line)? == 0 || line == "\r\n" {
+            break;
+        }
+        if !is_connection(&line) {
+            client.write_all(line.as_bytes())?;
+        }
+    }
+    client.write_all(b"Connection: close\r\n\r\n")?;
+    std::io::copy(&mut answer, &mut client)?;
+    record(
+        status_line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0),
+    );
+    Ok(())
+}
+
+/// Runs an export that must fail: its final status and the error.
+fn failing_export(settings: &Settings, rows: usize, filename: &str) -> (TaskStatus, ExportError) {
+    let mut export = Export::start(spec(settings, "csv", filename), settings).unwrap();
+    let id = export.task_id().to_owned();
+    feed(&mut export, rows);
+    let err = export.finish().expect_err("the upload must fail");
+    let status = task::status(settings, &id).unwrap().unwrap();
+    assert_eq!(status.state, TaskState::Failed, "{status:?}");
+    assert_eq!(status.error.as_deref(), Some(err.message.as_str()));
+    assert_eq!(err.kind, ErrorKind::Storage, "{err}");
+    (status, err)
+}
+
+/// After a failed upload: no object, no multipart upload left open in the
+/// store, and only the failed upload's spool file, kept for inspection.
+fn assert_nothing_stored(server: &S3Server, dir: &Path, filename: &str) {
+    let objects: Vec<_> = walk(&server.data.path().join(BUCKET))
+        .into_iter()
+        .filter(|p| p.ends_with(filename))
+        .collect();
+    assert!(objects.is_empty(), "partial object: {objects:?}");
+    assert_eq!(
+        server.open_uploads(),
+        Vec::<PathBuf>::new(),
+        "multipart upload not aborted"
+    );
+    let kept = walk(&dir.join("work/spool"));
+    assert!(
+        kept.iter()
+            .all(|p| p.extension().is_some_and(|e| e == "failed")),
+        "only the failed upload's file is kept for fluxo.temp_retention: {kept:?}"
+    );
+}
+
+/// 5 MiB parts one at a time, so the fault hits a known part.
+const MULTIPART: [(&str, &str); 3] = [
+    ("part_size", "5242880"),
+    ("parallel_parts", "1"),
+    ("max_retries", "2"),
+];
+
+#[test]
+fn an_unreachable_store_fails_after_retries() {
+    let dir = tempfile::tempdir().unwrap();
+    // Nothing listens there.
+    let settings = settings_for(free_port(), dir.path(), SECRET, &MULTIPART);
+    let (_, err) = failing_export(&settings, 1_000, "nowhere.csv");
+    assert!(err.message.contains("upload to s3://fluxo-test/"), "{err}");
+    assert!(err.message.contains("Connection refused"), "{err}");
+    assert!(err.message.contains("retries"), "{err}");
+    let kept = walk(&dir.path().join("work/spool"));
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    assert!(kept[0].extension().is_some_and(|e| e == "failed"));
+}
+
+#[test]
+fn a_store_answering_503_fails_after_retries_and_aborts_the_upload() {
+    let server = S3Server::start();
+    let proxy = FaultProxy::start(server.port, Fault::SlowDown, 2);
+    let dir = tempfile::tempdir().unwrap();
+    let settings = settings_for(proxy.port, dir.path(), SECRET, &MULTIPART);
+    let (_, err) = failing_export(&settings, 150_000, "throttled.csv"); // ~15 MB
+    assert!(err.message.contains("SlowDown"), "{err}");
+    assert!(err.message.contains("retries"), "{err}");
+    let seen = proxy.seen();
+    let refused = seen.iter().filter(|s| s.status == 503).count();
+    assert!(refused > 2, "the refused part is retried: {seen:?}");
+    assert!(
+        seen.iter()
+            .any(|s| s.method == "DELETE" && s.target.contains("uploadId=") && s.status == 204),
+        "AbortMultipartUpload sent and accepted: {seen:?}"
+    );
+    assert_nothing_stored(&server, dir.path(), "throttled.csv");
+}
+
+#[test]
+fn a_store_stalling_mid_multipart_fails_after_retries_and_aborts_the_upload() {
+    let server = S3Server::start();
+    let proxy = FaultProxy::start(server.port, Fault::Stall, 2);
+    let dir = tempfile::tempdir().unwrap();
+    // Each attempt gets a third of the 4 s: the stalled part is retried.
+    let mut extra = MULTIPART.to_vec();
+    extra.push(("upload_timeout", "4"));
+    let settings = settings_for(proxy.port, dir.path(), SECRET, &extra);
+    let (_, err) = failing_export(&settings, 150_000, "stalled.csv");
+    assert!(err.message.contains("timeout"), "{err}");
+    let seen = proxy.seen();
+    let stalled = seen.iter().filter(|s| s.status == 0).count();
+    assert!(stalled >= 2, "the stalled part is retried: {seen:?}");
+    assert!(
+        seen.iter()
+            .any(|s| s.method == "DELETE" && s.target.contains("uploadId=") && s.status == 204),
+        "AbortMultipartUpload sent and accepted: {seen:?}"
+    );
+    assert_nothing_stored(&server, dir.path(), "stalled.csv");
 }
