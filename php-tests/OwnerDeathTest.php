@@ -77,6 +77,13 @@ final class OwnerDeathTest extends FluxoTestCase
         self::assertSame(0, $again->exitCode, $again->describe());
         self::assertSame('FAILED', $again->json()['state']);
         self::assertStringContainsStringIgnoringCase('process', (string) $again->json()['error']);
+
+        // Nothing of the dead process cleans up; the next export started on
+        // the host does.
+        self::assertNotSame([], self::taskArtifacts($id), 'the killed child left its spool file');
+        (new Exporter(['columns' => ['n']]))->cancel();
+        self::assertSame([], self::taskArtifacts($id), 'the next export removes the dead task\'s spool file');
+        self::assertSame('FAILED', Exporter::status($id)?->state);
     }
 
     public function testLiveOwnerIsNotReportedDead(): void
