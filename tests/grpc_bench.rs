@@ -3,7 +3,6 @@
 //! and the server's peak RSS. Ignored by default:
 //!
 //! ```text
-//! cargo build --release --features server --bin fluxo-export-server
 //! cargo test --release --features server --test grpc_bench -- --ignored --nocapture
 //! ```
 //! `BENCH_STREAMS`, `BENCH_ROWS`, `BENCH_FORMAT` (csv|xlsx) change the load.
@@ -12,12 +11,10 @@
 mod common;
 mod grpc_common;
 
-use common::free_port;
+use std::time::Instant;
 
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
-
-use fluxo::grpc::pb::{self, export_service_client::ExportServiceClient, ExportFormat, TaskStatus};
+use fluxo::grpc::pb::{self, ExportFormat, TaskStatus};
+use grpc_common::process::ServerProcess;
 use grpc_common::*;
 
 fn env(name: &str, default: usize) -> usize {
@@ -25,15 +22,6 @@ fn env(name: &str, default: usize) -> usize {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
-}
-
-fn vm_hwm_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
 }
 
 /// 10 columns: id, 3 numbers, 2 dates, a bool, 3 texts.
@@ -93,30 +81,8 @@ async fn sixteen_streams_of_100k_rows() {
     } else {
         ExportFormat::FormatCsv
     };
-    let target = std::env::var("CARGO_TARGET_DIR")
-        .unwrap_or_else(|_| format!("{}/.cache/fluxo/target", std::env::var("HOME").unwrap()));
-    let binary = format!("{target}/release/fluxo-export-server");
-    let dir = tempfile::tempdir().unwrap();
-    let (g, s, m) = (free_port(), free_port(), free_port());
-    let mut child = Command::new(&binary)
-        .env("FLUXO_GRPC_LISTEN", format!("127.0.0.1:{g}"))
-        .env("FLUXO_STATUS_LISTEN", format!("127.0.0.1:{s}"))
-        .env("FLUXO_METRICS_LISTEN", format!("127.0.0.1:{m}"))
-        .env("FLUXO_LOCAL_DIR", dir.path().join("out"))
-        .env("FLUXO_WORK_DIR", dir.path().join("work"))
-        .env("FLUXO_MAX_CONCURRENT_TASKS", streams.to_string())
-        .env("FLUXO_LOG_LEVEL", "warn")
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{binary}: {e}"));
-    let pid = child.id();
-    let mut client = loop {
-        match ExportServiceClient::connect(format!("http://127.0.0.1:{g}")).await {
-            Ok(c) => break c,
-            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
-        }
-    };
-    client = client.max_decoding_message_size(64 << 20);
+    let server = ServerProcess::spawn(&[("FLUXO_MAX_CONCURRENT_TASKS", &streams.to_string())]);
+    let client = server.client().await;
     let started = Instant::now();
     let mut handles = Vec::new();
     for _ in 0..streams {
@@ -143,7 +109,7 @@ async fn sixteen_streams_of_100k_rows() {
         bytes += last.file_size_bytes;
     }
     let secs = started.elapsed().as_secs_f64();
-    let hwm = vm_hwm_kib(pid);
+    let hwm = server.peak_rss_kib();
     let total = streams * rows;
     println!(
         "BENCH grpc: {streams} streams x {rows} rows ({format:?}, 10 columns): {secs:.2} s, {:.0} rows/s aggregate, {:.1} MiB written, server peak RSS {:.1} MiB",
@@ -151,8 +117,6 @@ async fn sixteen_streams_of_100k_rows() {
         bytes as f64 / 1048576.0,
         hwm as f64 / 1024.0
     );
-    // SAFETY: sends SIGTERM to the child this test started; no memory is passed.
-    unsafe { libc::kill(pid as i32, libc::SIGTERM) };
-    let status = child.wait().unwrap();
+    let status = server.terminate();
     assert!(status.success(), "{status:?}");
 }

@@ -1,6 +1,7 @@
 //! gRPC over TLS (rustls) with a certificate made by `openssl` for the test.
 #![cfg(feature = "server")]
 
+mod common;
 mod grpc_common;
 
 use std::process::Command;

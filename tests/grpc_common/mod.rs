@@ -1,6 +1,8 @@
 //! A server on loopback (ports chosen by the OS) and a tonic client.
 #![allow(dead_code)]
 
+pub mod process;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
