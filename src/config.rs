@@ -371,7 +371,7 @@ impl Settings {
                 .ok_or_else(|| ExportError::invalid_option("fluxo.format must be csv or xlsx"))?,
             local_dir: dir("local_dir", "exports"),
             work_dir: dir("work_dir", "work"),
-            key_prefix: get("key_prefix").trim_matches('/').to_owned(),
+            key_prefix: key_prefix(&get("key_prefix"))?,
             max_concurrent_tasks: number(
                 &get("max_concurrent_tasks"),
                 "max_concurrent_tasks",
@@ -475,6 +475,22 @@ fn number(value: &str, key: &str, min: usize, max: usize) -> Result<usize> {
             "fluxo.{key} must be a whole number from {min} to {max}, not \"{value}\""
         ))),
     }
+}
+
+/// `fluxo.key_prefix`: folders below the storage root. A `.` or `..`
+/// segment, a backslash or a control character could point outside it (a
+/// filesystem-backed S3 server resolves keys as paths), so none is allowed.
+fn key_prefix(value: &str) -> Result<String> {
+    let prefix = value.trim_matches('/');
+    let escapes = prefix.split('/').any(|s| s == "." || s == "..")
+        || prefix.chars().any(|c| c == '\\' || c.is_control());
+    if escapes {
+        return Err(ExportError::invalid_option(format!(
+            "fluxo.key_prefix \"{}\" must be folders below the storage root: no \".\" or \"..\" segment, backslash or control character",
+            value.escape_debug()
+        )));
+    }
+    Ok(prefix.to_owned())
 }
 
 fn unsupported_storage(key: &str, name: &str) -> ExportError {
@@ -1011,6 +1027,28 @@ mod tests {
             !shown.contains("hunter2") && shown.contains("***"),
             "{shown}"
         );
+    }
+
+    #[test]
+    fn a_key_prefix_cannot_leave_the_storage_root() {
+        let prefix = |v: &'static str| {
+            Settings::resolve_with_env(move |k| (k == "key_prefix").then(|| v.into()), |_| None)
+                .map(|s| s.key_prefix)
+        };
+        assert_eq!(prefix("/tenant-7/exports/").unwrap(), "tenant-7/exports");
+        for bad in [
+            "..",
+            "../x",
+            "a/../../b",
+            "./a",
+            "a/.",
+            "a\\..\\b",
+            "a\0b",
+            "a\nb",
+        ] {
+            let err = prefix(bad).unwrap_err();
+            assert!(err.message.contains("fluxo.key_prefix"), "{bad:?}: {err}");
+        }
     }
 
     #[test]
