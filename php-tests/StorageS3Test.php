@@ -546,6 +546,8 @@ final class StorageS3Test extends FluxoTestCase
             'fluxo.s3_session_token' => 's3-token-' . bin2hex(random_bytes(6)),
             'fluxo.oss_access_key_secret' => 'oss-secret-' . bin2hex(random_bytes(6)),
             'fluxo.oss_security_token' => 'oss-token-' . bin2hex(random_bytes(6)),
+            'fluxo.auth_token' => 'auth-token-' . bin2hex(random_bytes(6)),
+            'fluxo.download_secret' => 'download-secret-' . bin2hex(random_bytes(6)),
         ];
         $command = [PHP_BINARY, '-n', '-d', 'extension=' . Env::$so];
         foreach ($secrets as $key => $value) {
