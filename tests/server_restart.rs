@@ -2,13 +2,14 @@
 //! again on the same folders: the orphaned task reads FAILED with the reason,
 //! through gRPC and the JSON status API, and its spool file is gone. Also as
 //! pid 1 of a fresh pid namespace both times (a restarted container), where
-//! the pid alone cannot tell the two servers apart.
+//! the pid alone cannot tell the two servers apart. And a real SIGTERM with
+//! a stream running: the stream completes, then the server exits.
 #![cfg(feature = "server")]
 
 mod common;
 mod grpc_common;
 
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -27,8 +28,17 @@ struct ServerRun {
 }
 
 impl ServerRun {
-    /// Starts the server, behind `wrapper` (a command that runs it) if any.
+    /// Starts the server, behind `wrapper` (a command that runs it) if any,
+    /// and waits until it listens.
     fn start(dir: &Path, wrapper: &[&str]) -> Self {
+        (0..5)
+            .find_map(|_| Self::try_start(dir, wrapper))
+            .expect("fluxo-export-server never started listening")
+    }
+
+    /// `None` if the server exited before it listened: a port picked free
+    /// was taken meanwhile (other tests on the host pick ports too).
+    fn try_start(dir: &Path, wrapper: &[&str]) -> Option<Self> {
         let addr = || SocketAddr::from(([127, 0, 0, 1], free_port()));
         let (grpc, status, metrics) = (addr(), addr(), addr());
         let binary = env!("CARGO_BIN_EXE_fluxo-export-server");
@@ -40,22 +50,35 @@ impl ServerRun {
             }
             None => Command::new(binary),
         };
-        let child = command
+        let mut child = command
             .env("FLUXO_GRPC_LISTEN", grpc.to_string())
             .env("FLUXO_STATUS_LISTEN", status.to_string())
             .env("FLUXO_METRICS_LISTEN", metrics.to_string())
             .env("FLUXO_LOCAL_DIR", dir.join("out"))
             .env("FLUXO_WORK_DIR", dir.join("work"))
-            .env("FLUXO_LOG_LEVEL", "off")
-            .stdout(Stdio::null())
+            .env("FLUXO_LOG_LEVEL", "info")
+            .env("FLUXO_LOG_FORMAT", "json")
+            .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
             .unwrap_or_else(|e| panic!("{binary}: {e}"));
-        Self {
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        // Logged once all three listeners are bound.
+        let listening = lines
+            .by_ref()
+            .map_while(Result::ok)
+            .any(|line| line.contains("\"event\":\"listening\""));
+        if !listening {
+            let _ = child.wait();
+            return None;
+        }
+        // The server must never block on a full pipe.
+        std::thread::spawn(move || lines.for_each(drop));
+        Some(Self {
             child,
             grpc,
             status,
-        }
+        })
     }
 
     async fn client(&self) -> ExportServiceClient<Channel> {
@@ -73,6 +96,25 @@ impl ServerRun {
     fn kill(&mut self) {
         self.child.kill().unwrap();
         self.child.wait().unwrap();
+    }
+
+    fn terminate(&self) {
+        let sent = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+    }
+
+    /// The exit status, once the server has exited (bounded wait).
+    async fn exited(&mut self) -> std::process::ExitStatus {
+        for _ in 0..600 {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the server did not exit");
     }
 
     /// `GET /v1/tasks/{id}` of the status API, as JSON.
@@ -208,4 +250,28 @@ async fn a_restart_with_the_same_pid_still_ends_the_orphan() {
         "the first server ran as pid 1"
     );
     assert_eq!(owner_pid(dir.path(), &next), 1, "so did the second");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_a_running_stream_finish_then_exits() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = ServerRun::start(dir.path(), &[]);
+    let mut client = server.client().await;
+    let mut call = Call::open(&mut client).await.unwrap();
+    call.send(meta_msg(metadata("", pb::ExportFormat::FormatCsv)))
+        .await;
+    call.recv().await.unwrap();
+    call.send(batch_msg(rows(1, 0, 1_000))).await;
+    server.terminate();
+    // A stream that was running before the signal may go on.
+    call.send(batch_msg(rows(2, 1_000, 1_000))).await;
+    call.half_close();
+    let done = call.recv().await.unwrap();
+    assert_eq!(done.status, pb::TaskStatus::Completed as i32, "{done:?}");
+    assert_eq!(done.record_count, 2_000);
+    let status = server.exited().await;
+    assert!(status.success(), "{status:?}");
+    let spool = common::walk(&dir.path().join("work/spool"));
+    assert_eq!(spool, Vec::<PathBuf>::new());
+    assert_eq!(common::walk(&dir.path().join("out")).len(), 1);
 }
