@@ -551,11 +551,20 @@ pub fn xlsx_cells(data: &[u8]) {
     let _ = run_xlsx_cells(&mut Unstructured::new(data));
 }
 
+/// Any text but U+FFFE and U+FFFF, which are not XML characters: the writer
+/// escapes them as `_xFFFE_` and `_xFFFF_`, which Excel decodes but calamine
+/// does not (it decodes `_x00HH_` only), so they cannot round-trip through
+/// this reader. The writer's own unit tests cover them.
+fn xml_text(u: &mut Unstructured<'_>) -> Arbitrary<String> {
+    Ok(u.arbitrary::<String>()?
+        .replace(['\u{FFFE}', '\u{FFFF}'], "\u{FFFD}"))
+}
+
 fn run_xlsx_cells(u: &mut Unstructured<'_>) -> Arbitrary<()> {
     use calamine::{Data, Reader};
     let mut columns = Vec::new();
     for _ in 0..u.int_in_range(1..=4)? {
-        let mut column = Column::new(u.arbitrary::<String>()?, ColumnType::String);
+        let mut column = Column::new(xml_text(u)?, ColumnType::String);
         if u.ratio(1, 4)? {
             column.width = Some(schema::ColumnWidth::Auto);
         }
@@ -565,7 +574,7 @@ fn run_xlsx_cells(u: &mut Unstructured<'_>) -> Arbitrary<()> {
     while !u.is_empty() && rows.len() < 16 {
         rows.push(
             (0..columns.len())
-                .map(|_| u.arbitrary())
+                .map(|_| xml_text(u))
                 .collect::<Arbitrary<_>>()?,
         );
     }
