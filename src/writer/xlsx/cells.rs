@@ -126,8 +126,9 @@ impl RowWriter {
     }
 }
 
-/// Escapes text for element content. Characters XML 1.0 cannot carry (most
-/// C0 controls, U+FFFE, U+FFFF) become OOXML's `_xHHHH_`, which Excel shows
+/// Escapes text for element content. Characters XML 1.0 cannot carry or
+/// would change (C0 controls but tab and LF, U+FFFE, U+FFFF) become OOXML's
+/// `_xHHHH_`, which Excel shows
 /// as the character; a literal `_xHHHH_` gets its underscore escaped so it
 /// reads back unchanged.
 pub fn escape_text(text: &str, out: &mut Vec<u8>) {
@@ -140,7 +141,9 @@ pub fn escape_text(text: &str, out: &mut Vec<u8>) {
             b'<' => (b"&lt;", 1),
             b'>' => (b"&gt;", 1),
             b'&' => (b"&amp;", 1),
-            b'\t' | b'\n' | b'\r' => {
+            // XML parsers read a raw CR as LF (XML 1.0, 2.11): CR is escaped
+            // with the other control characters, as Excel itself does.
+            b'\t' | b'\n' => {
                 i += 1;
                 continue;
             }
@@ -186,7 +189,10 @@ fn is_escape_sequence(bytes: &[u8]) -> bool {
 pub fn escape_attribute(text: &str, out: &mut String) {
     for c in text.chars() {
         match c {
-            '\t' | '\n' | '\r' => out.push(c),
+            // As character references: a parser normalises raw ones in attributes.
+            '\t' => out.push_str("&#9;"),
+            '\n' => out.push_str("&#10;"),
+            '\r' => out.push_str("&#13;"),
             '\u{0}'..='\u{1F}' | '\u{FFFE}' | '\u{FFFF}' => {}
             '<' => out.push_str("&lt;"),
             '>' => out.push_str("&gt;"),
@@ -227,7 +233,7 @@ mod tests {
     #[test]
     fn text_is_escaped_for_xml_and_ooxml() {
         assert_eq!(escaped("a<b>&c \"q\" 张"), "a&lt;b&gt;&amp;c \"q\" 张");
-        assert_eq!(escaped("tab\tnl\ncr\r"), "tab\tnl\ncr\r");
+        assert_eq!(escaped("tab\tnl\ncr\r"), "tab\tnl\ncr_x000D_");
         assert_eq!(
             escaped("nul\0bel\x07esc\x1b"),
             "nul_x0000_bel_x0007_esc_x001B_"
