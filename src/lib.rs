@@ -6,6 +6,10 @@
 //! [`storage::Store`]. [`task`] ties it together; `php` (feature `php`) is
 //! the PHP extension on top.
 
+// An `unsafe` block without a `// SAFETY:` comment fails `make lint`: each
+// must say why it is sound, so a reviewer can check that argument.
+#![deny(clippy::undocumented_unsafe_blocks)]
+
 pub mod batch;
 pub mod config;
 pub mod error;
