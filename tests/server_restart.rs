@@ -22,7 +22,10 @@ use tonic::transport::Channel;
 
 /// One run of the server binary on the folders below `dir`.
 struct ServerRun {
+    /// The server, or the wrapper that runs it as its child.
     child: Child,
+    /// The server itself, as this test's pid namespace numbers it.
+    server_pid: u32,
     grpc: SocketAddr,
     status: SocketAddr,
 }
@@ -74,8 +77,17 @@ impl ServerRun {
         }
         // The server must never block on a full pipe.
         std::thread::spawn(move || lines.for_each(drop));
+        let server_pid = if wrapper.is_empty() {
+            child.id()
+        } else {
+            let pid = child.id();
+            let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+                .expect("the kernel lists a process's children");
+            children.trim().parse().expect("the wrapper runs one child")
+        };
         Some(Self {
             child,
+            server_pid,
             grpc,
             status,
         })
@@ -92,18 +104,23 @@ impl ServerRun {
         panic!("fluxo-export-server does not accept connections on {url}");
     }
 
-    /// SIGKILL: nothing of the server's shutdown runs.
+    fn signal(&self, name: &str) {
+        let sent = Command::new("kill")
+            .args([name, &self.server_pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+    }
+
+    /// SIGKILL: nothing of the server's shutdown runs. Returns once it is
+    /// gone (a wrapper exits only after its child).
     fn kill(&mut self) {
-        self.child.kill().unwrap();
+        self.signal("-KILL");
         self.child.wait().unwrap();
     }
 
     fn terminate(&self) {
-        let sent = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(sent.success());
+        self.signal("-TERM");
     }
 
     /// The exit status, once the server has exited (bounded wait).

@@ -48,7 +48,7 @@ use crate::schema::Column;
 use crate::storage::{self, local::LocalStore, ObjectMeta, Store};
 use crate::writer::{self, Format};
 use queue::ByteQueue;
-use registry::{now_ms, StatusFiles, TaskState, TaskStatus};
+use registry::{now_ms, Owner, OwnerLock, StatusFiles, TaskState, TaskStatus};
 
 /// What flows from the producer to the task's writer.
 pub enum Message {
@@ -93,6 +93,8 @@ struct Task {
     outcome: Mutex<Option<Result<ExportOutcome>>>,
     finished: Condvar,
     last_saved: Mutex<Instant>,
+    /// Released once the final status is saved.
+    owner: Mutex<Option<OwnerLock>>,
 }
 
 /// How often a running task rewrites its status file with progress.
@@ -218,13 +220,13 @@ impl Export {
             sha256: None,
             error: None,
             owner_pid: std::process::id(),
-            owner_instance: registry::own_instance(),
             created_ms: now,
             updated_ms: now,
             storage: spec.storage.name().into(),
             key: None,
             uploaded_bytes: 0,
         };
+        let owner = files.lock_owner(&task_id)?;
         files.save(&status)?;
         let task = Arc::new(Task {
             status: Mutex::new(status),
@@ -235,6 +237,7 @@ impl Export {
             outcome: Mutex::new(None),
             finished: Condvar::new(),
             last_saved: Mutex::new(Instant::now()),
+            owner: Mutex::new(Some(owner)),
         });
         live_tasks()
             .lock()
@@ -480,23 +483,34 @@ pub fn sweep_spool(settings: &Settings) -> Vec<String> {
         let Some(id) = name.to_str().and_then(|n| n.split('.').next()) else {
             continue;
         };
-        let orphaned = ended.iter().any(|e| e == id)
-            || match files.load_recorded(id) {
-                Ok(Some(mut status)) if registry::is_orphaned(&status) => {
-                    registry::mark_orphan_failed(&mut status);
-                    status.updated_ms = now_ms();
-                    if let Err(e) = files.save(&status) {
-                        tracing::warn!(task_id = %id, error = %e, "orphaned task's status not saved");
-                    }
-                    tracing::warn!(task_id = %id, owner_pid = status.owner_pid, "the process of a task died: task FAILED, spool file removed");
-                    ended.push(id.to_owned());
-                    true
-                }
-                _ => false,
-            };
-        if orphaned {
+        if ended.iter().any(|e| e == id) {
             let _ = std::fs::remove_file(&path);
+            continue;
         }
+        // On NFS a process may take its own lock again: its live tasks are
+        // known without one.
+        let own_live = live_tasks()
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(id)
+            .is_some_and(|t| t.strong_count() > 0);
+        if own_live {
+            continue;
+        }
+        let Ok(Some((mut status, Owner::Gone(lock)))) = files.load_with_owner(id) else {
+            continue;
+        };
+        registry::mark_orphan_failed(&mut status);
+        status.updated_ms = now_ms();
+        if let Err(e) = files.save(&status) {
+            tracing::warn!(task_id = %id, error = %e, "orphaned task's status not saved");
+        }
+        let _ = std::fs::remove_file(&path);
+        if let Some(lock) = lock {
+            lock.release();
+        }
+        tracing::warn!(task_id = %id, owner_pid = status.owner_pid, "the process of a task died: task FAILED, spool file removed");
+        ended.push(id.to_owned());
     }
     ended
 }
@@ -549,6 +563,9 @@ fn run(task: Arc<Task>, spec: ExportSpec, settings: Settings, store: Box<dyn Sto
                 s.error = Some(e.message.clone());
             });
         }
+    }
+    if let Some(owner) = task.owner.lock().unwrap_or_else(|p| p.into_inner()).take() {
+        owner.release();
     }
     metrics::task_ended(
         &result
@@ -682,7 +699,7 @@ fn write_and_store(
 mod tests {
     use super::*;
 
-    fn processing(id: &str, owner_instance: Option<String>) -> TaskStatus {
+    fn processing(id: &str) -> TaskStatus {
         TaskStatus {
             task_id: id.into(),
             state: TaskState::Processing,
@@ -697,7 +714,6 @@ mod tests {
             sha256: None,
             error: None,
             owner_pid: std::process::id(),
-            owner_instance,
             created_ms: now_ms(),
             updated_ms: now_ms(),
             storage: "local".into(),
@@ -717,21 +733,24 @@ mod tests {
         let files = StatusFiles::new(dir.path());
         let spool = dir.path().join("spool");
         std::fs::create_dir_all(&spool).unwrap();
-        let own = registry::own_instance().expect("Linux has /proc");
-        // The previous run of a server that was restarted with this very pid.
-        let earlier = format!("{}/1", own.rsplit_once('/').unwrap().0);
         let (orphan, live) = (
             uuid::Uuid::now_v7().to_string(),
             uuid::Uuid::now_v7().to_string(),
         );
-        files.save(&processing(&orphan, Some(earlier))).unwrap();
-        files.save(&processing(&live, Some(own))).unwrap();
+        // Both name this pid; the orphan's process let go of its lock, as
+        // a killed server restarted with the same pid finds it.
+        drop(files.lock_owner(&orphan).unwrap());
+        let _running = files.lock_owner(&live).unwrap();
+        for id in [&orphan, &live] {
+            files.save(&processing(id)).unwrap();
+        }
         for name in [format!("{orphan}.csv"), format!("{live}.xlsx")] {
             std::fs::write(spool.join(name), b"rows").unwrap();
         }
 
         assert_eq!(sweep_spool(&settings), vec![orphan.clone()]);
         assert!(!spool.join(format!("{orphan}.csv")).exists());
+        assert!(!dir.path().join(format!("tasks/{orphan}.lock")).exists());
         assert!(spool.join(format!("{live}.xlsx")).exists());
         let ended = files.load_recorded(&orphan).unwrap().unwrap();
         assert_eq!(ended.state, TaskState::Failed, "saved, not only reported");

@@ -1,10 +1,9 @@
 //! Task status: kept in memory by the process that runs the task and
 //! persisted as small JSON files, so any process on the host can read it.
 
-use std::fs;
+use std::fs::{self, File, TryLockError};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
@@ -56,11 +55,6 @@ pub struct TaskStatus {
     pub error: Option<String>,
     /// The process that runs the task.
     pub owner_pid: u32,
-    /// Which incarnation of `owner_pid` ([`own_instance`]): a pid alone may
-    /// since belong to another process, or to a restarted server that got
-    /// the same pid (pid 1 in a container). `None` where `/proc` is missing.
-    #[serde(default)]
-    pub owner_instance: Option<String>,
     pub created_ms: u64,
     pub updated_ms: u64,
     /// `local`, `oss` or `s3`.
@@ -114,57 +108,33 @@ pub fn check_task_id(id: &str) -> Result<()> {
     }
 }
 
-/// Changes once per boot, so an instance recorded before a reboot never
-/// matches a process after it.
-fn boot_id() -> Option<&'static str> {
-    static BOOT_ID: OnceLock<Option<String>> = OnceLock::new();
-    BOOT_ID
-        .get_or_init(|| {
-            fs::read_to_string("/proc/sys/kernel/random/boot_id")
-                .ok()
-                .map(|id| id.trim().to_owned())
-        })
-        .as_deref()
+/// Held by the process that runs a task from the task's creation until its
+/// final status is saved: an exclusive flock on `{work_dir}/tasks/{id}.lock`.
+/// The kernel drops it when that process dies, however it dies. Unlike a
+/// pid, it cannot be mistaken for another process: a reused pid, a restarted
+/// container's pid 1, or a process in another pid namespace or container
+/// that shares the work dir.
+pub struct OwnerLock {
+    _file: File,
+    path: PathBuf,
 }
 
-/// `{boot id}/{start time}` from a `/proc/<pid>/stat` text: the start time
-/// (field 22, clock ticks since boot) differs between two processes that
-/// had the same pid.
-fn instance_from_stat(stat: &str) -> Option<String> {
-    // The command name (field 2) may contain spaces and parentheses.
-    let after_name = &stat[stat.rfind(')')? + 1..];
-    let start = after_name.split_whitespace().nth(19)?;
-    Some(format!("{}/{start}", boot_id()?))
-}
-
-/// This process's incarnation, for [`TaskStatus::owner_instance`]. Read per
-/// call, not cached: a PHP-FPM worker is a fork of its master.
-pub fn own_instance() -> Option<String> {
-    // /proc/self rather than /proc/<getpid()>: the same process even when
-    // /proc was mounted for another pid namespace.
-    instance_from_stat(&fs::read_to_string("/proc/self/stat").ok()?)
-}
-
-fn instance_of(pid: u32) -> Option<String> {
-    instance_from_stat(&fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
-}
-
-/// Whether the process that owns `status` still runs: its pid exists and,
-/// when both are known, is the same incarnation.
-fn owner_alive(status: &TaskStatus) -> bool {
-    if !process_alive(status.owner_pid) {
-        return false;
-    }
-    match (&status.owner_instance, instance_of(status.owner_pid)) {
-        (Some(recorded), Some(now)) => *recorded == now,
-        _ => true,
+impl OwnerLock {
+    /// Ends the lock and deletes its file: for a task whose final status is
+    /// saved.
+    pub fn release(self) {
+        let _ = fs::remove_file(&self.path);
     }
 }
 
-/// Whether `status` is of a task that will never finish: not final, and its
-/// process is gone.
-pub fn is_orphaned(status: &TaskStatus) -> bool {
-    !status.state.is_final() && !owner_alive(status)
+/// Whether a task's process still has it.
+pub enum Owner {
+    /// It runs the task, or the task is final.
+    Present,
+    /// It is gone before the task finished. Its lock, now taken by the
+    /// caller, so that no one else ends the task at the same time; `None`
+    /// for a status file of a version without owner locks.
+    Gone(Option<OwnerLock>),
 }
 
 /// Turns an orphaned task's status into FAILED with the reason.
@@ -222,14 +192,66 @@ impl StatusFiles {
             })
     }
 
+    fn lock_path(&self, id: &str) -> PathBuf {
+        self.dir.join(format!("{id}.lock"))
+    }
+
+    /// Takes the [`OwnerLock`] of a new task, before its first status is saved.
+    pub fn lock_owner(&self, id: &str) -> Result<OwnerLock> {
+        fs::create_dir_all(&self.dir)
+            .map_err(|e| ExportError::io("cannot create folder", &self.dir, e))?;
+        let path = self.lock_path(id);
+        let file = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| ExportError::io("cannot create", &path, e))?;
+        file.try_lock()
+            .map_err(|e| ExportError::io("cannot lock", &path, e.into()))?;
+        Ok(OwnerLock { _file: file, path })
+    }
+
     /// The status of `id`, or `None` if no such task is known. A task whose
     /// owner process is gone before it finished is reported FAILED.
     pub fn load(&self, id: &str) -> Result<Option<TaskStatus>> {
-        Ok(self.load_recorded(id)?.map(|mut status| {
-            if is_orphaned(&status) {
+        Ok(self.load_with_owner(id)?.map(|(mut status, owner)| {
+            if let Owner::Gone(_) = owner {
                 mark_orphan_failed(&mut status);
             }
             status
+        }))
+    }
+
+    /// The status of `id` as its file says, and whether its process still
+    /// has it.
+    pub fn load_with_owner(&self, id: &str) -> Result<Option<(TaskStatus, Owner)>> {
+        let Some(status) = self.load_recorded(id)? else {
+            return Ok(None);
+        };
+        if status.state.is_final() {
+            return Ok(Some((status, Owner::Present)));
+        }
+        let path = self.lock_path(id);
+        let lock = match File::open(&path) {
+            Ok(file) => match file.try_lock() {
+                Ok(()) => Some(OwnerLock { _file: file, path }),
+                Err(TryLockError::WouldBlock) => return Ok(Some((status, Owner::Present))),
+                Err(TryLockError::Error(e)) => {
+                    return Err(ExportError::io("cannot check the lock", &path, e))
+                }
+            },
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(ExportError::io("cannot open", &path, e)),
+        };
+        // The owner saves the final status before it lets go of the lock:
+        // read again, or a task that has just finished would look orphaned.
+        let status = self.load_recorded(id)?.unwrap_or(status);
+        let gone = !status.state.is_final() && (lock.is_some() || !process_alive(status.owner_pid));
+        Ok(Some(if gone {
+            (status, Owner::Gone(lock))
+        } else {
+            (status, Owner::Present)
         }))
     }
 
@@ -267,7 +289,6 @@ mod tests {
             sha256: None,
             error: None,
             owner_pid: pid,
-            owner_instance: instance_of(pid),
             created_ms: now_ms(),
             updated_ms: now_ms(),
             storage: "local".into(),
@@ -307,6 +328,7 @@ mod tests {
         }
     }
 
+    /// Status files of versions without owner locks: the pid decides.
     #[test]
     fn a_dead_owner_means_failed() {
         let dir = tempfile::tempdir().unwrap();
@@ -324,44 +346,56 @@ mod tests {
     }
 
     #[test]
-    fn a_pid_of_another_incarnation_is_not_the_owner() {
+    fn a_free_owner_lock_means_failed_even_if_the_pid_lives() {
         let dir = tempfile::tempdir().unwrap();
         let files = StatusFiles::new(dir.path());
         let id = uuid::Uuid::now_v7().to_string();
-        let mut s = status(&id, TaskState::Processing, std::process::id());
-        assert_eq!(s.owner_instance, own_instance());
-        assert!(s.owner_instance.is_some(), "Linux has /proc");
-        files.save(&s).unwrap();
+        let lock = files.lock_owner(&id).unwrap();
+        // This pid, as a server restarted as pid 1 of a container sees its
+        // own pid in the status file of its previous run.
+        files
+            .save(&status(&id, TaskState::Processing, std::process::id()))
+            .unwrap();
         assert_eq!(
             files.load(&id).unwrap().unwrap().state,
             TaskState::Processing
         );
-        // This pid, as a server restarted as pid 1 of a container sees it
-        // in the status file of its previous run.
-        s.owner_instance = Some(format!("{}/1", boot_id().unwrap()));
-        files.save(&s).unwrap();
+        drop(lock); // what the kernel does when the owner dies
         let loaded = files.load(&id).unwrap().unwrap();
         assert_eq!(loaded.state, TaskState::Failed);
         assert_eq!(
             files.load_recorded(&id).unwrap().unwrap().state,
             TaskState::Processing,
-            "the file itself is unchanged"
+            "reading changes nothing"
         );
-        // Files written before owner_instance existed fall back to the pid.
-        s.owner_instance = None;
-        files.save(&s).unwrap();
+        assert!(dir.path().join(format!("tasks/{id}.lock")).exists());
+        assert_eq!(files.load(&id).unwrap().unwrap().state, TaskState::Failed);
+    }
+
+    #[test]
+    fn a_held_owner_lock_means_running_whatever_the_pid() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = StatusFiles::new(dir.path());
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid_elsewhere = child.id();
+        child.wait().unwrap();
+        let id = uuid::Uuid::now_v7().to_string();
+        // The owner's pid means nothing here, as for a process in another
+        // pid namespace that shares the work dir.
+        let lock = files.lock_owner(&id).unwrap();
+        files
+            .save(&status(&id, TaskState::Processing, pid_elsewhere))
+            .unwrap();
         assert_eq!(
             files.load(&id).unwrap().unwrap().state,
             TaskState::Processing
         );
-    }
-
-    #[test]
-    fn the_start_time_is_read_past_any_command_name() {
-        let stat = "42 (a) b (c) S 1 42 42 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 1000 10";
-        let instance = instance_from_stat(stat).unwrap();
-        assert!(instance.ends_with("/987654"), "{instance}");
-        assert_eq!(instance_from_stat("42 (truncated"), None);
+        let mut done = status(&id, TaskState::Completed, pid_elsewhere);
+        done.records = 200;
+        files.save(&done).unwrap();
+        lock.release();
+        assert!(!dir.path().join(format!("tasks/{id}.lock")).exists());
+        assert_eq!(files.load(&id).unwrap(), Some(done));
     }
 
     #[test]
