@@ -9,7 +9,7 @@ PHP := php -d extension=$(SO)
 ROWS ?= 1000000
 FORMAT ?= csv
 
-.PHONY: deps build demo test test-servers rust-test php-test python-test lint bench grpc-bench fuzz
+.PHONY: deps build demo test test-servers rust-test php-test python-test lint deny valgrind bench grpc-bench fuzz
 
 deps:
 	@scripts/install-deps.sh
@@ -44,9 +44,25 @@ php-test:
 python-test:
 	FLUXO_SERVER_BIN=$(SERVER) FLUXO_SERVER_SO=$(SO) python3 -m pytest -q python-tests
 
-lint:
+## Format, clippy (src/lib.rs: an `unsafe` block needs a `// SAFETY:`
+## comment), and `make deny`.
+lint: deny
 	cargo fmt --check
 	cargo clippy --release --features php,server --lib --bins --tests --benches -- -D warnings
+
+## cargo-deny (deny.toml): licenses, banned and wildcard dependencies, crate
+## sources. Not its advisories check: the RustSec database is fetched from
+## GitHub, out of reach here (RELIABILITY.md, "Security").
+TOOLS := $(HOME)/.cache/fluxo/tools
+deny:
+	test -x $(TOOLS)/bin/cargo-deny || CARGO_TARGET_DIR=$(HOME)/.cache/fluxo/tools-target \
+	  cargo install cargo-deny@0.20.2 --locked --root $(TOOLS)
+	$(TOOLS)/bin/cargo-deny check licenses bans sources
+
+## The PHPUnit suite under valgrind memcheck (not part of `make test`):
+## fails on a memcheck error with an extension frame. RELIABILITY.md.
+valgrind: build test-servers
+	eval "$$(scripts/test-servers.sh env)" && scripts/valgrind.sh
 
 ## End-to-end figures at 800,000 and 5,000,000 rows: bare PHP loop, fputcsv, Fluxo CSV and XLSX (and xlswriter if loaded).
 bench: build
