@@ -710,6 +710,12 @@ impl ExportSpec {
                 ))
             }
         };
+        if format == Format::Xlsx && columns.len() > xlsx::MAX_COLUMNS {
+            return Err(ExportError::invalid_option(format!(
+                "option \"columns\": an XLSX sheet holds at most 16,384 columns, not {}",
+                columns.len()
+            )));
+        }
         let csv = match get("csv") {
             Some(v) => parse_csv(v)?,
             None => CsvOptions::default(),
@@ -792,10 +798,23 @@ pub fn parse_columns(v: &OptionValue) -> Result<Vec<Column>> {
         }
         other => return Err(bad("columns", "a list", other)),
     };
-    list.iter()
+    let columns: Vec<Column> = list
+        .iter()
         .enumerate()
         .map(|(i, c)| parse_column(i, c))
-        .collect()
+        .collect::<Result<_>>()?;
+    // A header names one column: with two of a name, rows keyed by name
+    // would fill both from one value, and readers pick either.
+    let mut seen = std::collections::HashMap::new();
+    for (i, c) in columns.iter().enumerate() {
+        if let Some(first) = seen.insert(c.name.as_str(), i) {
+            return Err(ExportError::invalid_option(format!(
+                "columns[{i}]: the name \"{}\" is already used by columns[{first}]; column names must be unique",
+                c.name
+            )));
+        }
+    }
+    Ok(columns)
 }
 
 fn parse_column(index: usize, v: &OptionValue) -> Result<Column> {
@@ -1026,6 +1045,39 @@ mod tests {
         assert!(
             !shown.contains("hunter2") && shown.contains("***"),
             "{shown}"
+        );
+    }
+
+    #[test]
+    fn column_names_are_unique_and_xlsx_sheets_narrow_enough() {
+        let names = |n: usize| {
+            OptionValue::List((0..n).map(|i| OptionValue::Str(format!("c{i}"))).collect())
+        };
+        let dup = OptionValue::List(vec![
+            OptionValue::Str("id".into()),
+            OptionValue::Str("id".into()),
+        ]);
+        let err = parse_columns(&dup).unwrap_err();
+        assert!(
+            err.message
+                .contains("columns[1]: the name \"id\" is already used by columns[0]"),
+            "{err}"
+        );
+
+        let settings = Settings::resolve_with_env(|_| None, |_| None).unwrap();
+        let spec = |format: &str, n: usize| {
+            let options = OptionValue::Map(vec![
+                ("format".into(), OptionValue::Str(format.into())),
+                ("columns".into(), names(n)),
+            ]);
+            ExportSpec::from_options(&options, &settings)
+        };
+        assert!(spec("csv", 20_000).is_ok());
+        assert!(spec("xlsx", 16_384).is_ok());
+        let err = spec("xlsx", 16_385).unwrap_err();
+        assert!(
+            err.message.contains("at most 16,384 columns, not 16385"),
+            "{err}"
         );
     }
 

@@ -307,6 +307,21 @@ async fn a_record_with_the_wrong_number_of_values_is_refused() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_empty_stream_is_refused() {
+    let server = TestServer::start(&[]).await;
+    let mut client = server.client().await;
+    let mut call = Call::open(&mut client).await.unwrap();
+    call.half_close();
+    let err = call.recv().await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(
+        err.message()
+            .contains("the stream ended before any ExportMetadata"),
+        "{err:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn data_before_metadata_and_metadata_twice_are_refused() {
     let server = TestServer::start(&[]).await;
     let mut client = server.client().await;

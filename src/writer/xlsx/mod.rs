@@ -39,7 +39,7 @@ pub const MAX_TEXT_CHARS: usize = 32_767;
 /// Excel's widest column, in characters.
 const MAX_WIDTH: f64 = 255.0;
 /// Excel's column limit.
-const MAX_COLUMNS: usize = 16_384;
+pub const MAX_COLUMNS: usize = 16_384;
 
 /// Workbook properties (File > Info in Excel).
 #[derive(Clone, Debug, Default, PartialEq)]
