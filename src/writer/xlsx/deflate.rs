@@ -12,8 +12,9 @@ use std::thread::{self, JoinHandle};
 use flate2::{Compress, Compression, FlushCompress, Status};
 
 /// Raw XML per chunk. Each chunk starts without the 32 KiB of history the
-/// previous one built, which costs well under 1% of size at this length.
-pub const CHUNK: usize = 1 << 20;
+/// previous one built, which costs well under 1% of size at this length;
+/// with one worker per core and one chunk queued, memory stays a few MB.
+pub const CHUNK: usize = 512 << 10;
 
 /// Size, CRC-32 and compressed size of a deflate stream, or of a run of its
 /// pieces; runs combine in order.

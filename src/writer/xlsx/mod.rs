@@ -1,5 +1,5 @@
 //! XLSX, written by a purpose-built streaming writer: rows become sheet XML
-//! in a reused buffer, the XML is deflated in 1 MiB chunks on worker threads
+//! in a reused buffer, the XML is deflated in 512 KiB chunks on worker threads
 //! while the next rows arrive, and the compressed sheet goes to a temporary
 //! file beside the spool file. `finish` assembles the zip package around it.
 //! Memory stays flat whatever the row count.
@@ -218,7 +218,7 @@ impl XlsxWriter {
             rows: 1,
             cells,
             xml,
-            body: BufWriter::with_capacity(1 << 20, body),
+            body: BufWriter::with_capacity(128 << 10, body),
             body_path,
             body_summary: Summary::default(),
         });
@@ -319,7 +319,10 @@ impl XlsxWriter {
 
     fn assemble(&mut self) -> std::io::Result<(u64, String)> {
         let file = File::create(&self.path)?;
-        let mut zip = ZipWriter::new(HashingWriter::new(BufWriter::with_capacity(1 << 20, file)));
+        let mut zip = ZipWriter::new(HashingWriter::new(BufWriter::with_capacity(
+            128 << 10,
+            file,
+        )));
         let level = self.options.compression_level;
         let entries: Vec<&SheetEntry> = self.finished.iter().map(|s| &s.entry).collect();
         let now = SystemTime::now()
