@@ -28,7 +28,6 @@ use grpc_common::process::ServerProcess;
 use grpc_common::*;
 use prost::Message;
 use sha2::{Digest, Sha256};
-use tonic::transport::Channel;
 use tonic::Code;
 
 /// Each test measures a server of its own: run them one at a time so
@@ -158,14 +157,6 @@ fn check_file(path: &Path, rows: usize, bytes: i64, sha256: &str) {
     assert_eq!(data.len() as i64, bytes, "{path:?}");
     assert_eq!(hex::encode(Sha256::digest(&data)), sha256, "{path:?}");
     assert_eq!(data_rows(path), rows, "{path:?}");
-}
-
-async fn query(client: &mut ExportServiceClient<Channel>, id: &str) -> pb::TaskStatusResponse {
-    client
-        .query_task_status(pb::TaskStatusRequest { task_id: id.into() })
-        .await
-        .unwrap()
-        .into_inner()
 }
 
 fn grpc_job(n: usize) -> (ExportFormat, usize) {

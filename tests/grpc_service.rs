@@ -85,13 +85,7 @@ async fn seed_flow_metadata_task_id_batches_half_close_final_status() {
         "two responses only"
     );
 
-    let status = client
-        .query_task_status(pb::TaskStatusRequest {
-            task_id: first.task_id.clone(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let status = query(&mut client, &first.task_id).await;
     assert_eq!(status.status, TaskStatus::Completed as i32);
     assert_eq!(status.records_processed, 3);
     assert_eq!(status.progress_percent, 100);

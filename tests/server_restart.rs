@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use common::free_port;
 use fluxo::grpc::pb::{self, export_service_client::ExportServiceClient};
-use grpc_common::{batch_msg, meta_msg, metadata, rows, wait_final, Call};
+use grpc_common::{batch_msg, meta_msg, metadata, query, rows, wait_final, Call};
 use tonic::transport::Channel;
 
 /// One run of the server binary on the folders below `dir`.
@@ -156,14 +156,6 @@ impl Drop for ServerRun {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-async fn query(client: &mut ExportServiceClient<Channel>, id: &str) -> pb::TaskStatusResponse {
-    client
-        .query_task_status(pb::TaskStatusRequest { task_id: id.into() })
-        .await
-        .unwrap()
-        .into_inner()
 }
 
 /// The status file's record of which pid ran the task.

@@ -699,29 +699,6 @@ fn write_and_store(
 mod tests {
     use super::*;
 
-    fn processing(id: &str) -> TaskStatus {
-        TaskStatus {
-            task_id: id.into(),
-            state: TaskState::Processing,
-            format: "csv".into(),
-            filename: "a.csv".into(),
-            records: 10,
-            total_rows: None,
-            bytes: 0,
-            sheets: 0,
-            url: None,
-            path: None,
-            sha256: None,
-            error: None,
-            owner_pid: std::process::id(),
-            created_ms: now_ms(),
-            updated_ms: now_ms(),
-            storage: "local".into(),
-            key: None,
-            uploaded_bytes: 0,
-        }
-    }
-
     #[test]
     fn the_spool_sweep_ends_orphans_and_spares_live_tasks() {
         let dir = tempfile::tempdir().unwrap();
@@ -742,7 +719,13 @@ mod tests {
         drop(files.lock_owner(&orphan).unwrap());
         let _running = files.lock_owner(&live).unwrap();
         for id in [&orphan, &live] {
-            files.save(&processing(id)).unwrap();
+            files
+                .save(&registry::tests::status(
+                    id,
+                    TaskState::Processing,
+                    std::process::id(),
+                ))
+                .unwrap();
         }
         for name in [format!("{orphan}.csv"), format!("{live}.xlsx")] {
             std::fs::write(spool.join(name), b"rows").unwrap();

@@ -271,10 +271,11 @@ impl StatusFiles {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    fn status(id: &str, state: TaskState, pid: u32) -> TaskStatus {
+    /// A status as a running export saves it, for tests here and in `task`.
+    pub(crate) fn status(id: &str, state: TaskState, pid: u32) -> TaskStatus {
         TaskStatus {
             task_id: id.into(),
             state,

@@ -201,19 +201,27 @@ impl Call {
     }
 }
 
+/// QueryTaskStatus of a task that must exist.
+pub async fn query(
+    client: &mut ExportServiceClient<Channel>,
+    task_id: &str,
+) -> pb::TaskStatusResponse {
+    client
+        .query_task_status(pb::TaskStatusRequest {
+            task_id: task_id.into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+}
+
 /// Polls QueryTaskStatus until the task reaches a final state.
 pub async fn wait_final(
     client: &mut ExportServiceClient<Channel>,
     task_id: &str,
 ) -> pb::TaskStatusResponse {
     for _ in 0..400 {
-        let s = client
-            .query_task_status(pb::TaskStatusRequest {
-                task_id: task_id.into(),
-            })
-            .await
-            .unwrap()
-            .into_inner();
+        let s = query(client, task_id).await;
         if s.status >= pb::TaskStatus::Completed as i32 {
             return s;
         }
