@@ -52,6 +52,31 @@ final class ValuesTest extends FluxoTestCase
         self::assertSame([['v', 'marker'], [$expected, 'm']], $this->readCsv($r->path));
     }
 
+    /**
+     * Within 1e-4..1e15, a fraction is written with the digits PHP's own
+     * var_export() uses (the shortest that read back exactly, a tie rounded to
+     * even; below 1e-4 PHP switches to an exponent, which CSV never uses), for
+     * 20,000 random floats and the ties Rust's own formatting rounds up.
+     */
+    public function testCsvFloatsHaveThePhpDigits(): void
+    {
+        mt_srand(20261129);
+        $values = [74139668933.390625, 13359451523370.3125, 27672855459971.9375, 0.1 + 0.2, 1e-4 + 1e-17];
+        for ($i = 0; $i < 20000; $i++) {
+            $magnitude = 10 ** mt_rand(-4, 14);
+            $f = mt_rand() / mt_getrandmax() * $magnitude;
+            if ($f >= 1e-4 && $f < 1e15 && fmod($f, 1.0) !== 0.0) {
+                $values[] = $i % 2 === 0 ? $f : -$f;
+            }
+        }
+        $r = $this->exportOne(['columns' => ['f'], 'csv' => ['bom' => false, 'header' => false]], array_map(static fn (float $f): array => [$f], $values));
+        $written = array_column($this->readCsv($r->path), 0);
+        self::assertCount(count($values), $written);
+        foreach ($values as $i => $f) {
+            self::assertSame(var_export($f, true), $written[$i], "float {$i}");
+        }
+    }
+
     public function testCsvStringableObject(): void
     {
         $obj = new class () {

@@ -59,25 +59,30 @@ fn class_named(name: &str) -> Option<&'static ClassEntry> {
 }
 
 /// Appends one PHP value to the batch, converted by the column's type.
+/// The `is_*` tests are inlined type-byte compares (`Zval::get_type()` is an
+/// out-of-line call), and each kind calls the inlined `RecordBatch::push`
+/// itself, so that its conversion is specialised for that kind.
+#[inline]
 fn push(batch: &mut RecordBatch, zv: &Zval, column: &Column, zone: &DateZone) -> Result<(), Fault> {
     let ty = column.column_type;
-    let value = match zv.get_type() {
-        DataType::Null => Value::Null,
-        DataType::True => Value::Bool(true),
-        DataType::False => Value::Bool(false),
-        DataType::Long => Value::Int(zv.long().unwrap_or_default()),
-        DataType::Double => Value::Float(zv.double().unwrap_or_default()),
-        DataType::String => {
-            let bytes = zv.zend_str().map(|s| s.as_bytes()).unwrap_or_default();
-            return batch.push(Value::Bytes(bytes), ty).map_err(Fault::Cell);
-        }
-        DataType::Object(_) => {
-            let obj = zv.object().ok_or(Fault::Cell(CellError::Unsupported))?;
-            return push_object(batch, zv, obj, column, zone);
-        }
-        _ => return Err(Fault::Cell(CellError::Unsupported)),
+    let pushed = if let Some(s) = zv.zend_str().filter(|_| zv.is_string()) {
+        batch.push(Value::Bytes(s.as_bytes()), ty)
+    } else if let Some(i) = zv.long().filter(|_| zv.is_long()) {
+        batch.push(Value::Int(i), ty)
+    } else if let Some(f) = zv.double().filter(|_| zv.is_double()) {
+        batch.push(Value::Float(f), ty)
+    } else if zv.is_null() {
+        batch.push(Value::Null, ty)
+    } else if zv.is_true() {
+        batch.push(Value::Bool(true), ty)
+    } else if zv.is_false() {
+        batch.push(Value::Bool(false), ty)
+    } else if let Some(obj) = zv.object() {
+        return push_object(batch, zv, obj, column, zone);
+    } else {
+        return Err(Fault::Cell(CellError::Unsupported));
     };
-    batch.push(value, ty).map_err(Fault::Cell)
+    pushed.map_err(Fault::Cell)
 }
 
 /// The zone `DateTimeInterface` values are shown in: their own, or the

@@ -44,6 +44,18 @@ pub fn file_url(path: &Path) -> String {
     url
 }
 
+/// Waits until the file and its name are on disk: a URL handed out must not
+/// lead to an empty or half-written file after a power cut. The writers
+/// started the writeback as they wrote (`writer::OutputFile`), so this waits
+/// for the last few megabytes only.
+fn make_durable(file: &Path) -> std::io::Result<()> {
+    fs::File::open(file)?.sync_all()?;
+    match file.parent() {
+        Some(dir) => fs::File::open(dir)?.sync_all(),
+        None => Ok(()),
+    }
+}
+
 impl Store for LocalStore {
     fn kind(&self) -> StorageKind {
         StorageKind::Local
@@ -74,6 +86,7 @@ impl Store for LocalStore {
                 })?;
             let _ = fs::remove_file(spool);
         }
+        make_durable(&target).map_err(|e| ExportError::io("cannot write", &target, e))?;
         Ok(StoredObject {
             url: file_url(&target),
             path: Some(target),

@@ -190,6 +190,9 @@ pub struct Export {
     format: Format,
     replace_invalid_utf8: bool,
     rows: u64,
+    /// Bytes of the last batch: the next one is made that big up front, so
+    /// that filling it does not reallocate and copy.
+    last_batch_bytes: usize,
     phase: Phase,
 }
 
@@ -250,6 +253,7 @@ impl Export {
             format: spec.format,
             replace_invalid_utf8: spec.replace_invalid_utf8,
             rows: 0,
+            last_batch_bytes: 0,
             phase: Phase::Open,
         };
         let settings = settings.clone();
@@ -273,7 +277,8 @@ impl Export {
 
     /// An empty batch shaped for the current columns.
     pub fn new_batch(&self) -> RecordBatch {
-        let batch = RecordBatch::new(self.columns.len(), 64 * 1024);
+        let capacity = (self.last_batch_bytes + self.last_batch_bytes / 8).max(64 * 1024);
+        let batch = RecordBatch::new(self.columns.len(), capacity);
         if self.replace_invalid_utf8 {
             batch.replacing_invalid_utf8()
         } else {
@@ -317,6 +322,7 @@ impl Export {
             )));
         }
         if rows > 0 {
+            self.last_batch_bytes = batch.byte_size();
             self.send(Message::Rows(batch))?;
         } else {
             self.ensure_open()?;

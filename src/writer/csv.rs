@@ -1,13 +1,11 @@
-//! CSV through BurntSushi's `csv` crate. Dialect: see [`CsvOptions`] and
+//! CSV: fields quoted by `csv_core` (the core of BurntSushi's `csv`) into a
+//! buffer of our own. Dialect: see [`CsvOptions`] and
 //! `schema::write_text_form` for how each value type is shown.
 
-use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-use csv::{QuoteStyle, Terminator, WriterBuilder};
-
-use super::{FormatWriter, HashingWriter, WrittenFile};
+use super::{FormatWriter, HashingWriter, OutputFile, WrittenFile};
 use crate::batch::RecordBatch;
 use crate::error::{ExportError, Result};
 use crate::schema::{self, Cell, Column, TextStyle};
@@ -107,7 +105,7 @@ impl Default for CsvOptions {
     }
 }
 
-type Sink = Transcoder<Compressor<HashingWriter<BufWriter<File>>>>;
+type Sink = Transcoder<Compressor<HashingWriter<BufWriter<OutputFile>>>>;
 
 /// Optional gzip between the CSV text and the file; the hash is of the file.
 enum Compressor<W: Write> {
@@ -140,8 +138,103 @@ impl<W: Write> Write for Compressor<W> {
     }
 }
 
+/// Records are encoded here and written to the sink in pieces of this size.
+const RECORD_BUFFER: usize = 1 << 16;
+
+/// CSV records in a byte buffer. `csv_core` decides which fields need quotes
+/// and quotes them; going through `csv::Writer::write_field` instead, a
+/// state machine per field, cost twice as much (BENCHMARKS.md).
+struct Records {
+    core: csv_core::Writer,
+    buf: Vec<u8>,
+    terminator: &'static [u8],
+    fields: usize,
+    last_field_empty: bool,
+}
+
+impl Records {
+    fn new(options: &CsvOptions) -> Self {
+        Self {
+            core: csv_core::WriterBuilder::new()
+                .delimiter(options.delimiter)
+                .quote(options.enclosure)
+                .quote_style(csv_core::QuoteStyle::Necessary)
+                .build(),
+            buf: Vec::with_capacity(RECORD_BUFFER + (RECORD_BUFFER >> 2)),
+            terminator: if options.crlf { b"\r\n" } else { b"\n" },
+            fields: 0,
+            last_field_empty: false,
+        }
+    }
+
+    /// Starts the next field: the delimiter, unless it is the first.
+    fn next_field(&mut self) {
+        if self.fields > 0 {
+            self.buf.push(self.core.get_delimiter());
+        }
+        self.fields += 1;
+    }
+
+    /// A field of text. With GBK or GB18030, each character the encoding
+    /// cannot hold becomes `?` here, before quoting: a `?` put in after
+    /// quoting, by the transcoder, could be the delimiter or the enclosure and
+    /// split the field (found by fuzzing). Text cells and headers only get
+    /// here with such characters under `unencodable => 'replace'`.
+    fn field(&mut self, encoding: CsvEncoding, field: &[u8]) {
+        let replaced = encoding
+            .partial()
+            .filter(|_| !field.is_ascii())
+            .and_then(|e| replace_unencodable(e, std::str::from_utf8(field).ok()?));
+        self.next_field();
+        self.quoted(replaced.as_deref().map_or(field, str::as_bytes));
+    }
+
+    /// `field`, quoted if it needs to be, after the delimiter.
+    fn quoted(&mut self, field: &[u8]) {
+        self.last_field_empty = field.is_empty();
+        if !self.core.should_quote(field) {
+            self.buf.extend_from_slice(field);
+            return;
+        }
+        let quote = self.core.get_quote();
+        self.buf.push(quote);
+        let start = self.buf.len();
+        // Worst case: every byte is a quote and is doubled.
+        self.buf.resize(start + 2 * field.len(), 0);
+        let (_, _, written) = csv_core::quote(
+            field,
+            &mut self.buf[start..],
+            quote,
+            self.core.get_escape(),
+            self.core.get_double_quote(),
+        );
+        self.buf.truncate(start + written);
+        self.buf.push(quote);
+    }
+
+    fn end_record(&mut self) {
+        // A record of one empty field would be a blank line, which readers
+        // skip: quote it, as the `csv` crate does.
+        if self.fields == 1 && self.last_field_empty {
+            self.buf.extend_from_slice(&[self.core.get_quote(); 2]);
+        }
+        self.buf.extend_from_slice(self.terminator);
+        self.fields = 0;
+    }
+
+    /// Writes the buffer out once it holds a piece's worth (or `all`).
+    fn drain(&mut self, sink: &mut impl Write, all: bool) -> std::io::Result<()> {
+        if all || self.buf.len() >= RECORD_BUFFER {
+            sink.write_all(&self.buf)?;
+            self.buf.clear();
+        }
+        Ok(())
+    }
+}
+
 pub struct CsvWriter {
-    out: csv::Writer<Sink>,
+    records: Records,
+    sink: Sink,
     options: CsvOptions,
     path: PathBuf,
     field: Vec<u8>,
@@ -151,7 +244,8 @@ pub struct CsvWriter {
 
 impl CsvWriter {
     pub fn create(path: &Path, options: CsvOptions) -> Result<Self> {
-        let file = File::create(path).map_err(|e| ExportError::io("cannot create", path, e))?;
+        let file =
+            OutputFile::create(path).map_err(|e| ExportError::io("cannot create", path, e))?;
         let hashed = HashingWriter::new(BufWriter::with_capacity(1 << 17, file));
         let mut sink = if options.gzip {
             Compressor::Gzip(Box::new(flate2::write::GzEncoder::new(
@@ -165,19 +259,9 @@ impl CsvWriter {
             sink.write_all(options.encoding.bom())
                 .map_err(|e| ExportError::io("cannot write", path, e))?;
         }
-        let out = WriterBuilder::new()
-            .delimiter(options.delimiter)
-            .quote(options.enclosure)
-            .quote_style(QuoteStyle::Necessary)
-            .terminator(if options.crlf {
-                Terminator::CRLF
-            } else {
-                Terminator::Any(b'\n')
-            })
-            .buffer_capacity(1 << 16)
-            .from_writer(Transcoder::new(sink, options.encoding));
         Ok(Self {
-            out,
+            records: Records::new(&options),
+            sink: Transcoder::new(sink, options.encoding),
             options,
             path: path.to_path_buf(),
             field: Vec::with_capacity(64),
@@ -186,11 +270,33 @@ impl CsvWriter {
         })
     }
 
-    fn io_error(&self, err: csv::Error) -> ExportError {
-        ExportError::new(
-            crate::error::ErrorKind::Storage,
-            format!("cannot write {}: {err}", self.path.display()),
-        )
+    fn drain(&mut self, all: bool) -> Result<()> {
+        self.records
+            .drain(&mut self.sink, all)
+            .map_err(|e| ExportError::io("cannot write", &self.path, e))
+    }
+
+    /// A number, bool or date in its text form, written straight into the
+    /// record buffer; moved out and through `Records::field` only when it
+    /// needs quotes or holds characters the encoding may not.
+    fn text_form_field(&mut self, cell: &Cell<'_>) {
+        let records = &mut self.records;
+        let start = records.buf.len();
+        records.next_field();
+        let form_start = records.buf.len();
+        schema::write_text_form(cell, &self.options.style, &mut records.buf);
+        let form = &records.buf[form_start..];
+        if !records.core.should_quote(form)
+            && (self.options.encoding.partial().is_none() || form.is_ascii())
+        {
+            records.last_field_empty = form.is_empty();
+            return;
+        }
+        self.field.clear();
+        self.field.extend_from_slice(form);
+        records.buf.truncate(start);
+        records.fields -= 1;
+        records.field(self.options.encoding, &self.field);
     }
 
     /// With `unencodable` = error, names the first character the encoding
@@ -221,19 +327,6 @@ impl CsvWriter {
             ))),
         }
     }
-}
-
-/// Writes one field. With GBK or GB18030, each character the encoding cannot
-/// hold becomes `?` here, before the CSV writer quotes the field: a `?` put
-/// in after quoting, by the transcoder, could be the delimiter or the
-/// enclosure and split the field (found by fuzzing). Text cells and headers
-/// only get here with such characters under `unencodable => 'replace'`.
-fn put_field(out: &mut csv::Writer<Sink>, encoding: CsvEncoding, field: &[u8]) -> csv::Result<()> {
-    let replaced = encoding
-        .partial()
-        .filter(|_| !field.is_ascii())
-        .and_then(|e| replace_unencodable(e, std::str::from_utf8(field).ok()?));
-    out.write_field(replaced.as_deref().map_or(field, str::as_bytes))
 }
 
 /// `text` with `?` for each character `encoding` cannot hold; `None` when it
@@ -284,12 +377,9 @@ impl FormatWriter for CsvWriter {
                 self.check_encodable(&c.name, || format!("header \"{}\"", c.name))?;
             }
             for c in columns {
-                put_field(&mut self.out, self.options.encoding, c.name.as_bytes())
-                    .map_err(|e| self.io_error(e))?;
+                self.records.field(self.options.encoding, c.name.as_bytes());
             }
-            self.out
-                .write_record(None::<&[u8]>)
-                .map_err(|e| self.io_error(e))?;
+            self.records.end_record();
         }
         Ok(())
     }
@@ -300,55 +390,45 @@ impl FormatWriter for CsvWriter {
         while reader.next_row(&mut row) {
             self.rows_written += 1;
             for (col, cell) in row.iter().enumerate() {
-                let result = match cell {
+                match cell {
                     Cell::Text(t) => {
                         let at = || format!("data row {}, column {}", self.rows_written, col + 1);
                         self.check_encodable(t, at)?;
+                        let encoding = self.options.encoding;
                         if self.options.formula_guard && looks_like_formula(t) {
                             self.field.clear();
                             self.field.push(b'\'');
                             self.field.extend_from_slice(t.as_bytes());
-                            put_field(&mut self.out, self.options.encoding, &self.field)
+                            self.records.field(encoding, &self.field);
                         } else {
-                            put_field(&mut self.out, self.options.encoding, t.as_bytes())
+                            self.records.field(encoding, t.as_bytes());
                         }
                     }
-                    Cell::Null => put_field(
-                        &mut self.out,
-                        self.options.encoding,
-                        self.options.null_text.as_bytes(),
-                    ),
-                    other => {
-                        self.field.clear();
-                        schema::write_text_form(other, &self.options.style, &mut self.field);
-                        put_field(&mut self.out, self.options.encoding, &self.field)
-                    }
-                };
-                result.map_err(|e| self.io_error(e))?;
+                    Cell::Null => self
+                        .records
+                        .field(self.options.encoding, self.options.null_text.as_bytes()),
+                    other => self.text_form_field(other),
+                }
             }
-            self.out
-                .write_record(None::<&[u8]>)
-                .map_err(|e| self.io_error(e))?;
+            self.records.end_record();
+            self.drain(false)?;
         }
         Ok(())
     }
 
     fn finish(self: Box<Self>) -> Result<WrittenFile> {
-        let path = self.path.clone();
-        let transcoder = self
-            .out
-            .into_inner()
-            .map_err(|e| ExportError::io("cannot write", &path, e.into_error()))?;
-        let (buffered, bytes, sha256) = transcoder
+        let mut this = *self;
+        this.drain(true)?;
+        let path = this.path;
+        let (buffered, bytes, sha256) = this
+            .sink
             .into_inner()
             .finish()
             .map_err(|e| ExportError::io("cannot write", &path, e))?
             .into_parts();
-        let file = buffered
+        buffered
             .into_inner()
             .map_err(|e| ExportError::io("cannot write", &path, e.into_error()))?;
-        file.sync_all()
-            .map_err(|e| ExportError::io("cannot write", &path, e))?;
         Ok(WrittenFile {
             bytes,
             sha256,

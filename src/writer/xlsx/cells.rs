@@ -1,6 +1,6 @@
 //! Sheet rows as SpreadsheetML, appended to a byte buffer with no allocation
 //! per cell: column letters are computed once per sheet, numbers go through
-//! itoa and ryu, and text is escaped in place.
+//! itoa and zmij, and text is escaped in place.
 
 /// Appends the column letters of `col` (0 is `A`, 26 is `AA`).
 pub fn column_letters(col: usize, out: &mut Vec<u8>) {
@@ -93,11 +93,11 @@ impl RowWriter {
     pub fn float(&self, out: &mut Vec<u8>, col: usize, style: u32, value: f64) {
         self.open_cell(out, col, style);
         out.extend_from_slice(b"><v>");
-        // Whole numbers (every date) without ryu's ".0": less XML to deflate.
+        // Whole numbers (every date) without zmij's ".0": less XML to deflate.
         if value.fract() == 0.0 && value.abs() < 1e15 {
             out.extend_from_slice(itoa::Buffer::new().format(value as i64).as_bytes());
         } else {
-            out.extend_from_slice(ryu::Buffer::new().format_finite(value).as_bytes());
+            out.extend_from_slice(zmij::Buffer::new().format_finite(value).as_bytes());
         }
         out.extend_from_slice(b"</v></c>");
     }

@@ -20,7 +20,7 @@ use self::cells::RowWriter;
 use self::deflate::{deflate_piece, ParallelDeflate, Summary, CHUNK};
 use self::package::{ColumnLook, SheetEntry, Styles};
 use self::zip::ZipWriter;
-use super::{FormatWriter, HashingWriter, WrittenFile};
+use super::{FormatWriter, HashingWriter, OutputFile, WrittenFile};
 use crate::batch::RecordBatch;
 use crate::error::{ExportError, Result};
 use crate::schema::{self, Cell, Column, ColumnType, ColumnWidth, LocalDateTime, TextStyle};
@@ -318,7 +318,7 @@ impl XlsxWriter {
     }
 
     fn assemble(&mut self) -> std::io::Result<(u64, String)> {
-        let file = File::create(&self.path)?;
+        let file = OutputFile::create(&self.path)?;
         let mut zip = ZipWriter::new(HashingWriter::new(BufWriter::with_capacity(
             128 << 10,
             file,
