@@ -66,7 +66,7 @@ valgrind: build test-servers
 
 ## End-to-end figures at 800,000 and 5,000,000 rows: bare PHP loop, fputcsv, Fluxo CSV and XLSX (and xlswriter if loaded).
 bench: build
-	FLUXO_SO=$(SO) $(PHP) php-bench/bench.php $(or $(BENCH_ROWS),800000)
+	FLUXO_SO=$(SO) $(PHP) php-bench/bench.php $(or $(BENCH_ROWS),800000) --repeat=$(or $(BENCH_REPEAT),3)
 	FLUXO_SO=$(SO) $(PHP) php-bench/bench.php 5000000 --only=bare,fputcsv,fluxo-csv,fluxo-xlsx,xlswriter
 
 ## 16 concurrent 100,000-row gRPC streams: aggregate rows/s, server peak RSS.

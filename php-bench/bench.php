@@ -4,6 +4,11 @@
  * Fluxo Export benchmark: the same PHP row loop into different sinks, each variant in its own process.
  *
  * Usage: php -d extension=/path/to/libfluxo.so php-bench/bench.php [rows=800000] [--json] [--only=bare,fluxo-xlsx]
+ *        [--repeat=N]
+ *
+ * --repeat=N runs every variant N times, round by round, and shows each variant's median run; its
+ * "x bare" is the median of its ratios to the bare loop of the same round (the machines are shared
+ * and noisy: a ratio within one round cancels most of the drift).
  *
  * Each variant runs in a child process (PHP_BINARY with this process's own -d/-c/-n options, FLUXO_SO in
  * its environment) so that peak RSS (VmHWM) belongs to that variant alone. The child prints one JSON
@@ -197,17 +202,17 @@ $so = $fluxoSo();
 $env = $so !== null ? ['FLUXO_SO' => $so] + getenv() : getenv();
 $only = preg_grep('/^--only=/', $args);
 $variants = $only ? array_intersect(VARIANTS, explode(',', substr(reset($only), 7))) : VARIANTS;
-$results = [];
-foreach ($variants as $variant) {
+$repeat = max(1, (int) substr((string) (array_values(preg_grep('/^--repeat=\d+$/', $args))[0] ?? '--repeat=1'), 9));
+
+/** Runs one variant in a fresh child process; returns its JSON result, or why it did not run. */
+$runChild = static function (string $variant) use ($rows, $so, $env, $childCommand): array {
     $needs = str_starts_with($variant, 'fluxo') ? 'fluxo' : ($variant === 'xlswriter' ? 'xlswriter' : null);
     if ($needs !== null && !extension_loaded($needs)) {
-        $results[] = ['variant' => $variant, 'skipped' => "$needs not loaded"];
-        continue;
+        return ['variant' => $variant, 'skipped' => "$needs not loaded"];
     }
     $s3Configured = (getenv('FLUXO_S3_ENDPOINT') ?: (string) ini_get('fluxo.s3_endpoint')) !== '';
     if (str_ends_with($variant, '-s3') && !$s3Configured) {
-        $results[] = ['variant' => $variant, 'skipped' => 'no S3 store configured (FLUXO_S3_*)'];
-        continue;
+        return ['variant' => $variant, 'skipped' => 'no S3 store configured (FLUXO_S3_*)'];
     }
     $proc = proc_open($childCommand($variant, $rows, $so), [1 => ['pipe', 'w'], 2 => STDERR], $pipes, null, $env);
     $out = stream_get_contents($pipes[1]);
@@ -215,8 +220,45 @@ foreach ($variants as $variant) {
     $code = proc_close($proc);
     $result = json_decode(trim((string) $out), true);
     if ($code !== 0 || !is_array($result)) {
-        $result = ['variant' => $variant, 'error' => "exit code $code: " . trim((string) $out)];
+        return ['variant' => $variant, 'error' => "exit code $code: " . trim((string) $out)];
     }
+    return $result;
+};
+
+// Rounds run every variant once, in order, so that the machine's drift hits
+// them alike; each variant's ratio to the bare loop is taken within a round.
+$runs = [];
+for ($round = 0; $round < $repeat; $round++) {
+    foreach ($variants as $variant) {
+        $runs[$variant][$round] = $runChild($variant);
+    }
+}
+
+$median = static function (array $values): float {
+    sort($values);
+    $n = count($values);
+    return $n % 2 === 1 ? $values[intdiv($n, 2)] : ($values[$n / 2 - 1] + $values[$n / 2]) / 2;
+};
+
+/** Per variant: its median run (by wall time), with the median ratio to the bare loop of the same round. */
+$results = [];
+foreach ($runs as $variant => $rounds) {
+    $timed = array_filter($rounds, static fn (array $r): bool => isset($r['seconds']));
+    if (count($timed) < count($rounds)) {
+        $results[] = array_values(array_diff_key($rounds, $timed))[0];
+        continue;
+    }
+    usort($timed, static fn (array $a, array $b): int => $a['seconds'] <=> $b['seconds']);
+    $result = $timed[intdiv(count($timed) - 1, 2)];
+    $ratios = [];
+    foreach ($rounds as $round => $r) {
+        $bare = $runs['bare'][$round]['seconds'] ?? null;
+        if ($bare) {
+            $ratios[] = $r['seconds'] / $bare;
+        }
+    }
+    $result['x_bare'] = $ratios ? round($median($ratios), 3) : null;
+    $result['runs'] = count($rounds);
     $results[] = $result;
 }
 
@@ -225,8 +267,14 @@ if (in_array('--json', $args, true)) {
     exit(0);
 }
 
-$bare = $variants[0] === 'bare' ? ($results[0]['seconds'] ?? null) : null;
-printf("%s rows x %d columns, chunks of %d, PHP %s\n\n", number_format($rows), count(HEADER), CHUNK, PHP_VERSION);
+printf(
+    "%s rows x %d columns, chunks of %d, PHP %s%s\n\n",
+    number_format($rows),
+    count(HEADER),
+    CHUNK,
+    PHP_VERSION,
+    $repeat > 1 ? ", median of $repeat runs (x bare: median of the ratios within each run)" : ''
+);
 printf(
     "%-14s %9s %12s %9s %12s %14s %8s %8s %9s\n",
     'variant',
@@ -250,7 +298,7 @@ foreach ($results as $r) {
         $r['variant'],
         $r['seconds'],
         number_format($r['rows'] / max($r['seconds'], 1e-9)),
-        $bare ? sprintf('%.2f', $r['seconds'] / $bare) : '-',
+        $r['x_bare'] !== null ? sprintf('%.2f', $r['x_bare']) : '-',
         $r['peak_rss_mb'],
         number_format($r['bytes']),
         $r['cpu_s'],

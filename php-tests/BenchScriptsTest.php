@@ -31,7 +31,7 @@ final class BenchScriptsTest extends FluxoTestCase
 
     public function testEndToEndBenchRunsEveryVariant(): void
     {
-        [$code, $out, $err] = $this->runScript('bench.php', ['2000', '--json']);
+        [$code, $out, $err] = $this->runScript('bench.php', ['2000', '--json', '--repeat=2']);
         self::assertSame(0, $code, $out . $err);
         $report = json_decode($out, true);
         self::assertIsArray($report, $out);
@@ -39,7 +39,10 @@ final class BenchScriptsTest extends FluxoTestCase
         foreach (['bare', 'fputcsv', 'fluxo-csv', 'fluxo-xlsx'] as $variant) {
             self::assertSame(2000, $byName[$variant]['rows'] ?? null, "{$variant}: " . json_encode($byName[$variant] ?? null));
             self::assertGreaterThan(0, $byName[$variant]['peak_rss_mb']);
+            self::assertSame(2, $byName[$variant]['runs'], "{$variant} ran in both rounds");
+            self::assertGreaterThan(0, $byName[$variant]['x_bare']);
         }
+        self::assertEquals(1, $byName['bare']['x_bare'], 'the bare loop is its own baseline');
     }
 
     public function testCompressionBenchRuns(): void

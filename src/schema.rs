@@ -489,6 +489,15 @@ pub fn check_date_pattern(pattern: &str) -> Result<(), char> {
 fn write_date_pattern(pattern: &str, dt: &LocalDateTime, out: &mut Vec<u8>) {
     use std::io::Write;
     let (y, m, d, h, mi, sec) = dt.parts();
+    // The default date pattern, in one step rather than letter by letter.
+    if pattern == "Y-m-d" && (0..=9999).contains(&y) {
+        push_padded(out, y as u32, 4);
+        out.push(b'-');
+        push_padded(out, m, 2);
+        out.push(b'-');
+        push_padded(out, d, 2);
+        return;
+    }
     let h12 = if h % 12 == 0 { 12 } else { h % 12 };
     let mut chars = pattern.chars();
     while let Some(c) = chars.next() {

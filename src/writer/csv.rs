@@ -138,8 +138,10 @@ impl<W: Write> Write for Compressor<W> {
     }
 }
 
-/// Records are encoded here and written to the sink in pieces of this size.
-const RECORD_BUFFER: usize = 1 << 16;
+/// Records are encoded here and written to the sink in pieces of this size:
+/// the capacity of the `BufWriter` below, which then passes them through
+/// without a copy of its own.
+const RECORD_BUFFER: usize = 1 << 17;
 
 /// CSV records in a byte buffer. `csv_core` decides which fields need quotes
 /// and quotes them; going through `csv::Writer::write_field` instead, a
@@ -193,7 +195,7 @@ impl Records {
     fn quoted(&mut self, field: &[u8]) {
         self.last_field_empty = field.is_empty();
         if !self.core.should_quote(field) {
-            self.buf.extend_from_slice(field);
+            crate::batch::extend_short(&mut self.buf, field);
             return;
         }
         let quote = self.core.get_quote();
@@ -246,7 +248,7 @@ impl CsvWriter {
     pub fn create(path: &Path, options: CsvOptions) -> Result<Self> {
         let file =
             OutputFile::create(path).map_err(|e| ExportError::io("cannot create", path, e))?;
-        let hashed = HashingWriter::new(BufWriter::with_capacity(1 << 17, file));
+        let hashed = HashingWriter::new(BufWriter::with_capacity(RECORD_BUFFER, file));
         let mut sink = if options.gzip {
             Compressor::Gzip(Box::new(flate2::write::GzEncoder::new(
                 hashed,
