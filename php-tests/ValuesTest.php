@@ -77,6 +77,36 @@ final class ValuesTest extends FluxoTestCase
         }
     }
 
+    /**
+     * A row held through a PHP reference, replaced by a __toString() that runs
+     * while the row is read: the row is read as it was passed (its memory is
+     * not freed under the reader; `make valgrind` checks that part).
+     */
+    public function testARowReplacedThroughAReferenceWhileItIsReadKeepsItsValues(): void
+    {
+        $row = [];
+        $replacer = new class ($row) {
+            private mixed $target;
+
+            public function __construct(mixed &$target)
+            {
+                $this->target = &$target;
+            }
+
+            public function __toString(): string
+            {
+                $this->target = ['changed', 'changed', str_repeat('z', 100)];
+                return 'object';
+            }
+        };
+        $last = 'last-' . str_repeat('y', 100);
+        $row = ['first', $replacer, $last];
+        $rows = [&$row, ['2', '3', '4']];
+        $r = $this->exportOne(['columns' => ['a', 'b', 'c'], 'csv' => ['bom' => false]], $rows);
+        self::assertSame([['a', 'b', 'c'], ['first', 'object', $last], ['2', '3', '4']], $this->readCsv($r->path));
+        self::assertSame('changed', $row[0], 'the callback did replace the row');
+    }
+
     public function testCsvStringableObject(): void
     {
         $obj = new class () {

@@ -114,7 +114,10 @@ impl Exporter {
 
     /// Adds a list of rows; returns the running row count.
     pub fn add_batch(&mut self, rows: &ZendHashTable) -> PhpResult<i64> {
-        guarded(|| self.add(rows.values()))
+        guarded(|| match convert::list_values(rows) {
+            Some(rows) => self.add(rows.iter()),
+            None => self.add(rows.values()),
+        })
     }
 
     /// Adds one row; returns the running row count.
