@@ -106,7 +106,7 @@ impl RecordBatch {
                 self.data.push(TEXT);
                 self.data
                     .extend_from_slice(&text_len(t.len()).to_le_bytes());
-                extend_short(&mut self.data, t.as_bytes());
+                schema::extend_short(&mut self.data, t.as_bytes());
             }
             Cell::Date(dt) => self.push_datetime(DATE, dt),
             Cell::DateTime(dt) => self.push_datetime(DATETIME, dt),
@@ -151,36 +151,6 @@ impl RecordBatch {
             pos: 0,
             columns: self.columns,
         }
-    }
-}
-
-/// `data.extend_from_slice(bytes)`, without a call to `memcpy` for the
-/// short texts most cells hold: that call was a sixth of the PHP thread's
-/// time in `addBatch`, and the CSV writer copies every text once more.
-#[inline(always)]
-pub(crate) fn extend_short(data: &mut Vec<u8>, bytes: &[u8]) {
-    let len = bytes.len();
-    if !(4..=16).contains(&len) {
-        data.extend_from_slice(bytes);
-        return;
-    }
-    data.reserve(len);
-    let at = data.len();
-    // Two overlapping fixed-size copies cover 4..=16 bytes (8..=16 with two
-    // words, 4..8 with two halves), which compile to plain moves.
-    let (head, tail): (&[u8], &[u8]) = if len >= 8 {
-        (&bytes[..8], &bytes[len - 8..])
-    } else {
-        (&bytes[..4], &bytes[len - 4..])
-    };
-    // SAFETY: `reserve` made room for `len` bytes after `at`; `head` and
-    // `tail` are within `bytes` and land within `at..at + len`, so every
-    // byte up to the new length is written before `set_len`.
-    unsafe {
-        let dst = data.as_mut_ptr().add(at);
-        std::ptr::copy_nonoverlapping(head.as_ptr(), dst, head.len());
-        std::ptr::copy_nonoverlapping(tail.as_ptr(), dst.add(len - tail.len()), tail.len());
-        data.set_len(at + len);
     }
 }
 

@@ -195,7 +195,7 @@ impl Records {
     fn quoted(&mut self, field: &[u8]) {
         self.last_field_empty = field.is_empty();
         if !self.core.should_quote(field) {
-            crate::batch::extend_short(&mut self.buf, field);
+            schema::extend_short(&mut self.buf, field);
             return;
         }
         let quote = self.core.get_quote();
