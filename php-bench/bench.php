@@ -16,7 +16,7 @@
  * producing every row and, for the writers, closing the file (finish() returns when the file is
  * complete). cpu_s is the whole process's CPU time, php_thread_cpu_s the PHP thread's; the difference
  * is what Fluxo's own threads did, and finish_s (the wait in finish()) is the part of it PHP did not
- * overlap with producing rows. Output files are removed.
+ * overlap with producing rows. Output files are removed after the clocks stop.
  */
 
 declare(strict_types=1);
@@ -66,7 +66,7 @@ $columns = [
     'note',
 ];
 
-/** Runs one variant in this process; returns [rows, output bytes]. */
+/** Runs one variant in this process; returns [rows, output bytes, output file or null]. */
 $runVariant = static function (string $variant, int $rows) use ($chunks, $columns): array {
     switch ($variant) {
         case 'bare':
@@ -74,7 +74,7 @@ $runVariant = static function (string $variant, int $rows) use ($chunks, $column
             foreach ($chunks($rows) as $chunk) {
                 $n += count($chunk);
             }
-            return [$n, 0];
+            return [$n, 0, null];
         case 'fputcsv':
             $file = tempnam(sys_get_temp_dir(), 'bench-csv-');
             $fh = fopen($file, 'wb');
@@ -87,9 +87,7 @@ $runVariant = static function (string $variant, int $rows) use ($chunks, $column
                 $n += count($chunk);
             }
             fclose($fh);
-            $bytes = filesize($file);
-            unlink($file);
-            return [$n, $bytes];
+            return [$n, filesize($file), $file];
         case 'fluxo-csv':
         case 'fluxo-xlsx':
         case 'fluxo-csv-s3':
@@ -107,11 +105,7 @@ $runVariant = static function (string $variant, int $rows) use ($chunks, $column
             $finishStart = hrtime(true);
             $result = $exporter->finish();
             $GLOBALS['finishSeconds'] = (hrtime(true) - $finishStart) / 1e9;
-            if ($result->path !== null) {
-                unlink($result->path);
-                @rmdir(dirname($result->path));
-            }
-            return [$result->records, $result->bytes];
+            return [$result->records, $result->bytes, $result->path];
         case 'xlswriter':
             $dir = sys_get_temp_dir();
             $excel = new Vtiful\Kernel\Excel(['path' => $dir]);
@@ -122,9 +116,7 @@ $runVariant = static function (string $variant, int $rows) use ($chunks, $column
                 $n += count($chunk);
             }
             $file = $excel->output();
-            $bytes = filesize($file);
-            unlink($file);
-            return [$n, $bytes];
+            return [$n, filesize($file), $file];
     }
     throw new InvalidArgumentException("unknown variant $variant");
 };
@@ -181,9 +173,16 @@ $rows = (int) (array_values(preg_grep('/^\d+$/', $args))[0] ?? 800000);
 if ($child) {
     $variant = substr(reset($child), 8);
     $t0 = hrtime(true);
-    [$done, $bytes] = $runVariant($variant, $rows);
+    [$done, $bytes, $file] = $runVariant($variant, $rows);
     $seconds = (hrtime(true) - $t0) / 1e9;
     [$cpu, $phpThreadCpu] = $cpuSeconds();
+    // Deleting the output is not part of writing it: done once the clocks are read.
+    if ($file !== null) {
+        unlink($file);
+        if (str_starts_with($variant, 'fluxo')) {
+            @rmdir(dirname($file));
+        }
+    }
     echo json_encode([
         'variant' => $variant,
         'seconds' => round($seconds, 4),

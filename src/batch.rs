@@ -194,7 +194,15 @@ impl<'a> BatchReader<'a> {
         bytes
     }
 
-    fn next_cell(&mut self) -> Cell<'a> {
+    /// Whether every row has been read.
+    pub fn is_done(&self) -> bool {
+        self.pos >= self.data.len()
+    }
+
+    /// Decodes the next cell, row after row: a row is `columns` cells. Only
+    /// call it while `!is_done()`.
+    #[inline]
+    pub fn next_cell(&mut self) -> Cell<'a> {
         let [tag] = self.take::<1>();
         match tag {
             NULL => Cell::Null,
