@@ -239,21 +239,6 @@ fn days_in_month(y: i64, m: u32) -> u32 {
 /// fractional seconds, `Z` or `±hh:mm` suffix). The clock reading is kept as
 /// written; a zone suffix is accepted but does not shift the time.
 pub fn parse_datetime(text: &str) -> Option<LocalDateTime> {
-    // The commonest form, a bare `Y-m-d`, straight from its ten bytes: this
-    // runs on the PHP thread for every date cell given as a string.
-    if let [y0, y1, y2, y3, b'-', m0, m1, b'-', d0, d1] = *text.as_bytes() {
-        let digits = [y0, y1, y2, y3, m0, m1, d0, d1];
-        if digits.iter().all(u8::is_ascii_digit) {
-            let n = |pair: &[u8]| pair.iter().fold(0u32, |v, b| v * 10 + u32::from(b - b'0'));
-            let (y, m, d) = (
-                i64::from(n(&digits[..4])),
-                n(&digits[4..6]),
-                n(&digits[6..]),
-            );
-            let valid = (1..=12).contains(&m) && d >= 1 && d <= days_in_month(y, m);
-            return valid.then(|| LocalDateTime::from_parts((y, m, d), (0, 0, 0), 0));
-        }
-    }
     let text = text.trim();
     let bytes = text.as_bytes();
     if bytes.len() >= 5 && bytes[2] == b':' {
@@ -507,15 +492,6 @@ pub fn check_date_pattern(pattern: &str) -> Result<(), char> {
 fn write_date_pattern(pattern: &str, dt: &LocalDateTime, out: &mut Vec<u8>) {
     use std::io::Write;
     let (y, m, d, h, mi, sec) = dt.parts();
-    // The default date pattern, in one step rather than letter by letter.
-    if pattern == "Y-m-d" && (0..=9999).contains(&y) {
-        push_padded(out, y as u32, 4);
-        out.push(b'-');
-        push_padded(out, m, 2);
-        out.push(b'-');
-        push_padded(out, d, 2);
-        return;
-    }
     let h12 = if h % 12 == 0 { 12 } else { h % 12 };
     let mut chars = pattern.chars();
     while let Some(c) = chars.next() {

@@ -59,19 +59,20 @@ fn class_named(name: &str) -> Option<&'static ClassEntry> {
     ClassEntry::try_find(name)
 }
 
-/// Appends one PHP value to the batch, converted by the column's type.
-/// The `is_*` tests are inlined type-byte compares (`Zval::get_type()` is an
-/// out-of-line call), and each kind calls the inlined `RecordBatch::push`
+/// Appends one PHP value (already dereferenced) to the batch, converted by
+/// the column's type. The accessors and `is_*` tests are inlined type-byte
+/// compares (`Zval::get_type()` is an out-of-line call), and each kind calls
+/// the inlined `RecordBatch::push`
 /// itself, so that its conversion is specialised for that kind. Inlined into
 /// the row loops: as a call, its entry and exit were a seventh of its cost.
 #[inline(always)]
 fn push(batch: &mut RecordBatch, zv: &Zval, column: &Column, zone: &DateZone) -> Result<(), Fault> {
     let ty = column.column_type;
-    let pushed = if let Some(s) = zv.zend_str().filter(|_| zv.is_string()) {
+    let pushed = if let Some(s) = zv.zend_str() {
         batch.push(Value::Bytes(s.as_bytes()), ty)
-    } else if let Some(i) = zv.long().filter(|_| zv.is_long()) {
+    } else if let Some(i) = zv.long() {
         batch.push(Value::Int(i), ty)
-    } else if let Some(f) = zv.double().filter(|_| zv.is_double()) {
+    } else if let Some(f) = zv.double() {
         batch.push(Value::Float(f), ty)
     } else if zv.is_null() {
         batch.push(Value::Null, ty)
@@ -288,37 +289,35 @@ pub fn batch<'a>(
                 debug_type(row)
             )));
         };
-        if let Some(values) = list_values(cells) {
-            if values.len() != columns.len() {
+        // A list row holds its cells by position: read in place when PHP
+        // packed it, else by key 0, 1, … (keys out of order, say).
+        let packed = list_values(cells);
+        if packed.is_some() || cells.is_empty() || cells.get_index(0).is_some() {
+            let len = packed.map_or_else(|| cells.len(), <[Zval]>::len);
+            if len != columns.len() {
                 return Err(ExportError::invalid_row(format!(
-                    "row {index}: has {} cells, expected {}",
-                    values.len(),
+                    "row {index}: has {len} cells, expected {}",
                     columns.len()
                 )));
             }
-            for (zv, column) in values.iter().zip(columns) {
-                let zv = zv.dereference();
-                push(&mut batch, zv, column, zone).map_err(|f| cell_error(index, column, zv, f))?;
-            }
-        // Any other row with key 0 is a list too (with its keys out of
-        // order, say): cells by position.
-        } else if cells.is_empty() || cells.get_index(0).is_some() {
-            if cells.len() != columns.len() {
-                return Err(ExportError::invalid_row(format!(
-                    "row {index}: has {} cells, expected {}",
-                    cells.len(),
-                    columns.len()
-                )));
-            }
-            for (position, column) in columns.iter().enumerate() {
-                let Some(zv) = cells.get_index(position as i64) else {
-                    return Err(ExportError::invalid_row(format!(
-                        "row {index}: a list row needs keys 0 to {}, key {position} is missing",
-                        columns.len() - 1
-                    )));
-                };
-                let zv = zv.dereference();
-                push(&mut batch, zv, column, zone).map_err(|f| cell_error(index, column, zv, f))?;
+            if let Some(values) = packed {
+                for (zv, column) in values.iter().zip(columns) {
+                    let zv = zv.dereference();
+                    push(&mut batch, zv, column, zone)
+                        .map_err(|f| cell_error(index, column, zv, f))?;
+                }
+            } else {
+                for (position, column) in columns.iter().enumerate() {
+                    let Some(zv) = cells.get_index(position as i64) else {
+                        return Err(ExportError::invalid_row(format!(
+                            "row {index}: a list row needs keys 0 to {}, key {position} is missing",
+                            columns.len() - 1
+                        )));
+                    };
+                    let zv = zv.dereference();
+                    push(&mut batch, zv, column, zone)
+                        .map_err(|f| cell_error(index, column, zv, f))?;
+                }
             }
         } else {
             for column in columns {

@@ -151,7 +151,8 @@ struct Records {
     buf: Vec<u8>,
     terminator: &'static [u8],
     fields: usize,
-    last_field_empty: bool,
+    /// Where the current record starts in `buf`.
+    record_start: usize,
 }
 
 impl Records {
@@ -165,7 +166,7 @@ impl Records {
             buf: Vec::with_capacity(RECORD_BUFFER + (RECORD_BUFFER >> 2)),
             terminator: if options.crlf { b"\r\n" } else { b"\n" },
             fields: 0,
-            last_field_empty: false,
+            record_start: 0,
         }
     }
 
@@ -193,7 +194,6 @@ impl Records {
 
     /// `field`, quoted if it needs to be, after the delimiter.
     fn quoted(&mut self, field: &[u8]) {
-        self.last_field_empty = field.is_empty();
         if !self.core.should_quote(field) {
             schema::extend_short(&mut self.buf, field);
             return;
@@ -217,11 +217,12 @@ impl Records {
     fn end_record(&mut self) {
         // A record of one empty field would be a blank line, which readers
         // skip: quote it, as the `csv` crate does.
-        if self.fields == 1 && self.last_field_empty {
+        if self.fields == 1 && self.buf.len() == self.record_start {
             self.buf.extend_from_slice(&[self.core.get_quote(); 2]);
         }
         self.buf.extend_from_slice(self.terminator);
         self.fields = 0;
+        self.record_start = self.buf.len();
     }
 
     /// Writes the buffer out once it holds a piece's worth (or `all`).
@@ -229,6 +230,7 @@ impl Records {
         if all || self.buf.len() >= RECORD_BUFFER {
             sink.write_all(&self.buf)?;
             self.buf.clear();
+            self.record_start = 0;
         }
         Ok(())
     }
@@ -241,7 +243,8 @@ pub struct CsvWriter {
     path: PathBuf,
     field: Vec<u8>,
     /// No text form of a number, bool or date can need quotes, nor hold a
-    /// character the encoding may not: see [`plain_text_forms`].
+    /// character the encoding may not: see [`plain_text_forms`]. Decided once
+    /// per export, instead of checking each form.
     text_forms_plain: bool,
     sheets: u32,
     rows_written: u64,
@@ -282,28 +285,18 @@ impl CsvWriter {
             .map_err(|e| ExportError::io("cannot write", &self.path, e))
     }
 
-    /// A number, bool or date in its text form, written straight into the
-    /// record buffer; moved out and through `Records::field` only when it
-    /// needs quotes or holds characters the encoding may not.
+    /// A number, bool or date in its text form: straight into the record
+    /// buffer when the dialect cannot need quotes or re-encoding for it,
+    /// else through `Records::field` like text.
     fn text_form_field(&mut self, cell: &Cell<'_>) {
-        let records = &mut self.records;
-        let start = records.buf.len();
-        records.next_field();
-        let form_start = records.buf.len();
-        schema::write_text_form(cell, &self.options.style, &mut records.buf);
-        let form = &records.buf[form_start..];
-        if self.text_forms_plain
-            || !records.core.should_quote(form)
-                && (self.options.encoding.partial().is_none() || form.is_ascii())
-        {
-            records.last_field_empty = form.is_empty();
-            return;
+        if self.text_forms_plain {
+            self.records.next_field();
+            schema::write_text_form(cell, &self.options.style, &mut self.records.buf);
+        } else {
+            self.field.clear();
+            schema::write_text_form(cell, &self.options.style, &mut self.field);
+            self.records.field(self.options.encoding, &self.field);
         }
-        self.field.clear();
-        self.field.extend_from_slice(form);
-        records.buf.truncate(start);
-        records.fields -= 1;
-        records.field(self.options.encoding, &self.field);
     }
 
     /// With `unencodable` = error, names the first character the encoding
