@@ -628,14 +628,12 @@ fn second_of(key: &str, v: &OptionValue, names: [&str; 2]) -> Result<bool> {
     }
 }
 
-fn date_pattern(key: &str, v: &OptionValue) -> Result<String> {
-    let pattern = string(key, v)?;
-    crate::schema::check_date_pattern(pattern).map_err(|letter| {
+fn date_pattern(key: &str, v: &OptionValue) -> Result<crate::schema::DatePattern> {
+    crate::schema::DatePattern::new(string(key, v)?).map_err(|letter| {
         ExportError::invalid_option(format!(
             "option \"{key}\": unknown date letter '{letter}' (use Y y m n d j H G h g i s A a u, \\ to escape)"
         ))
-    })?;
-    Ok(pattern.to_owned())
+    })
 }
 
 fn single_byte(key: &str, v: &OptionValue) -> Result<u8> {

@@ -368,9 +368,9 @@ fn plain_text_forms(options: &CsvOptions) -> bool {
     let literals = [
         style.true_text.as_str(),
         &style.false_text,
-        &style.date,
-        &style.datetime,
-        &style.time,
+        style.date.as_str(),
+        style.datetime.as_str(),
+        style.time.as_str(),
     ];
     let may_appear = |b: u8| {
         b.is_ascii_digit()
