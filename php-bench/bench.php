@@ -4,7 +4,10 @@
  * Fluxo Export benchmark: the same PHP row loop into different sinks, each variant in its own process.
  *
  * Usage: php -d extension=/path/to/libfluxo.so php-bench/bench.php [rows=800000] [--json] [--only=bare,fluxo-xlsx]
- *        [--repeat=N]
+ *        [--repeat=N] [--assoc]
+ *
+ * --assoc builds every row with string keys (the column names), as PDO::FETCH_ASSOC and most query
+ * builders return rows, instead of as a list.
  *
  * --repeat=N runs every variant N times, round by round, and shows each variant's median run; its
  * "x bare" is the median of its ratios to the bare loop of the same round (the machines are shared
@@ -26,7 +29,7 @@ const VARIANTS = ['bare', 'fputcsv', 'fluxo-csv', 'fluxo-xlsx', 'fluxo-csv-s3', 
 const HEADER = ['id', 'order_no', 'qty', 'price', 'discount', 'sku', 'city', 'created', 'active', 'note'];
 
 /** The workload: identical in every variant. Yields lists of CHUNK rows of 10 mixed cells. */
-$chunks = static function (int $rows): Generator {
+$chunks = static function (int $rows, bool $assoc): Generator {
     $cities = ['Shanghai', 'Beijing', 'Hangzhou', 'Shenzhen', '成都', 'Berlin', 'São Paulo', 'Austin'];
     $dates = [];
     for ($d = 0; $d < 365; $d++) {
@@ -36,7 +39,20 @@ $chunks = static function (int $rows): Generator {
         $chunk = [];
         $end = min($rows, $start + CHUNK);
         for ($i = $start; $i < $end; $i++) {
-            $chunk[] = [
+            // Two literals, not one row turned into the other: that would be
+            // part of the baseline's cost.
+            $chunk[] = $assoc ? [
+                'id' => $i + 1,
+                'order_no' => (string) (202601010000000000 + $i * 7),
+                'qty' => $i % 97 + 1,
+                'price' => ($i % 100000) / 100 + 0.99,
+                'discount' => ($i % 7) * 0.05,
+                'sku' => 'SKU-' . ($i % 5000),
+                'city' => $cities[$i % 8],
+                'created' => $dates[$i % 365],
+                'active' => $i % 3 !== 0,
+                'note' => $i % 5 === 0 ? null : 'n' . ($i % 13),
+            ] : [
                 $i + 1,
                 (string) (202601010000000000 + $i * 7),
                 $i % 97 + 1,
@@ -67,11 +83,11 @@ $columns = [
 ];
 
 /** Runs one variant in this process; returns [rows, output bytes, output file or null]. */
-$runVariant = static function (string $variant, int $rows) use ($chunks, $columns): array {
+$runVariant = static function (string $variant, int $rows, bool $assoc) use ($chunks, $columns): array {
     switch ($variant) {
         case 'bare':
             $n = 0;
-            foreach ($chunks($rows) as $chunk) {
+            foreach ($chunks($rows, $assoc) as $chunk) {
                 $n += count($chunk);
             }
             return [$n, 0, null];
@@ -80,7 +96,7 @@ $runVariant = static function (string $variant, int $rows) use ($chunks, $column
             $fh = fopen($file, 'wb');
             fputcsv($fh, HEADER);
             $n = 0;
-            foreach ($chunks($rows) as $chunk) {
+            foreach ($chunks($rows, $assoc) as $chunk) {
                 foreach ($chunk as $row) {
                     fputcsv($fh, $row);
                 }
@@ -99,7 +115,7 @@ $runVariant = static function (string $variant, int $rows) use ($chunks, $column
                 'columns' => $columns,
                 'total_rows' => $rows,
             ]);
-            foreach ($chunks($rows) as $chunk) {
+            foreach ($chunks($rows, $assoc) as $chunk) {
                 $exporter->addBatch($chunk);
             }
             $finishStart = hrtime(true);
@@ -111,7 +127,7 @@ $runVariant = static function (string $variant, int $rows) use ($chunks, $column
             $excel = new Vtiful\Kernel\Excel(['path' => $dir]);
             $excel->constMemory('bench-xlswriter-' . getmypid() . '.xlsx', 'Sheet1', false)->header(HEADER);
             $n = 0;
-            foreach ($chunks($rows) as $chunk) {
+            foreach ($chunks($rows, $assoc) as $chunk) {
                 $excel->data($chunk);
                 $n += count($chunk);
             }
@@ -137,7 +153,7 @@ $peakRssMb = static function (): float {
 };
 
 /** Child command: PHP_BINARY with this process's interpreter options; fluxo loaded from $so if known. */
-$childCommand = static function (string $variant, int $rows, ?string $so): array {
+$childCommand = static function (string $variant, int $rows, bool $assoc, ?string $so): array {
     $cmdline = explode("\0", rtrim((string) @file_get_contents('/proc/self/cmdline'), "\0"));
     $options = array_slice($cmdline, 1, max(0, count($cmdline) - 1 - count($_SERVER['argv'])));
     $kept = [];
@@ -153,7 +169,7 @@ $childCommand = static function (string $variant, int $rows, ?string $so): array
         $kept[] = '-d';
         $kept[] = "extension=$so";
     }
-    return [PHP_BINARY, ...$kept, __FILE__, '--child=' . $variant, (string) $rows];
+    return [PHP_BINARY, ...$kept, __FILE__, '--child=' . $variant, (string) $rows, ...($assoc ? ['--assoc'] : [])];
 };
 
 /** Path of the loaded fluxo .so: FLUXO_SO, else the mapped library file. */
@@ -170,10 +186,11 @@ $fluxoSo = static function (): ?string {
 $args = array_slice($argv, 1);
 $child = preg_grep('/^--child=/', $args);
 $rows = (int) (array_values(preg_grep('/^\d+$/', $args))[0] ?? 800000);
+$assoc = in_array('--assoc', $args, true);
 if ($child) {
     $variant = substr(reset($child), 8);
     $t0 = hrtime(true);
-    [$done, $bytes, $file] = $runVariant($variant, $rows);
+    [$done, $bytes, $file] = $runVariant($variant, $rows, $assoc);
     $seconds = (hrtime(true) - $t0) / 1e9;
     [$cpu, $phpThreadCpu] = $cpuSeconds();
     // Deleting the output is not part of writing it: done once the clocks are read.
@@ -204,7 +221,7 @@ $variants = $only ? array_intersect(VARIANTS, explode(',', substr(reset($only), 
 $repeat = max(1, (int) substr((string) (array_values(preg_grep('/^--repeat=\d+$/', $args))[0] ?? '--repeat=1'), 9));
 
 /** Runs one variant in a fresh child process; returns its JSON result, or why it did not run. */
-$runChild = static function (string $variant) use ($rows, $so, $env, $childCommand): array {
+$runChild = static function (string $variant) use ($rows, $assoc, $so, $env, $childCommand): array {
     $needs = str_starts_with($variant, 'fluxo') ? 'fluxo' : ($variant === 'xlswriter' ? 'xlswriter' : null);
     if ($needs !== null && !extension_loaded($needs)) {
         return ['variant' => $variant, 'skipped' => "$needs not loaded"];
@@ -213,7 +230,7 @@ $runChild = static function (string $variant) use ($rows, $so, $env, $childComma
     if (str_ends_with($variant, '-s3') && !$s3Configured) {
         return ['variant' => $variant, 'skipped' => 'no S3 store configured (FLUXO_S3_*)'];
     }
-    $proc = proc_open($childCommand($variant, $rows, $so), [1 => ['pipe', 'w'], 2 => STDERR], $pipes, null, $env);
+    $proc = proc_open($childCommand($variant, $rows, $assoc, $so), [1 => ['pipe', 'w'], 2 => STDERR], $pipes, null, $env);
     $out = stream_get_contents($pipes[1]);
     fclose($pipes[1]);
     $code = proc_close($proc);
@@ -262,14 +279,15 @@ foreach ($runs as $variant => $rounds) {
 }
 
 if (in_array('--json', $args, true)) {
-    echo json_encode(['rows' => $rows, 'php' => PHP_VERSION, 'results' => $results], JSON_PRETTY_PRINT), "\n";
+    echo json_encode(['rows' => $rows, 'assoc' => $assoc, 'php' => PHP_VERSION, 'results' => $results], JSON_PRETTY_PRINT), "\n";
     exit(0);
 }
 
 printf(
-    "%s rows x %d columns, chunks of %d, PHP %s%s\n\n",
+    "%s rows x %d columns (%s), chunks of %d, PHP %s%s\n\n",
     number_format($rows),
     count(HEADER),
+    $assoc ? 'string keys' : 'lists',
     CHUNK,
     PHP_VERSION,
     $repeat > 1 ? ", median of $repeat runs (x bare: median of the ratios within each run)" : ''

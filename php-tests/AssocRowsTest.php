@@ -75,6 +75,44 @@ final class AssocRowsTest extends FluxoTestCase
     }
 
     /**
+     * Rows are read bucket by bucket while their keys follow the columns, and
+     * by lookup from the first key that does not: every shape must give the
+     * same cells.
+     *
+     * @return iterable<string, array{array<array-key, mixed>}>
+     */
+    public static function keyOrderProvider(): iterable
+    {
+        yield 'in column order' => [['名字' => 'Ann', 'ab' => 1, 10 => 'x', 'c' => null]];
+        yield 'reversed' => [['c' => null, 10 => 'x', 'ab' => 1, '名字' => 'Ann']];
+        yield 'extra keys in between' => [['z' => 0, '名字' => 'Ann', 'ba' => 2, 'ab' => 1, 10 => 'x', 'a' => 3, 'c' => null]];
+        $deleted = ['名字' => 'Ann', 'ab' => 0, 10 => 'x', 'c' => null];
+        unset($deleted['ab']);
+        $deleted['ab'] = 1;
+        yield 'a key deleted and set again (a hole, then the key last)' => [$deleted];
+        $holes = ['名字' => 'Ann', 'gone' => 0, 'ab' => 1, 10 => 'x', 'c' => null];
+        unset($holes['gone']);
+        yield 'a hole in column order' => [$holes];
+        yield 'same length, other bytes first' => [['名字' => 'Ann', 'ba' => 9, 'ab' => 1, 10 => 'x', 'c' => null]];
+    }
+
+    /**
+     * @dataProvider keyOrderProvider
+     *
+     * @param array<array-key, mixed> $row
+     */
+    public function testEveryKeyOrderGivesTheSameCells(array $row): void
+    {
+        $e = new Exporter(['columns' => ['名字', 'ab', ['name' => 'Ten', 'key' => 10], 'c']]);
+        $byReference = $row;
+        $rows = [$row, &$byReference, $row];
+        self::assertSame(3, $e->addBatch($rows));
+        $r = $e->finish();
+        $this->assertResult($r, 'csv', 3);
+        self::assertSame(array_fill(0, 3, ['Ann', '1', 'x', '']), $this->dataRows($r));
+    }
+
+    /**
      * @dataProvider formatProvider
      */
     public function testPresentKeyWithNullIsNotMissing(string $format): void

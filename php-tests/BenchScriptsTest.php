@@ -45,6 +45,20 @@ final class BenchScriptsTest extends FluxoTestCase
         self::assertEquals(1, $byName['bare']['x_bare'], 'the bare loop is its own baseline');
     }
 
+    public function testAssocRowsWriteWhatListsWrite(): void
+    {
+        $bytes = [];
+        foreach ([[], ['--assoc']] as $shape) {
+            [$code, $out, $err] = $this->runScript('bench.php', ['2000', '--json', '--only=bare,fputcsv,fluxo-csv', ...$shape]);
+            self::assertSame(0, $code, $out . $err);
+            $report = json_decode($out, true);
+            self::assertSame($shape !== [], $report['assoc'] ?? null);
+            $bytes[] = array_column($report['results'], 'bytes', 'variant');
+        }
+        self::assertGreaterThan(0, $bytes[0]['fluxo-csv']);
+        self::assertSame($bytes[0], $bytes[1], 'the same cells, found by key');
+    }
+
     public function testCompressionBenchRuns(): void
     {
         [$code, $out, $err] = $this->runScript('compression.php', ['2000']);
