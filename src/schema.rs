@@ -698,15 +698,16 @@ fn push_padded(out: &mut Vec<u8>, value: u32, width: usize) {
 }
 
 /// Appends the shortest digits that read back as `f`, never with an
-/// exponent: whole numbers through itoa, others within 1e-5..1e16 through
-/// zmij (twice ryu's speed here, four times `Display`'s), the rest (where
-/// zmij would write an exponent) through `Display`. Where two shortest forms
-/// are equally near `f` (`74139668933.390625`), zmij picks the even one, as
-/// PHP's `var_export` and `json_encode` do; `Display` picks the upper one.
+/// exponent: whole numbers through itoa, those with up to six decimals
+/// through [`write_short_decimal`], others within 1e-5..1e16 through zmij
+/// (twice ryu's speed here, four times `Display`'s), the rest (where zmij
+/// would write an exponent) through `Display`. Where two shortest forms are
+/// equally near `f` (`74139668933.390625`), zmij picks the even one, as PHP's
+/// `var_export` and `json_encode` do; `Display` picks the upper one.
 pub fn write_float(f: f64, out: &mut Vec<u8>) {
     use std::io::Write;
     let magnitude = f.abs();
-    if f.fract() == 0.0 && magnitude < 1e15 {
+    if magnitude < 1e15 && is_whole(f) {
         if f == 0.0 && f.is_sign_negative() {
             out.extend_from_slice(b"-0");
         } else {
@@ -714,11 +715,85 @@ pub fn write_float(f: f64, out: &mut Vec<u8>) {
         }
         return;
     }
-    if f.fract() != 0.0 && (1e-5..1e16).contains(&magnitude) {
+    if write_short_decimal(f, out) {
+        return;
+    }
+    if (1e-5..1e16).contains(&magnitude) && !is_whole(f) {
         extend_short(out, zmij::Buffer::new().format_finite(f).as_bytes());
         return;
     }
     let _ = write!(out, "{f}");
+}
+
+/// Whether `f` is a whole number, for `|f| < 2^63`: `f64::fract` is a call
+/// to libm's `trunc` on the x86-64 baseline, this two instructions.
+pub(crate) fn is_whole(f: f64) -> bool {
+    (f as i64) as f64 == f
+}
+
+/// Writes `f` if the shortest decimal that reads back as it has one to six
+/// decimals (prices, rates, most measured values), exactly as zmij would,
+/// in a third of its time; returns false, having written nothing, for any
+/// other float. Floats were a quarter of the CSV writer's time.
+///
+/// `f` is `m / 2^shift`, so `|f| * 10^6` is `m * 10^6 / 2^shift` exactly, and
+/// `r` its nearest integer. `r / 10^6` reads back as `f` if it lies within
+/// half the gap to the next float on its side (a quarter of an ulp below a
+/// power of two, where the gap below halves); exactly on that edge is a tie,
+/// left to zmij. Below 2^33 a step of 10^-6 is wider than an ulp, so any
+/// decimal of at most six places that reads back as `f` is `r / 10^6`: the
+/// shortest is `r` without its trailing zeros.
+pub(crate) fn write_short_decimal(f: f64, out: &mut Vec<u8>) -> bool {
+    const SCALE: u128 = 1_000_000;
+    let bits = f.to_bits();
+    let biased_exponent = ((bits >> 52) & 0x7ff) as u32;
+    let shift = 1075u32.wrapping_sub(biased_exponent);
+    // From 20 (|f| < 2^33, 2^20 > 10^6) to 100 (within a u128); subnormals,
+    // zero, NaN and infinities have other exponents.
+    if biased_exponent == 0 || !(20..=100).contains(&shift) {
+        return false;
+    }
+    let mantissa = u128::from(bits & ((1 << 52) - 1) | 1 << 52);
+    let scaled = mantissa * SCALE;
+    let r = (scaled + (1 << (shift - 1))) >> shift;
+    let miss = scaled.abs_diff(r << shift);
+    let below_power_of_two = r << shift < scaled && mantissa == 1 << 52;
+    if (if below_power_of_two { 4 } else { 2 }) * miss >= SCALE {
+        return false;
+    }
+    let mut units = r as u64;
+    let mut decimals = 6;
+    while decimals > 0 && units.is_multiple_of(10) {
+        units /= 10;
+        decimals -= 1;
+    }
+    if decimals == 0 {
+        // A whole number: not this function's to write.
+        return false;
+    }
+    write_decimal(f.is_sign_negative(), units, decimals, out);
+    true
+}
+
+/// `units / 10^decimals` in decimal, with a leading `0` below one.
+fn write_decimal(negative: bool, units: u64, decimals: usize, out: &mut Vec<u8>) {
+    let mut buffer = itoa::Buffer::new();
+    let digits = buffer.format(units).as_bytes();
+    if negative {
+        out.push(b'-');
+    }
+    match digits.len().checked_sub(decimals) {
+        Some(whole) if whole > 0 => {
+            extend_short(out, &digits[..whole]);
+            out.push(b'.');
+            extend_short(out, &digits[whole..]);
+        }
+        _ => {
+            out.extend_from_slice(b"0.");
+            out.extend(std::iter::repeat_n(b'0', decimals - digits.len()));
+            extend_short(out, digits);
+        }
+    }
 }
 
 /// Writes the text form of a cell, as CSV shows it and as a `string` column
@@ -794,6 +869,72 @@ mod tests {
             );
         }
         assert!(ties > 0, "the samples should include ties");
+    }
+
+    #[test]
+    fn short_decimals_are_written_as_zmij_writes_them() {
+        let zmij_or_display = |f: f64| {
+            if f.abs() >= 1e-5 {
+                zmij::Buffer::new().format_finite(f).to_owned()
+            } else {
+                f.to_string()
+            }
+        };
+        let mut x = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let mut taken = 0;
+        // Decimals of one to six places below 2^33, as parsed: every one is
+        // taken.
+        for _ in 0..300_000 {
+            let decimals = (next() % 6 + 1) as u32;
+            let units = next() % ((1 << (next() % 33 + 1)) * 10u64.pow(decimals));
+            let text = format!("{}e-{decimals}", units | 1);
+            let f: f64 = text.parse().unwrap();
+            for f in [f, -f] {
+                let mut out = Vec::new();
+                assert!(write_short_decimal(f, &mut out), "{f:e} not taken");
+                assert_eq!(String::from_utf8(out).unwrap(), zmij_or_display(f));
+                taken += 1;
+            }
+        }
+        // Sums, products and random bits: whatever is taken is zmij's text.
+        let mut samples = vec![
+            0.1 + 0.2,
+            0.15000000000000002,
+            1.0 / 3.0,
+            0.5,
+            0.25,
+            2.0f64.powi(-20),
+        ];
+        for i in 0..200_000 {
+            samples.push(f64::from_bits(next()));
+            samples.push((i % 7) as f64 * 0.05);
+            samples.push((i % 100_000) as f64 / 100.0 + 0.99);
+            samples.push(2.0f64.powi((i % 80) - 40) * (1.0 + (i % 3) as f64 * f64::EPSILON));
+        }
+        for f in samples
+            .into_iter()
+            .filter(|f| f.is_finite() && f.fract() != 0.0)
+        {
+            let mut out = Vec::new();
+            if write_short_decimal(f, &mut out) {
+                assert_eq!(String::from_utf8(out).unwrap(), zmij_or_display(f), "{f:e}");
+                taken += 1;
+            } else {
+                assert!(out.is_empty());
+            }
+        }
+        assert!(taken > 800_000, "{taken}");
+        let mut out = Vec::new();
+        assert!(
+            !write_short_decimal(0.1 + 0.2, &mut out),
+            "0.30000000000000004"
+        );
     }
 
     #[test]

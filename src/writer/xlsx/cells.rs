@@ -1,6 +1,8 @@
 //! Sheet rows as SpreadsheetML, appended to a byte buffer with no allocation
 //! per cell: column letters are computed once per sheet, numbers go through
-//! itoa and zmij, and text is escaped in place.
+//! itoa, `schema::write_short_decimal` and zmij, and text is escaped in place.
+
+use crate::schema;
 
 /// Appends the column letters of `col` (0 is `A`, 26 is `AA`).
 pub fn column_letters(col: usize, out: &mut Vec<u8>) {
@@ -94,9 +96,9 @@ impl RowWriter {
         self.open_cell(out, col, style);
         out.extend_from_slice(b"><v>");
         // Whole numbers (every date) without zmij's ".0": less XML to deflate.
-        if value.fract() == 0.0 && value.abs() < 1e15 {
+        if value.abs() < 1e15 && schema::is_whole(value) {
             out.extend_from_slice(itoa::Buffer::new().format(value as i64).as_bytes());
-        } else {
+        } else if !schema::write_short_decimal(value, out) {
             out.extend_from_slice(zmij::Buffer::new().format_finite(value).as_bytes());
         }
         out.extend_from_slice(b"</v></c>");
