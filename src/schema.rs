@@ -154,16 +154,9 @@ impl LocalDateTime {
     /// (year, month, day, hour, minute, second)
     pub fn parts(&self) -> (i64, u32, u32, u32, u32, u32) {
         let days = self.seconds.div_euclid(SECONDS_PER_DAY);
-        let secs = self.seconds.rem_euclid(SECONDS_PER_DAY);
+        let secs = self.seconds.rem_euclid(SECONDS_PER_DAY) as u32;
         let (y, m, d) = civil_from_days(days);
-        (
-            y,
-            m,
-            d,
-            (secs / 3600) as u32,
-            (secs / 60 % 60) as u32,
-            (secs % 60) as u32,
-        )
+        (y, m, d, secs / 3600, secs / 60 % 60, secs % 60)
     }
 
     /// Excel's serial number: days since 1899-12-30, time as the fraction.
@@ -200,35 +193,31 @@ impl LocalDateTime {
     }
 }
 
-// Howard Hinnant's algorithms: exact proleptic Gregorian conversions.
+// Howard Hinnant's algorithms: exact proleptic Gregorian conversions. Only
+// the era (400 years) needs signed arithmetic; within it every quantity is
+// small and non-negative, and unsigned division by a constant is a multiply
+// and a shift (signed adds corrections): these run for every date cell, on
+// the PHP thread and on the CSV writer's.
 fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
     let y = if m <= 2 { y - 1 } else { y };
     let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let m = i64::from(m);
-    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(d) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
+    let yoe = (y - era * 400) as u32; // 0..=399
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d - 1; // 0..=365
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy; // 0..=146_096
+    era * 146_097 + i64::from(doe) - 719_468
 }
 
 fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let z = z + 719_468;
     let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (
-        if m <= 2 {
-            yoe + era * 400 + 1
-        } else {
-            yoe + era * 400
-        },
-        m,
-        d,
-    )
+    let doe = (z - era * 146_097) as u32; // 0..=146_096
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365; // 0..=399
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100); // 0..=365
+    let mp = (5 * doy + 2) / 153; // 0..=11
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = i64::from(yoe) + era * 400;
+    (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
 fn days_in_month(y: i64, m: u32) -> u32 {
@@ -982,6 +971,29 @@ mod tests {
             LocalDateTime::from_parts((1970, 1, 1), (0, 0, 0), 0).seconds,
             0
         );
+        // Every day from 1000 BC (year -999) to AD 12000 follows the one
+        // before it on the calendar, and converts back to its day number.
+        let first = days_from_civil(-999, 1, 1);
+        let mut previous = (-1000, 12, 31);
+        for day in first..days_from_civil(12_000, 1, 1) {
+            let (y, m, d) = civil_from_days(day);
+            let (py, pm, pd) = previous;
+            let expected = if pd < days_in_month(py, pm) {
+                (py, pm, pd + 1)
+            } else if pm < 12 {
+                (py, pm + 1, 1)
+            } else {
+                (py + 1, 1, 1)
+            };
+            assert_eq!((y, m, d), expected, "day {day}");
+            assert_eq!(days_from_civil(y, m, d), day);
+            previous = (y, m, d);
+        }
+        let extreme = i64::MAX / SECONDS_PER_DAY;
+        for day in [extreme, -extreme] {
+            let (y, m, d) = civil_from_days(day);
+            assert_eq!(days_from_civil(y, m, d), day);
+        }
     }
 
     #[test]
