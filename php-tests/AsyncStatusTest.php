@@ -8,7 +8,9 @@ use Fluxo\Exporter;
 use Fluxo\InvalidOptionException;
 use Fluxo\TaskStatus;
 use Fluxo\Tests\Support\ChildPhp;
+use Fluxo\Tests\Support\Env;
 use Fluxo\Tests\Support\FluxoTestCase;
+use Fluxo\Tests\Support\IniOverride;
 use Fluxo\Tests\Support\XlsxReader;
 
 /**
@@ -315,6 +317,34 @@ final class AsyncStatusTest extends FluxoTestCase
     {
         $this->expectException(InvalidOptionException::class);
         Exporter::status($id);
+    }
+
+    public function testExpiredStatusesAreRemovedWhenAnExportStarts(): void
+    {
+        $work = sys_get_temp_dir() . '/fluxo-retention-' . bin2hex(random_bytes(6));
+        $ini = new IniOverride();
+        try {
+            $ini->set(['fluxo.work_dir' => $work, 'fluxo.status_retention' => 86400]);
+            $export = static function (): string {
+                $e = new Exporter(['columns' => ['a']]);
+                $e->addRow(['x']);
+                return $e->finish()->taskId;
+            };
+            $old = $export();
+            $recent = $export();
+            touch("$work/tasks/$old.json", time() - 2 * 86400);
+            self::assertNotNull(Exporter::status($old), 'nothing removes it before an export starts');
+            // The first export listed the folder already: the next may do it an hour later.
+            $export();
+            self::assertNotNull(Exporter::status($old), 'at most once an hour');
+            touch("$work/tasks/.pruned", time() - 3600);
+            $export();
+            self::assertNull(Exporter::status($old), 'finished two days ago, kept one');
+            self::assertSame('COMPLETED', Exporter::status($recent)?->state);
+        } finally {
+            $ini->restore();
+            Env::removeTree($work);
+        }
     }
 
     public function testCompletedStatusCarriesTheFileHash(): void

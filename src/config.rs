@@ -24,6 +24,11 @@ pub const KEYS: &[(&str, &str, &str)] = &[
         "",
         "spool and status files; empty: {temp}/fluxo/work",
     ),
+    (
+        "status_retention",
+        "604800",
+        "seconds a finished task's status is kept; 0: forever",
+    ),
     ("key_prefix", "", "folder prefix inside local_dir"),
     (
         "max_concurrent_tasks",
@@ -270,6 +275,8 @@ pub struct Settings {
     pub format: Format,
     pub local_dir: PathBuf,
     pub work_dir: PathBuf,
+    /// How long a finished task's status file is kept; zero: for ever.
+    pub status_retention: Duration,
     pub key_prefix: String,
     pub max_concurrent_tasks: usize,
     pub buffer_size: usize,
@@ -371,6 +378,7 @@ impl Settings {
                 .ok_or_else(|| ExportError::invalid_option("fluxo.format must be csv or xlsx"))?,
             local_dir: dir("local_dir", "exports"),
             work_dir: dir("work_dir", "work"),
+            status_retention: secs("status_retention", 0, 10 * 365 * 86_400)?,
             key_prefix: key_prefix(&get("key_prefix"))?,
             max_concurrent_tasks: number(
                 &get("max_concurrent_tasks"),
@@ -405,6 +413,10 @@ impl Settings {
             ("storage", self.storage.name().to_owned()),
             ("local_dir", self.local_dir.display().to_string()),
             ("work_dir", self.work_dir.display().to_string()),
+            (
+                "status_retention",
+                self.status_retention.as_secs().to_string(),
+            ),
             ("key_prefix", self.key_prefix.clone()),
             (
                 "max_concurrent_tasks",

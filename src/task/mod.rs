@@ -206,8 +206,9 @@ impl Export {
             .map_err(|e| ExportError::io("cannot create the export folder", local_dir, e))?;
         let store = storage::open(spec.storage, settings, local_dir, spec.url_expires)?;
         sweep_spool(settings);
-        let task_id = uuid::Uuid::now_v7().to_string();
         let files = StatusFiles::new(&settings.work_dir);
+        files.prune_expired(settings.status_retention);
+        let task_id = uuid::Uuid::now_v7().to_string();
         let now = now_ms();
         let status = TaskStatus {
             task_id: task_id.clone(),

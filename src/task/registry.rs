@@ -4,7 +4,7 @@
 use std::fs::{self, File, TryLockError};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
@@ -157,6 +157,14 @@ fn process_alive(pid: u32) -> bool {
     rc == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
 }
 
+/// How often [`StatusFiles::prune_expired`] looks for expired statuses.
+pub const PRUNE_INTERVAL: Duration = Duration::from_secs(3600);
+
+/// Whether `at` is less than `age` ago (a time in the future is).
+fn is_younger(at: SystemTime, age: Duration) -> bool {
+    at.elapsed().map_or(true, |elapsed| elapsed < age)
+}
+
 /// Status files under `{work_dir}/tasks`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StatusFiles {
@@ -255,6 +263,55 @@ impl StatusFiles {
         }))
     }
 
+    /// Deletes the status files of tasks that ended more than `retention`
+    /// ago (by the file's last write: the final status, or the last progress
+    /// of a task whose process died), and their lock files. Zero keeps them
+    /// for ever. Listing every past task's status on every export would grow
+    /// with them, so this runs at most once per [`PRUNE_INTERVAL`] on a work
+    /// dir, whichever process gets to it first (`tasks/.pruned` records
+    /// when). Returns how many statuses it deleted.
+    pub fn prune_expired(&self, retention: Duration) -> usize {
+        let marker = self.dir.join(".pruned");
+        let due = fs::metadata(&marker)
+            .and_then(|m| m.modified())
+            .map_or(true, |at| !is_younger(at, PRUNE_INTERVAL));
+        if retention.is_zero() || !due {
+            return 0;
+        }
+        let marked = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&marker)
+            .and_then(|f| f.set_modified(SystemTime::now()));
+        // No `tasks` folder yet, or one this process may not change.
+        let (Ok(()), Ok(entries)) = (marked, fs::read_dir(&self.dir)) else {
+            return 0;
+        };
+        let mut deleted = 0;
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(id) = name.to_str().and_then(|n| n.strip_suffix(".json")) else {
+                continue;
+            };
+            let written = entry.metadata().and_then(|m| m.modified());
+            if written.map_or(true, |at| is_younger(at, retention)) {
+                continue;
+            }
+            let ended = match self.load_with_owner(id) {
+                Ok(Some((status, owner))) => {
+                    status.state.is_final() || matches!(owner, Owner::Gone(_))
+                }
+                _ => false,
+            };
+            if ended && fs::remove_file(entry.path()).is_ok() {
+                let _ = fs::remove_file(self.lock_path(id));
+                deleted += 1;
+            }
+        }
+        deleted
+    }
+
     /// The status of `id` as its file says, without the liveness check.
     pub fn load_recorded(&self, id: &str) -> Result<Option<TaskStatus>> {
         check_task_id(id)?;
@@ -273,6 +330,11 @@ impl StatusFiles {
 #[cfg(test)]
 pub(super) mod tests {
     use super::*;
+
+    /// A pid no process has: Linux's are below 2^22. Spawning a process to
+    /// get a dead pid instead made the lock tests flaky: a child forked while
+    /// another test held an owner lock kept it locked until its exec.
+    pub(crate) const NO_PROCESS: u32 = 1 << 30;
 
     /// A status as a running export saves it, for tests here and in `task`.
     pub(crate) fn status(id: &str, state: TaskState, pid: u32) -> TaskStatus {
@@ -329,14 +391,69 @@ pub(super) mod tests {
         }
     }
 
+    #[test]
+    fn expired_statuses_of_ended_tasks_are_pruned_once_an_hour() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = StatusFiles::new(dir.path());
+        let week = Duration::from_secs(7 * 86_400);
+        let age = |id: &str, ago: Duration| {
+            let file = File::options().write(true).open(files.path(id)).unwrap();
+            file.set_modified(SystemTime::now() - ago).unwrap();
+        };
+        let me = std::process::id();
+        let mut ids = Vec::new();
+        let mut locks = Vec::new();
+        for (state, pid, ago, locked) in [
+            (TaskState::Completed, me, week * 2, false), // deleted
+            (TaskState::Failed, me, week + week / 7, false), // deleted
+            (TaskState::Processing, me, week * 2, false), // its lock is free: it died, deleted
+            (TaskState::Completed, me, week / 2, false), // too recent
+            (TaskState::Processing, me, week * 2, true), // still running
+        ] {
+            let id = uuid::Uuid::now_v7().to_string();
+            let lock = files.lock_owner(&id).unwrap();
+            files.save(&status(&id, state, pid)).unwrap();
+            if locked {
+                locks.push(lock);
+            }
+            age(&id, ago);
+            ids.push(id);
+        }
+        assert_eq!(
+            files.prune_expired(Duration::ZERO),
+            0,
+            "zero keeps every status"
+        );
+        assert_eq!(files.prune_expired(week), 3);
+        let kept: Vec<bool> = ids.iter().map(|id| files.path(id).exists()).collect();
+        assert_eq!(kept, [false, false, false, true, true]);
+        assert!(!files.lock_path(&ids[0]).exists(), "its lock file goes too");
+        assert!(files.lock_path(&ids[4]).exists());
+
+        // Within the hour nothing is listed again; after it, it is.
+        age(&ids[3], week * 2);
+        assert_eq!(files.prune_expired(week), 0);
+        let marker = File::options()
+            .write(true)
+            .open(dir.path().join("tasks/.pruned"))
+            .unwrap();
+        marker
+            .set_modified(SystemTime::now() - PRUNE_INTERVAL)
+            .unwrap();
+        assert_eq!(files.prune_expired(week), 1);
+        assert!(
+            files.load(&ids[4]).unwrap().is_some(),
+            "a running task stays"
+        );
+        drop(locks);
+    }
+
     /// Status files of versions without owner locks: the pid decides.
     #[test]
     fn a_dead_owner_means_failed() {
         let dir = tempfile::tempdir().unwrap();
         let files = StatusFiles::new(dir.path());
-        let mut child = std::process::Command::new("true").spawn().unwrap();
-        let dead_pid = child.id();
-        child.wait().unwrap();
+        let dead_pid = NO_PROCESS;
         let id = uuid::Uuid::now_v7().to_string();
         files
             .save(&status(&id, TaskState::Processing, dead_pid))
@@ -377,9 +494,7 @@ pub(super) mod tests {
     fn a_held_owner_lock_means_running_whatever_the_pid() {
         let dir = tempfile::tempdir().unwrap();
         let files = StatusFiles::new(dir.path());
-        let mut child = std::process::Command::new("true").spawn().unwrap();
-        let pid_elsewhere = child.id();
-        child.wait().unwrap();
+        let pid_elsewhere = NO_PROCESS;
         let id = uuid::Uuid::now_v7().to_string();
         // The owner's pid means nothing here, as for a process in another
         // pid namespace that shares the work dir.
