@@ -339,6 +339,10 @@ final class AsyncStatusTest extends FluxoTestCase
             self::assertNotNull(Exporter::status($old), 'at most once an hour');
             touch("$work/tasks/.pruned", time() - 3600);
             $export();
+            // It runs beside the export, on a thread of its own.
+            for ($wait = 0; $wait < 100 && Exporter::status($old) !== null; $wait++) {
+                usleep(50000);
+            }
             self::assertNull(Exporter::status($old), 'finished two days ago, kept one');
             self::assertSame('COMPLETED', Exporter::status($recent)?->state);
         } finally {

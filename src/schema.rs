@@ -142,6 +142,7 @@ pub type Ymd = (i64, u32, u32);
 pub type Hms = (u32, u32, u32);
 
 impl LocalDateTime {
+    /// From a checked date (month 1–12, day from 1) and time of day.
     pub fn from_parts(date: Ymd, time: Hms, nanos: u32) -> Self {
         let days = days_from_civil(date.0, date.1, date.2);
         let secs = i64::from(time.0) * 3600 + i64::from(time.1) * 60 + i64::from(time.2);
@@ -198,7 +199,9 @@ impl LocalDateTime {
 // small and non-negative, and unsigned division by a constant is a multiply
 // and a shift (signed adds corrections): these run for every date cell, on
 // the PHP thread and on the CSV writer's.
+/// `m` is 1..=12 and `d` at least 1: callers pass parsed, checked dates.
 fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    debug_assert!((1..=12).contains(&m) && d >= 1, "month {m}, day {d}");
     let y = if m <= 2 { y - 1 } else { y };
     let era = y.div_euclid(400);
     let yoe = (y - era * 400) as u32; // 0..=399

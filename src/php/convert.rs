@@ -233,18 +233,20 @@ pub fn list_values(ht: &ZendHashTable) -> Option<&[Zval]> {
     Some(unsafe { std::slice::from_raw_parts(ht.__bindgen_anon_1.arPacked.cast_const(), used) })
 }
 
-/// The buckets (value, key) of a keyed array in its order, holes included;
-/// empty for a packed array. Keyed rows (`PDO::FETCH_ASSOC`, `['id' => …]`)
-/// usually hold the columns' keys in the columns' order, so the bucket after
-/// the last one read is checked first: a hash lookup per cell made keyed rows
-/// cost twice what lists cost in `addBatch`. Unchanged while the slice lives,
-/// as for [`list_values`].
+/// The buckets (value, key) of a keyed array in its order; empty for a
+/// packed array, and for one with deleted elements (rare in rows: those are
+/// read by lookup). Keyed rows (`PDO::FETCH_ASSOC`, `['id' => …]`) usually
+/// hold the columns' keys in the columns' order, so the bucket after the
+/// last one read is checked first: a hash lookup per cell made keyed rows
+/// cost twice what lists cost in `addBatch`. Unchanged while the slice
+/// lives, as for [`list_values`].
 fn buckets(ht: &ZendHashTable) -> &[Bucket] {
-    if is_packed(ht) || ht.nNumUsed == 0 {
+    if is_packed(ht) || ht.nNumUsed == 0 || ht.nNumUsed != ht.nNumOfElements {
         return &[];
     }
     // SAFETY: a hash (not packed) array with slots in use keeps `nNumUsed`
-    // buckets at `arData`, in insertion order.
+    // buckets at `arData`, in insertion order; with as many elements as
+    // slots, none is a deleted element's.
     unsafe {
         std::slice::from_raw_parts(
             ht.__bindgen_anon_1.arData.cast_const(),
@@ -253,11 +255,10 @@ fn buckets(ht: &ZendHashTable) -> &[Bucket] {
     }
 }
 
-/// The value of `bucket` if it holds `key` (a deleted element's bucket has
-/// neither key nor value).
+/// The value of `bucket` if it holds `key`.
 fn keyed_value<'a>(bucket: &'a Bucket, key: &str) -> Option<&'a Zval> {
-    // SAFETY: a bucket's key is null (an integer key or a hole) or a
-    // zend_string the array holds a reference to.
+    // SAFETY: the bucket holds an element (see `buckets`), so its key is
+    // null (an integer key) or a zend_string the array holds a reference to.
     let bucket_key = unsafe { bucket.key.as_ref() }?;
     (bucket_key.as_bytes() == key.as_bytes()).then_some(&bucket.val)
 }

@@ -207,7 +207,15 @@ impl Export {
         let store = storage::open(spec.storage, settings, local_dir, spec.url_expires)?;
         sweep_spool(settings);
         let files = StatusFiles::new(&settings.work_dir);
-        files.prune_expired(settings.status_retention);
+        let retention = settings.status_retention;
+        if files.prune_due(retention) {
+            // A folder of past statuses takes a while to list: not on the
+            // time of the export that happens to start first in the hour.
+            let files = files.clone();
+            let _ = std::thread::Builder::new()
+                .name("fluxo-prune".into())
+                .spawn(move || files.prune_expired(retention));
+        }
         let task_id = uuid::Uuid::now_v7().to_string();
         let now = now_ms();
         let status = TaskStatus {

@@ -263,50 +263,64 @@ impl StatusFiles {
         }))
     }
 
-    /// Deletes the status files of tasks that ended more than `retention`
-    /// ago (by the file's last write: the final status, or the last progress
-    /// of a task whose process died), and their lock files. Zero keeps them
-    /// for ever. Listing every past task's status on every export would grow
-    /// with them, so this runs at most once per [`PRUNE_INTERVAL`] on a work
-    /// dir, whichever process gets to it first (`tasks/.pruned` records
-    /// when). Returns how many statuses it deleted.
-    pub fn prune_expired(&self, retention: Duration) -> usize {
+    /// Whether this process should look for expired statuses now: a
+    /// retention is set and no process has looked within the last
+    /// [`PRUNE_INTERVAL`] (`tasks/.pruned` records when; touching it claims
+    /// the turn). Listing every past task on every export would grow with
+    /// the history.
+    pub fn prune_due(&self, retention: Duration) -> bool {
         let marker = self.dir.join(".pruned");
         let due = fs::metadata(&marker)
             .and_then(|m| m.modified())
             .map_or(true, |at| !is_younger(at, PRUNE_INTERVAL));
-        if retention.is_zero() || !due {
-            return 0;
-        }
-        let marked = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&marker)
-            .and_then(|f| f.set_modified(SystemTime::now()));
-        // No `tasks` folder yet, or one this process may not change.
-        let (Ok(()), Ok(entries)) = (marked, fs::read_dir(&self.dir)) else {
+        due && !retention.is_zero()
+            && File::options()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&marker)
+                .and_then(|f| f.set_modified(SystemTime::now()))
+                .is_ok()
+    }
+
+    /// Deletes what tasks that ended more than `retention` ago left here:
+    /// final statuses (by the file's last write, which was the final
+    /// status) with their lock files, lock files without a status that no
+    /// process holds (a task whose first save failed), and temp files of
+    /// saves that crashed. A status that is not final is left alone: the
+    /// spool sweep tells a dead owner from a live one and ends the task.
+    /// Returns how many statuses it deleted.
+    pub fn prune_expired(&self, retention: Duration) -> usize {
+        let Ok(entries) = fs::read_dir(&self.dir) else {
             return 0;
         };
         let mut deleted = 0;
         for entry in entries.flatten() {
+            let expired = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|at| !is_younger(at, retention));
             let name = entry.file_name();
-            let Some(id) = name.to_str().and_then(|n| n.strip_suffix(".json")) else {
+            let Some(name) = name.to_str().filter(|_| expired) else {
                 continue;
             };
-            let written = entry.metadata().and_then(|m| m.modified());
-            if written.map_or(true, |at| is_younger(at, retention)) {
-                continue;
-            }
-            let ended = match self.load_with_owner(id) {
-                Ok(Some((status, owner))) => {
-                    status.state.is_final() || matches!(owner, Owner::Gone(_))
+            if let Some(id) = name.strip_suffix(".json") {
+                let ended = self
+                    .load_recorded(id)
+                    .is_ok_and(|s| s.is_some_and(|s| s.state.is_final()));
+                if ended && fs::remove_file(entry.path()).is_ok() {
+                    let _ = fs::remove_file(self.lock_path(id));
+                    deleted += 1;
                 }
-                _ => false,
-            };
-            if ended && fs::remove_file(entry.path()).is_ok() {
-                let _ = fs::remove_file(self.lock_path(id));
-                deleted += 1;
+            } else if let Some(id) = name.strip_suffix(".lock") {
+                // Lock files are never reused: a free one without a status
+                // belongs to no task.
+                let free = File::open(entry.path()).is_ok_and(|f| f.try_lock().is_ok());
+                if free && !self.path(id).exists() {
+                    let _ = fs::remove_file(entry.path());
+                }
+            } else if name.starts_with('.') && name.ends_with(".tmp") {
+                let _ = fs::remove_file(entry.path());
             }
         }
         deleted
@@ -392,47 +406,66 @@ pub(super) mod tests {
     }
 
     #[test]
-    fn expired_statuses_of_ended_tasks_are_pruned_once_an_hour() {
+    fn expired_statuses_of_ended_tasks_are_pruned() {
         let dir = tempfile::tempdir().unwrap();
         let files = StatusFiles::new(dir.path());
         let week = Duration::from_secs(7 * 86_400);
-        let age = |id: &str, ago: Duration| {
-            let file = File::options().write(true).open(files.path(id)).unwrap();
+        let age = |path: PathBuf, ago: Duration| {
+            let file = File::options().write(true).open(path).unwrap();
             file.set_modified(SystemTime::now() - ago).unwrap();
         };
         let me = std::process::id();
         let mut ids = Vec::new();
         let mut locks = Vec::new();
-        for (state, pid, ago, locked) in [
-            (TaskState::Completed, me, week * 2, false), // deleted
-            (TaskState::Failed, me, week + week / 7, false), // deleted
-            (TaskState::Processing, me, week * 2, false), // its lock is free: it died, deleted
-            (TaskState::Completed, me, week / 2, false), // too recent
-            (TaskState::Processing, me, week * 2, true), // still running
+        for (state, ago, locked) in [
+            (TaskState::Completed, week * 2, false),     // deleted
+            (TaskState::Failed, week + week / 7, false), // deleted
+            (TaskState::Cancelled, week * 2, false),     // deleted
+            (TaskState::Completed, week / 2, false),     // too recent
+            (TaskState::Processing, week * 2, true),     // still running
+            (TaskState::Processing, week * 2, false),    // owner gone: the spool sweep's
         ] {
             let id = uuid::Uuid::now_v7().to_string();
             let lock = files.lock_owner(&id).unwrap();
-            files.save(&status(&id, state, pid)).unwrap();
+            files.save(&status(&id, state, me)).unwrap();
+            age(files.path(&id), ago);
             if locked {
                 locks.push(lock);
             }
-            age(&id, ago);
             ids.push(id);
         }
-        assert_eq!(
-            files.prune_expired(Duration::ZERO),
-            0,
-            "zero keeps every status"
+        // A lock whose task never saved a status, a crashed save's temp
+        // file, and a fresh lock of a task about to save its first status.
+        let (lost, starting) = (
+            uuid::Uuid::now_v7().to_string(),
+            uuid::Uuid::now_v7().to_string(),
         );
+        drop(files.lock_owner(&lost).unwrap());
+        age(files.lock_path(&lost), week * 2);
+        let temp = dir.path().join(format!("tasks/.{lost}.1.tmp"));
+        fs::write(&temp, b"{").unwrap();
+        age(temp.clone(), week * 2);
+        let _starting = files.lock_owner(&starting).unwrap();
+
         assert_eq!(files.prune_expired(week), 3);
         let kept: Vec<bool> = ids.iter().map(|id| files.path(id).exists()).collect();
-        assert_eq!(kept, [false, false, false, true, true]);
+        assert_eq!(kept, [false, false, false, true, true, true]);
         assert!(!files.lock_path(&ids[0]).exists(), "its lock file goes too");
         assert!(files.lock_path(&ids[4]).exists());
+        assert!(!files.lock_path(&lost).exists() && !temp.exists());
+        assert!(files.lock_path(&starting).exists());
+        drop(locks);
+    }
 
-        // Within the hour nothing is listed again; after it, it is.
-        age(&ids[3], week * 2);
-        assert_eq!(files.prune_expired(week), 0);
+    #[test]
+    fn one_process_an_hour_looks_for_expired_statuses() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = StatusFiles::new(dir.path());
+        let week = Duration::from_secs(7 * 86_400);
+        files.save(&status("x", TaskState::Completed, 1)).unwrap();
+        assert!(!files.prune_due(Duration::ZERO), "zero keeps every status");
+        assert!(files.prune_due(week));
+        assert!(!files.prune_due(week), "within the hour");
         let marker = File::options()
             .write(true)
             .open(dir.path().join("tasks/.pruned"))
@@ -440,12 +473,7 @@ pub(super) mod tests {
         marker
             .set_modified(SystemTime::now() - PRUNE_INTERVAL)
             .unwrap();
-        assert_eq!(files.prune_expired(week), 1);
-        assert!(
-            files.load(&ids[4]).unwrap().is_some(),
-            "a running task stays"
-        );
-        drop(locks);
+        assert!(files.prune_due(week));
     }
 
     /// Status files of versions without owner locks: the pid decides.
