@@ -89,6 +89,9 @@ final class InvalidOptionTest extends FluxoTestCase
         yield 'csv null is an array' => [$cols + ['csv' => ['null' => []]], 'null'];
         yield 'csv true is an int' => [$cols + ['csv' => ['true' => 1]], 'true'];
         yield 'csv false is an array' => [$cols + ['csv' => ['false' => []]], 'false'];
+        // Written into every file as they are: the encoding must hold them, whatever `unencodable` says.
+        yield 'csv null GBK cannot hold' => [$cols + ['csv' => ['encoding' => 'gbk', 'null' => '😀', 'unencodable' => 'replace']], "csv.null\": character '😀'"];
+        yield 'csv date_format GBK cannot hold' => [$cols + ['csv' => ['encoding' => 'gbk', 'date_format' => 'Y年m月d日 ✓']], 'csv.date_format'];
     }
 
     /**

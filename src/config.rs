@@ -975,6 +975,25 @@ fn parse_csv(v: &OptionValue) -> Result<CsvOptions> {
             "options \"csv.delimiter\" and \"csv.enclosure\" must differ",
         ));
     }
+    // These texts are written as they are into every file: a character the
+    // encoding cannot hold is a mistake in the options, not in a cell.
+    let style = &csv.style;
+    let texts = [
+        ("null", csv.null_text.as_str()),
+        ("true", &style.true_text),
+        ("false", &style.false_text),
+        ("date_format", style.date.as_str()),
+        ("datetime_format", style.datetime.as_str()),
+        ("time_format", style.time.as_str()),
+    ];
+    for (key, text) in texts {
+        if let Some(c) = csv.encoding.first_unencodable(text) {
+            return Err(ExportError::invalid_option(format!(
+                "option \"csv.{key}\": {}",
+                csv.encoding.cannot_hold(c)
+            )));
+        }
+    }
     Ok(csv)
 }
 
@@ -1056,6 +1075,24 @@ mod tests {
             !shown.contains("hunter2") && shown.contains("***"),
             "{shown}"
         );
+    }
+
+    #[test]
+    fn csv_texts_must_fit_the_encoding() {
+        let csv = |encoding: &str, key: &str, text: &str| {
+            parse_csv(&map(vec![("encoding", s(encoding)), (key, s(text))]))
+        };
+        let err = csv("gbk", "null", "😀").unwrap_err();
+        assert_eq!(
+            err.message,
+            "option \"csv.null\": character '😀' (U+1F600) cannot be written in GBK; \
+             use encoding GB18030 or UTF-8"
+        );
+        let err = csv("gb18030", "date_format", "Y\u{e5e5}m").unwrap_err();
+        assert!(err.message.contains("csv.date_format"), "{err}");
+        assert!(csv("gbk", "true", "是").is_ok());
+        assert!(csv("gb18030", "false", "😀").is_ok());
+        assert!(csv("utf-8", "null", "😀").is_ok());
     }
 
     #[test]

@@ -55,13 +55,34 @@ impl CsvEncoding {
         }
     }
 
-    /// The encodings that cannot hold every character.
+    /// The encodings that cannot hold every character. GB18030 as the
+    /// WHATWG defines it holds all but U+E5E5, a private-use one.
     fn partial(self) -> Option<&'static encoding_rs::Encoding> {
         match self {
             Self::Gbk => Some(encoding_rs::GBK),
             Self::Gb18030 => Some(encoding_rs::GB18030),
             Self::Utf8 | Self::Utf16Le => None,
         }
+    }
+
+    /// The first character of `text` this encoding cannot hold.
+    pub fn first_unencodable(self, text: &str) -> Option<char> {
+        let encoding = self.partial().filter(|_| !text.is_ascii())?;
+        text.chars()
+            .find(|c| encoding.encode(c.encode_utf8(&mut [0; 4])).2)
+    }
+
+    /// Why `c` cannot be written, and which encodings could.
+    pub fn cannot_hold(self, c: char) -> String {
+        let instead = match self {
+            Self::Gbk => "GB18030 or UTF-8",
+            _ => "UTF-8",
+        };
+        format!(
+            "character '{c}' (U+{:04X}) cannot be written in {}; use encoding {instead}",
+            u32::from(c),
+            self.name()
+        )
     }
 }
 
@@ -302,28 +323,15 @@ impl CsvWriter {
     /// With `unencodable` = error, names the first character the encoding
     /// cannot hold.
     fn check_encodable(&self, text: &str, at: impl FnOnce() -> String) -> Result<()> {
-        let (encoding, instead) = match self.options.encoding {
-            CsvEncoding::Gbk => (encoding_rs::GBK, "GB18030 or UTF-8"),
-            // GB18030 as the WHATWG defines it holds every character but
-            // U+E5E5, a private-use one, which otherwise became a silent `?`.
-            CsvEncoding::Gb18030 => (encoding_rs::GB18030, "UTF-8"),
-            CsvEncoding::Utf8 | CsvEncoding::Utf16Le => return Ok(()),
-        };
-        if self.options.replace_unencodable || text.is_ascii() {
+        if self.options.replace_unencodable {
             return Ok(());
         }
-        let unmappable = text.chars().find(|c| {
-            let mut buf = [0u8; 4];
-            encoding.encode(c.encode_utf8(&mut buf)).2
-        });
-        match unmappable {
+        match self.options.encoding.first_unencodable(text) {
             None => Ok(()),
             Some(c) => Err(ExportError::invalid_row(format!(
-                "{}: character '{c}' (U+{:04X}) cannot be written in {}; \
-                 use encoding {instead}, or csv option unencodable => 'replace'",
+                "{}: {}, or csv option unencodable => 'replace'",
                 at(),
-                u32::from(c),
-                self.options.encoding.name()
+                self.options.encoding.cannot_hold(c)
             ))),
         }
     }
