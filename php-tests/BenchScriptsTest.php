@@ -59,6 +59,13 @@ final class BenchScriptsTest extends FluxoTestCase
         self::assertSame($bytes[0], $bytes[1], 'the same cells, found by key');
     }
 
+    public function testWalkByKindBenchRuns(): void
+    {
+        [$code, $out, $err] = $this->runScript('walk-by-kind.php', ['2000']);
+        self::assertSame(0, $code, $out . $err);
+        self::assertSame(7, preg_match_all('/^[\w -]+ +\d+\.\d ns per cell$/m', $out), $out);
+    }
+
     public function testCompressionBenchRuns(): void
     {
         [$code, $out, $err] = $this->runScript('compression.php', ['2000']);
