@@ -157,7 +157,8 @@ fn process_alive(pid: u32) -> bool {
     rc == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
 }
 
-/// How often [`StatusFiles::prune_expired`] looks for expired statuses.
+/// How often a work dir is searched for expired statuses (see
+/// [`StatusFiles::prune_due`]).
 pub const PRUNE_INTERVAL: Duration = Duration::from_secs(3600);
 
 /// Whether `at` is less than `age` ago (a time in the future is).
@@ -348,7 +349,7 @@ pub(super) mod tests {
     /// A pid no process has: Linux's are below 2^22. Spawning a process to
     /// get a dead pid instead made the lock tests flaky: a child forked while
     /// another test held an owner lock kept it locked until its exec.
-    pub(crate) const NO_PROCESS: u32 = 1 << 30;
+    const NO_PROCESS: u32 = 1 << 30;
 
     /// A status as a running export saves it, for tests here and in `task`.
     pub(crate) fn status(id: &str, state: TaskState, pid: u32) -> TaskStatus {
