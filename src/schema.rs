@@ -1146,6 +1146,10 @@ mod tests {
             String::from_utf8(out).unwrap(),
             "02/01/2026|1/2/26 3:04 PM at 250000"
         );
+        let chinese = DatePattern::new("Y年n月j日 \\\\").unwrap();
+        let mut out = Vec::new();
+        chinese.write(&dt, &mut out);
+        assert_eq!(String::from_utf8(out).unwrap(), "2026年1月2日 \\");
         assert!(DatePattern::new("Y-m-d \\T H:i").is_ok());
         assert_eq!(DatePattern::new("D, d M Y"), Err('D'));
     }
