@@ -546,7 +546,8 @@ pub struct DatePattern {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum DatePiece {
-    Literal(Box<[u8]>),
+    /// Characters copied as they are: a run of them is one piece.
+    Literal(Vec<u8>),
     /// A field in decimal, zero-padded to `width` digits.
     Number(DateField, usize),
     AmPm {
@@ -567,17 +568,29 @@ enum DateField {
     Micros,
 }
 
+/// Appends `c` to the pattern's last piece if that is literal text, else
+/// starts a literal piece with it.
+fn push_literal(pieces: &mut Vec<DatePiece>, c: char) {
+    let mut utf8 = [0; 4];
+    let bytes = c.encode_utf8(&mut utf8).as_bytes();
+    match pieces.last_mut() {
+        Some(DatePiece::Literal(text)) => text.extend_from_slice(bytes),
+        _ => pieces.push(DatePiece::Literal(bytes.to_vec())),
+    }
+}
+
 impl DatePattern {
     /// The pattern's pieces, or the first letter it does not know.
     pub fn new(text: &str) -> Result<Self, char> {
         use DateField::*;
         let mut pieces = Vec::new();
-        let mut literal = String::new();
         let mut chars = text.chars();
         while let Some(c) = chars.next() {
             let piece = match c {
                 '\\' => {
-                    literal.extend(chars.next());
+                    if let Some(escaped) = chars.next() {
+                        push_literal(&mut pieces, escaped);
+                    }
                     continue;
                 }
                 'Y' => DatePiece::Number(Year, 4),
@@ -597,19 +610,11 @@ impl DatePattern {
                 'a' => DatePiece::AmPm { upper: false },
                 c if c.is_ascii_alphabetic() => return Err(c),
                 c => {
-                    literal.push(c);
+                    push_literal(&mut pieces, c);
                     continue;
                 }
             };
-            if !literal.is_empty() {
-                pieces.push(DatePiece::Literal(
-                    std::mem::take(&mut literal).into_bytes().into(),
-                ));
-            }
             pieces.push(piece);
-        }
-        if !literal.is_empty() {
-            pieces.push(DatePiece::Literal(literal.into_bytes().into()));
         }
         Ok(Self {
             text: text.to_owned(),
