@@ -124,13 +124,15 @@ write_env() {
 }
 
 wait_until_answers() {
-    local url="$1" name="$2" pidfile="$3" pattern="$4" logfile="$5" deadline
+    local url="$1" name="$2" pidfile="$3" logfile="$4" deadline
     deadline=$((SECONDS + START_TIMEOUT))
     while ((SECONDS < deadline)); do
         if answers "$url"; then
             return 0
         fi
-        if ! live_pid "$pidfile" "$pattern" >/dev/null; then
+        # kill -0, not live_pid: until the child has exec'd, its command
+        # line is still this script's, which the pattern would not match.
+        if ! kill -0 "$(cat "$pidfile")" 2>/dev/null; then
             log "$name exited while starting; last lines of $logfile:"
             tail -n 20 "$logfile" >&2 || true
             return 1
@@ -169,7 +171,7 @@ start_servers() {
         nohup "$S3S_FS" --host "$HOST" --port "$S3_PORT" --access-key "$S3_AK" --secret-key "$S3_SK" \
             "$S3_DATA" </dev/null >"${TMP_DIR}/s3s-fs.log" 2>&1 &
         echo $! >"$S3_PID"
-        wait_until_answers "http://${HOST}:${S3_PORT}/" s3s-fs "$S3_PID" s3s-fs "${TMP_DIR}/s3s-fs.log" \
+        wait_until_answers "http://${HOST}:${S3_PORT}/" s3s-fs "$S3_PID" "${TMP_DIR}/s3s-fs.log" \
             || { stop_one "$S3_PID" s3s-fs s3s-fs; exit 1; }
         log "s3s-fs running (pid $(cat "$S3_PID")) on ${HOST}:${S3_PORT}, data ${S3_DATA}"
     fi
@@ -181,7 +183,7 @@ start_servers() {
         answers "http://${HOST}:${OSS_PORT}/" && die "port ${OSS_PORT} is taken by another process"
         nohup "$PY" -m moto.server -H "$HOST" -p "$OSS_PORT" </dev/null >"${TMP_DIR}/moto.log" 2>&1 &
         echo $! >"$OSS_PID"
-        wait_until_answers "http://${HOST}:${OSS_PORT}/" moto_server "$OSS_PID" moto "${TMP_DIR}/moto.log" \
+        wait_until_answers "http://${HOST}:${OSS_PORT}/" moto_server "$OSS_PID" "${TMP_DIR}/moto.log" \
             || { stop_one "$OSS_PID" moto moto_server; exit 1; }
         log "moto_server running (pid $(cat "$OSS_PID")) on ${HOST}:${OSS_PORT}"
     fi
