@@ -493,10 +493,14 @@ fn parse_plain_decimal(s: &str) -> Option<f64> {
 }
 
 fn parse_bool(s: &str) -> Result<bool, CellError> {
-    match trimmed(s).to_ascii_lowercase().as_str() {
-        "1" | "true" | "yes" | "y" | "on" => Ok(true),
-        "0" | "false" | "no" | "n" | "off" | "" => Ok(false),
-        _ => Err(CellError::NotABool),
+    let word = trimmed(s);
+    let is_one_of = |words: &[&str]| words.iter().any(|w| word.eq_ignore_ascii_case(w));
+    if is_one_of(&["1", "true", "yes", "y", "on"]) {
+        Ok(true)
+    } else if is_one_of(&["0", "false", "no", "n", "off", ""]) {
+        Ok(false)
+    } else {
+        Err(CellError::NotABool)
     }
 }
 
@@ -1199,6 +1203,27 @@ mod tests {
         );
         assert_eq!(cell(Value::Float(3.0), T::Int), Ok(Cell::Int(3)));
         assert_eq!(cell(Value::Bytes(b"yes"), T::Bool), Ok(Cell::Bool(true)));
+        for (text, truth) in [
+            ("1", true),
+            ("TRUE", true),
+            ("Yes", true),
+            ("y", true),
+            ("oN", true),
+            ("0", false),
+            ("False", false),
+            ("NO", false),
+            ("n", false),
+            ("OFF", false),
+            ("", false),
+            (" \t", false),
+        ] {
+            let parsed = cell(Value::Bytes(text.as_bytes()), T::Bool);
+            assert_eq!(parsed, Ok(Cell::Bool(truth)), "{text:?}");
+        }
+        for not_a_bool in ["yess", "tru", "2", "nO!", "ON\u{307}", "\u{130}"] {
+            let parsed = cell(Value::Bytes(not_a_bool.as_bytes()), T::Bool);
+            assert_eq!(parsed, Err(CellError::NotABool), "{not_a_bool:?}");
+        }
         assert_eq!(
             cell(Value::Bytes(b"maybe"), T::Bool),
             Err(CellError::NotABool)
