@@ -233,7 +233,12 @@ impl ObjectStore {
         self
     }
 
-    /// Writes the spool file; past `deadline`, stops with `timed_out()`.
+    /// Writes the spool file, one part per write; past `deadline`, stops
+    /// with `timed_out()`.
+    ///
+    /// Each part is read into a buffer of its own, of exactly `part_size`:
+    /// opendal keeps a part's bytes until its request ends, and a read that
+    /// straddled two parts would keep both parts' buffers alive.
     async fn send_file(
         &self,
         writer: &mut Writer,
@@ -242,28 +247,30 @@ impl ObjectStore {
         deadline: tokio::time::Instant,
         timed_out: &dyn Fn() -> ExportError,
     ) -> Result<()> {
-        let mut file = tokio::fs::File::open(spool)
-            .await
-            .map_err(|e| ExportError::io("cannot read", spool, e))?;
+        let cannot_read = |e| ExportError::io("cannot read", spool, e);
+        let mut file = tokio::fs::File::open(spool).await.map_err(cannot_read)?;
         let mut sent = 0u64;
         loop {
-            let mut chunk = Vec::with_capacity(self.upload.part_size.min(4 << 20));
-            let n = (&mut file)
-                .take(chunk.capacity() as u64)
-                .read_to_end(&mut chunk)
-                .await
-                .map_err(|e| ExportError::io("cannot read", spool, e))?;
-            if n == 0 {
+            let mut part = vec![0u8; self.upload.part_size];
+            let mut filled = 0;
+            while filled < part.len() {
+                match file.read(&mut part[filled..]).await.map_err(cannot_read)? {
+                    0 => break,
+                    n => filled += n,
+                }
+            }
+            if filled == 0 {
                 return Ok(());
             }
+            part.truncate(filled);
             if tokio::time::Instant::now() >= deadline {
                 return Err(timed_out());
             }
             writer
-                .write(chunk)
+                .write(part)
                 .await
                 .map_err(|e| store_error(&format!("upload to {} failed", self.location), &e))?;
-            sent += n as u64;
+            sent += filled as u64;
             progress(sent);
         }
     }
@@ -282,7 +289,6 @@ impl ObjectStore {
         let mut writer = self
             .op
             .writer_with(key)
-            .chunk(self.upload.part_size)
             .concurrent(self.upload.parallel_parts)
             .content_type(meta.content_type)
             .content_disposition(&meta.content_disposition)
