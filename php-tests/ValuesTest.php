@@ -107,6 +107,41 @@ final class ValuesTest extends FluxoTestCase
         self::assertSame('changed', $row[0], 'the callback did replace the row');
     }
 
+    /**
+     * A method of a cell's object that throws rejects the whole batch: the
+     * caller gets that exception, no row of the batch is written, and the
+     * export goes on.
+     */
+    public function testAnObjectWhoseMethodThrowsRejectsItsWholeBatch(): void
+    {
+        $throwsOnString = new class () {
+            public function __toString(): string
+            {
+                throw new \RuntimeException('no text for this cell');
+            }
+        };
+        $throwsOnFormat = new class ('2026-01-02 03:04:05') extends \DateTime {
+            public function format(string $format): string
+            {
+                throw new \LogicException('no format for this date');
+            }
+        };
+        $e = new \Fluxo\Exporter(['columns' => ['id', 'value'], 'csv' => ['bom' => false]]);
+        $e->addBatch([[1, 'first']]);
+        foreach ([[$throwsOnString, \RuntimeException::class], [$throwsOnFormat, \LogicException::class]] as [$object, $class]) {
+            try {
+                $e->addBatch([[2, 'kept only if the batch were split'], [3, $object]]);
+                self::fail('addBatch accepted a batch whose object threw');
+            } catch (\Throwable $thrown) {
+                self::assertInstanceOf($class, $thrown);
+            }
+        }
+        $e->addBatch([[4, 'last']]);
+        $r = $e->finish();
+        self::assertSame(2, $r->records);
+        self::assertSame([['id', 'value'], ['1', 'first'], ['4', 'last']], $this->readCsv($r->path));
+    }
+
     public function testCsvStringableObject(): void
     {
         $obj = new class () {

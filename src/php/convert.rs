@@ -5,7 +5,7 @@ use ext_php_rs::convert::IntoZvalDyn;
 use ext_php_rs::ffi::{zend_array_destroy, Bucket};
 use ext_php_rs::flags::DataType;
 use ext_php_rs::types::{ZendCallable, ZendHashTable, ZendObject, Zval};
-use ext_php_rs::zend::ClassEntry;
+use ext_php_rs::zend::{ClassEntry, ExecutorGlobals};
 
 use crate::batch::RecordBatch;
 use crate::config::OptionValue;
@@ -126,10 +126,8 @@ impl DateZone {
 
     /// The wall-clock time of a `DateTimeInterface` in this zone.
     fn local_time(&self, date: &Zval) -> Result<LocalDateTime, Fault> {
-        let call = |target: &Zval, method: &str, args: Vec<&dyn IntoZvalDyn>| {
-            target
-                .try_call_method(method, args)
-                .map_err(|e| Fault::Object(format!("DateTimeInterface::{method}() failed: {e}")))
+        let call = |target: &Zval, method: &str, args| {
+            call_method(target, "DateTimeInterface", method, args)
         };
         let Some(zone) = &self.0 else {
             let text = call(date, "format", vec![&"Y-m-d\\TH:i:s.u"])?;
@@ -153,6 +151,26 @@ impl DateZone {
     }
 }
 
+/// Calls a PHP method of a cell's object. A method that throws fails the
+/// cell, so the whole batch is rejected: ext-php-rs returns whatever the
+/// method left in its return value and leaves the exception pending, which
+/// PHP would throw only after `addBatch` had kept the rest of the batch.
+/// The method's own exception is the one the caller then sees.
+fn call_method(
+    target: &Zval,
+    interface: &str,
+    method: &str,
+    args: Vec<&dyn IntoZvalDyn>,
+) -> Result<Zval, Fault> {
+    let result = target.try_call_method(method, args);
+    if let Some(class) = ExecutorGlobals::pending_exception_class() {
+        return Err(Fault::Object(format!(
+            "{interface}::{method}() threw {class}"
+        )));
+    }
+    result.map_err(|e| Fault::Object(format!("{interface}::{method}() failed: {e}")))
+}
+
 /// `DateTimeInterface` becomes a date; `Stringable` its string.
 fn push_object(
     batch: &mut RecordBatch,
@@ -169,9 +187,7 @@ fn push_object(
             .map_err(Fault::Cell);
     }
     if is("Stringable") {
-        let text = obj
-            .try_call_method("__toString", vec![])
-            .map_err(|e| Fault::Object(format!("__toString() failed: {e}")))?;
+        let text = call_method(zv, "Stringable", "__toString", vec![])?;
         let bytes = text.zend_str().map(|s| s.as_bytes()).unwrap_or_default();
         return batch
             .push(Value::Bytes(bytes), column.column_type)
