@@ -159,6 +159,39 @@ final class ExporterXlsxTest extends FluxoTestCase
         self::assertSame('yyyy-mm-dd hh:mm:ss', $sheet['number_formats'][2][3]);
     }
 
+    /**
+     * Excel counts a 1900-02-29 that never was, so its serials of January and
+     * February 1900 are a day lower than the days since 1899-12-30; days it
+     * has no serial for (before 1900, after 9999) are written as text.
+     */
+    public function testDatesAroundTheEdgesOfExcelsCalendar(): void
+    {
+        $r = $this->exportOne(
+            ['format' => 'xlsx', 'columns' => [['name' => 'd', 'type' => 'date'], ['name' => 'dt', 'type' => 'datetime']]],
+            [
+                ['1900-01-01', '1900-01-01 06:00:00'],
+                ['1900-02-28', '1900-02-28 23:59:59'],
+                ['1900-03-01', '1900-03-01 00:00:00'],
+                ['1899-12-31', '1899-12-31 23:59:59'],
+                ['1850-06-01', '1850-06-01 12:30:00'],
+                ['9999-12-31', 253402300800],
+            ]
+        );
+        $sheet = $this->readXlsx($r->path)['sheets'][0];
+        self::assertSame(['1900-01-01T00:00:00', '1900-01-01T06:00:00'], $sheet['rows'][1]);
+        self::assertSame(['1900-02-28T00:00:00', '1900-02-28T23:59:59'], $sheet['rows'][2]);
+        self::assertSame(['1900-03-01T00:00:00', '1900-03-01T00:00:00'], $sheet['rows'][3]);
+        self::assertSame(['1899-12-31', '1899-12-31 23:59:59'], $sheet['rows'][4]);
+        self::assertSame(['1850-06-01', '1850-06-01 12:30:00'], $sheet['rows'][5]);
+        self::assertSame(['9999-12-31T00:00:00', '10000-01-01 00:00:00'], $sheet['rows'][6]);
+        for ($i = 1; $i <= 3; $i++) {
+            self::assertSame(['datetime', 'datetime'], $sheet['types'][$i], "row {$i}: real dates");
+        }
+        self::assertSame(['str', 'str'], $sheet['types'][4]);
+        self::assertSame(['str', 'str'], $sheet['types'][5]);
+        self::assertSame(['datetime', 'str'], $sheet['types'][6]);
+    }
+
     public function testColumnNumberFormats(): void
     {
         $r = $this->exportOne(

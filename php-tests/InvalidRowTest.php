@@ -105,6 +105,12 @@ final class InvalidRowTest extends FluxoTestCase
                 static fn () => [2, '1.2.3'],
                 ['row 1, column "val"', 'not a number', '(got string)'],
             ],
+            'number column: "1e400" (beyond a double)' => [
+                $typed('number'),
+                [1, 5],
+                static fn () => [2, '1e400'],
+                ['row 1, column "val"', 'beyond ±1.8e308', '(got string)'],
+            ],
             'date column: garbage' => [
                 $typed('date'),
                 [1, '2026-11-29'],

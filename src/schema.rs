@@ -160,11 +160,23 @@ impl LocalDateTime {
         (y, m, d, secs / 3600, secs / 60 % 60, secs % 60)
     }
 
-    /// Excel's serial number: days since 1899-12-30, time as the fraction.
-    pub fn excel_serial(&self) -> f64 {
-        const UNIX_EPOCH_SERIAL: f64 = 25_569.0;
+    /// Excel's serial number, time as the fraction; `None` outside the days
+    /// Excel can show, 1900-01-01 to 9999-12-31. From 1900-03-01 on it is
+    /// the days since 1899-12-30. Excel counts a 1900-02-29 that never was
+    /// (Lotus 1-2-3's leap-year rule, kept for compatibility), so January
+    /// and February 1900 are one day lower: 1900-01-01 is 1.
+    pub fn excel_serial(&self) -> Option<f64> {
+        const UNIX_EPOCH: f64 = 25_569.0;
+        const MARCH_1ST_1900: f64 = 61.0;
+        const JANUARY_1ST_1900: f64 = 2.0;
+        const JANUARY_1ST_10000: f64 = 2_958_466.0;
         let seconds = self.seconds as f64 + f64::from(self.nanos) / 1e9;
-        UNIX_EPOCH_SERIAL + seconds / SECONDS_PER_DAY as f64
+        let days = UNIX_EPOCH + seconds / SECONDS_PER_DAY as f64;
+        if days >= MARCH_1ST_1900 {
+            (days < JANUARY_1ST_10000).then_some(days)
+        } else {
+            (days >= JANUARY_1ST_1900).then_some(days - 1.0)
+        }
     }
 
     /// Only the time of day (for `time` columns), on 1970-01-01.
@@ -351,7 +363,9 @@ impl fmt::Display for CellError {
             Self::InvalidUtf8 { valid_up_to } => {
                 write!(f, "invalid UTF-8 at byte {valid_up_to}")
             }
-            Self::NotFinite => f.write_str("NAN and INF cannot be written to a file"),
+            Self::NotFinite => {
+                f.write_str("NAN, INF and numbers beyond ±1.8e308 cannot be written to a file")
+            }
             Self::NotAnInteger => f.write_str("not an integer"),
             Self::NotANumber => f.write_str("not a number"),
             Self::NotABool => f.write_str("not a boolean"),
@@ -450,7 +464,8 @@ fn parse_number(s: &str) -> Result<f64, CellError> {
     {
         return Err(CellError::NotANumber);
     }
-    s.parse::<f64>().map_err(|_| CellError::NotANumber)
+    // "1e400" parses, as infinity.
+    finite(s.parse::<f64>().map_err(|_| CellError::NotANumber)?)
 }
 
 /// `[-+]digits[.digits]` of at most 15 digits, as `str::parse` reads it:
@@ -1132,10 +1147,20 @@ mod tests {
     #[test]
     fn excel_serial_matches_excel() {
         // Excel shows 2026-11-29 as 46355; noon adds half a day.
-        let dt = LocalDateTime::from_parts((2026, 11, 29), (12, 0, 0), 0);
-        assert_eq!(dt.excel_serial(), 46_355.5);
-        let dt = LocalDateTime::from_parts((1900, 3, 1), (0, 0, 0), 0);
-        assert_eq!(dt.excel_serial(), 61.0);
+        let serial = |ymd, hms| LocalDateTime::from_parts(ymd, hms, 0).excel_serial();
+        assert_eq!(serial((2026, 11, 29), (12, 0, 0)), Some(46_355.5));
+        // Excel's own serials around its phantom 1900-02-29 (serial 60).
+        assert_eq!(serial((1900, 3, 1), (0, 0, 0)), Some(61.0));
+        assert_eq!(serial((1900, 2, 28), (18, 0, 0)), Some(59.75));
+        assert_eq!(serial((1900, 1, 1), (0, 0, 0)), Some(1.0));
+        assert_eq!(
+            serial((9999, 12, 31), (23, 59, 59)),
+            Some(2_958_465.0 + 86_399.0 / 86_400.0)
+        );
+        // Days Excel cannot show.
+        assert_eq!(serial((1899, 12, 31), (23, 59, 59)), None);
+        assert_eq!(serial((1850, 6, 1), (0, 0, 0)), None);
+        assert_eq!(serial((10000, 1, 1), (0, 0, 0)), None);
         let noon = LocalDateTime::from_parts((2026, 11, 29), (18, 0, 0), 0);
         assert_eq!(noon.excel_time(), 0.75);
         assert_eq!(noon.date_only().unwrap().parts(), (2026, 11, 29, 0, 0, 0));
@@ -1231,6 +1256,14 @@ mod tests {
         assert_eq!(
             cell(Value::Float(f64::NAN), T::Auto),
             Err(CellError::NotFinite)
+        );
+        for beyond_f64 in ["1e400", "-1e400", " 2e308"] {
+            let parsed = cell(Value::Bytes(beyond_f64.as_bytes()), T::Number);
+            assert_eq!(parsed, Err(CellError::NotFinite), "{beyond_f64}");
+        }
+        assert_eq!(
+            cell(Value::Bytes(b"1.7e308"), T::Number),
+            Ok(Cell::Float(1.7e308))
         );
         assert_eq!(cell(Value::Null, T::Int), Ok(Cell::Null));
         assert_eq!(

@@ -380,8 +380,9 @@ impl Drop for XlsxWriter {
     }
 }
 
-/// Widths of dates and numbers are measured in their default text form.
-fn auto_width_style() -> &'static TextStyle {
+/// The text form of dates and numbers, where a sheet needs one: to measure
+/// column widths, and for dates Excel has no serial for.
+fn default_text_style() -> &'static TextStyle {
     static STYLE: std::sync::OnceLock<TextStyle> = std::sync::OnceLock::new();
     STYLE.get_or_init(TextStyle::default)
 }
@@ -432,18 +433,23 @@ impl FormatWriter for XlsxWriter {
                     Cell::Int(i) => sheet.cells.int(xml, col, style, i),
                     Cell::Float(f) => sheet.cells.float(xml, col, style, f),
                     Cell::Text(t) => sheet.cells.text(xml, col, 0, t),
-                    Cell::Date(dt) => sheet.cells.float(
-                        xml,
-                        col,
-                        date_style(self.date_styles.date),
-                        dt.excel_serial(),
-                    ),
-                    Cell::DateTime(dt) => sheet.cells.float(
-                        xml,
-                        col,
-                        date_style(self.date_styles.datetime),
-                        dt.excel_serial(),
-                    ),
+                    Cell::Date(dt) | Cell::DateTime(dt) => {
+                        let default = if matches!(cell, Cell::Date(_)) {
+                            self.date_styles.date
+                        } else {
+                            self.date_styles.datetime
+                        };
+                        if let Some(serial) = dt.excel_serial() {
+                            sheet.cells.float(xml, col, date_style(default), serial);
+                        } else {
+                            // No serial for it: text, as Excel keeps a date
+                            // typed before 1900.
+                            self.scratch.clear();
+                            schema::write_text_form(cell, default_text_style(), &mut self.scratch);
+                            let text = String::from_utf8_lossy(&self.scratch);
+                            sheet.cells.text(xml, col, 0, &text);
+                        }
+                    }
                     Cell::Time(dt) => sheet.cells.float(
                         xml,
                         col,
@@ -456,7 +462,7 @@ impl FormatWriter for XlsxWriter {
                         Cell::Text(t) => schema::display_width(t),
                         other => {
                             self.scratch.clear();
-                            schema::write_text_form(other, auto_width_style(), &mut self.scratch);
+                            schema::write_text_form(other, default_text_style(), &mut self.scratch);
                             self.scratch.len()
                         }
                     };
