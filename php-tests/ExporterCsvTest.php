@@ -473,15 +473,19 @@ final class ExporterCsvTest extends FluxoTestCase
         self::assertStringStartsNotWith("\xEF\xBB\xBF", $bytes, 'GBK files carry no UTF-8 BOM');
         self::assertSame("姓名,note\n张伟,欧阳娜娜\n王芳,x\n", iconv('GBK', 'UTF-8', $bytes));
 
-        $e = new \Fluxo\Exporter(['columns' => ['a'], 'csv' => ['encoding' => 'GBK']]);
-        $e->addBatch([['fine'], ['smile 😀']]);
+        // Refused by addBatch itself: the batch is rejected, the export goes on.
+        $e = new \Fluxo\Exporter(['columns' => ['a'], 'csv' => ['encoding' => 'GBK', 'bom' => false]]);
+        $e->addBatch([['first']]);
         try {
-            $e->finish();
+            $e->addBatch([['fine'], ['smile 😀']]);
             self::fail('an emoji cannot be written in GBK');
         } catch (\Fluxo\InvalidRowException $x) {
-            self::assertStringContainsString('data row 2, column 1', $x->getMessage());
-            self::assertStringContainsString('U+1F600', $x->getMessage());
+            self::assertStringContainsString('row 1, column "a": character \'😀\' (U+1F600) cannot be written in GBK', $x->getMessage());
         }
+        $e->addBatch([['last']]);
+        $r = $e->finish();
+        self::assertSame(2, $r->records);
+        self::assertSame("a\nfirst\nlast\n", file_get_contents($r->path));
     }
 
     public function testFormulaInjectionIsNeutralisedByDefault(): void

@@ -279,7 +279,19 @@ final class ExporterXlsxTest extends FluxoTestCase
     }
 
     /**
+     * @return iterable<string, array{string}>
+     */
+    public static function takenSheetNameProvider(): iterable
+    {
+        yield 'the first sheet\'s name again' => ['Sheet1'];
+        yield 'the first sheet\'s name in other case' => ['SHEET1'];
+    }
+
+    /**
+     * sheet() itself refuses a bad name, before any later row is sent.
+     *
      * @dataProvider badSheetNameProvider
+     * @dataProvider takenSheetNameProvider
      */
     public function testBadSheetNameInSheetCallThrows(string $name): void
     {

@@ -97,13 +97,17 @@ final class SpreadsheetFeaturesTest extends FluxoTestCase
     {
         $long = str_repeat('長', 40000);
         $e = new Exporter(['format' => 'xlsx', 'columns' => ['id', 'text']]);
-        $e->addBatch([[1, 'short'], [2, $long]]);
+        $e->addBatch([[0, 'before']]);
         try {
-            $e->finish();
+            $e->addBatch([[1, 'short'], [2, $long]]);
             self::fail('a 40,000-character cell cannot be written to XLSX');
         } catch (InvalidRowException $x) {
-            self::assertStringContainsString('data row 2, column "text"', $x->getMessage());
+            self::assertStringContainsString('row 1, column "text": 40000 characters of text', $x->getMessage());
         }
+        // Refused by addBatch itself: the batch is rejected, the export goes on.
+        $e->addBatch([[3, str_repeat('長', 32767)]]);
+        $kept = $e->finish();
+        self::assertSame([[0, 'before'], [3, str_repeat('長', 32767)]], $this->dataRows($kept));
 
         $r = $this->exportOne(['format' => 'xlsx', 'columns' => ['id', 'text'], 'long_text' => 'truncate'], [[2, $long]]);
         $text = $this->dataRows($r)[0][1];

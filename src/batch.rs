@@ -6,7 +6,7 @@
 //! allocates beyond the arena's own amortised growth, and reading one borrows
 //! from the arena.
 
-use crate::schema::{self, Cell, CellError, ColumnType, LocalDateTime, Value};
+use crate::schema::{self, Cell, CellError, ColumnType, LocalDateTime, TextLimit, Value};
 
 const NULL: u8 = 0;
 const TRUE: u8 = 1;
@@ -27,6 +27,8 @@ pub struct RecordBatch {
     cells_in_row: usize,
     /// Invalid UTF-8 becomes U+FFFD instead of an error.
     replace_invalid_utf8: bool,
+    /// What each text cell is checked against as it is added.
+    text_limit: Option<TextLimit>,
 }
 
 impl RecordBatch {
@@ -38,12 +40,20 @@ impl RecordBatch {
             rows: 0,
             cells_in_row: 0,
             replace_invalid_utf8: false,
+            text_limit: None,
         }
     }
 
     /// Invalid UTF-8 in text is replaced by U+FFFD instead of rejected.
     pub fn replacing_invalid_utf8(mut self) -> Self {
         self.replace_invalid_utf8 = true;
+        self
+    }
+
+    /// Text cells past `limit` are refused as they are added, so that the
+    /// batch is rejected before the writer would fail the export on them.
+    pub fn with_text_limit(mut self, limit: Option<TextLimit>) -> Self {
+        self.text_limit = limit;
         self
     }
 
@@ -74,6 +84,9 @@ impl RecordBatch {
             }
             (result, _) => result?,
         };
+        if let (Cell::Text(text), Some(limit)) = (&cell, self.text_limit) {
+            limit.check(text)?;
+        }
         if column_type == ColumnType::String && !matches!(cell, Cell::Text(_) | Cell::Null) {
             self.push_text_form(&cell);
         } else {
@@ -242,6 +255,39 @@ impl<'a> BatchReader<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn text_past_the_batch_limit_is_refused_as_it_is_added() {
+        let text = |batch: &mut RecordBatch, t: &str| {
+            batch.push(Value::Bytes(t.as_bytes()), ColumnType::Auto)
+        };
+        let mut chars = RecordBatch::new(1, 0).with_text_limit(Some(TextLimit::Chars(5)));
+        assert_eq!(text(&mut chars, "ab€de"), Ok(()), "5 characters in 7 bytes");
+        assert_eq!(
+            text(&mut chars, "abcdef"),
+            Err(CellError::TooManyChars { chars: 6, max: 5 })
+        );
+        let mut gbk =
+            RecordBatch::new(1, 0).with_text_limit(Some(TextLimit::Encoding(encoding_rs::GBK)));
+        assert_eq!(text(&mut gbk, "张伟 ok"), Ok(()));
+        let refused = text(&mut gbk, "ok 😀").unwrap_err();
+        assert_eq!(
+            refused.to_string(),
+            "character '😀' (U+1F600) cannot be written in GBK; use encoding GB18030 or UTF-8, \
+             or csv option unencodable => 'replace'"
+        );
+        let mut gb18030 =
+            RecordBatch::new(1, 0).with_text_limit(Some(TextLimit::Encoding(encoding_rs::GB18030)));
+        assert_eq!(text(&mut gb18030, "ok 😀"), Ok(()));
+        assert!(text(&mut gb18030, "\u{E5E5}")
+            .unwrap_err()
+            .to_string()
+            .contains("in GB18030; use encoding UTF-8"));
+        // Text forms of other cells are not checked: they are ASCII.
+        assert_eq!(gbk.push(Value::Int(7), ColumnType::String), Ok(()));
+        let mut unlimited = RecordBatch::new(1, 0);
+        assert_eq!(text(&mut unlimited, &"😀".repeat(40_000)), Ok(()));
+    }
 
     #[test]
     fn cells_come_back_as_written() {

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::error::{ExportError, Result};
-use crate::schema::{Column, ColumnType, ColumnWidth};
+use crate::schema::{self, Column, ColumnType, ColumnWidth, TextLimit};
 use crate::writer::csv::{CsvEncoding, CsvOptions};
 use crate::writer::xlsx::{self, Properties, XlsxOptions};
 use crate::writer::Format;
@@ -658,6 +658,15 @@ fn single_byte(key: &str, v: &OptionValue) -> Result<u8> {
 }
 
 impl ExportSpec {
+    /// What this export's text cells must keep to, checked as they join a
+    /// batch.
+    pub fn text_limit(&self) -> Option<TextLimit> {
+        match self.format {
+            Format::Csv => self.csv.text_limit(),
+            Format::Xlsx => self.xlsx.text_limit(),
+        }
+    }
+
     /// Checks the options of one export (the `new Fluxo\Exporter([...])` array).
     pub fn from_options(options: &OptionValue, settings: &Settings) -> Result<Self> {
         let map = match options {
@@ -986,11 +995,14 @@ fn parse_csv(v: &OptionValue) -> Result<CsvOptions> {
         ("datetime_format", style.datetime.as_str()),
         ("time_format", style.time.as_str()),
     ];
+    let Some(encoding) = csv.encoding.partial() else {
+        return Ok(csv);
+    };
     for (key, text) in texts {
-        if let Some(c) = csv.encoding.first_unencodable(text) {
+        if let Some(c) = schema::first_unencodable(encoding, text) {
             return Err(ExportError::invalid_option(format!(
                 "option \"csv.{key}\": {}",
-                csv.encoding.cannot_hold(c)
+                schema::cannot_hold(encoding, c)
             )));
         }
     }

@@ -355,6 +355,16 @@ pub enum CellError {
     NotADate,
     /// A type no column can hold (nested array, resource, object ...).
     Unsupported,
+    /// Text longer than its file's cells hold ([`TextLimit::Chars`]).
+    TooManyChars {
+        chars: usize,
+        max: usize,
+    },
+    /// A character its file's encoding cannot hold ([`TextLimit::Encoding`]).
+    Unencodable {
+        character: char,
+        encoding: &'static encoding_rs::Encoding,
+    },
 }
 
 impl fmt::Display for CellError {
@@ -370,6 +380,19 @@ impl fmt::Display for CellError {
             Self::NotANumber => f.write_str("not a number"),
             Self::NotABool => f.write_str("not a boolean"),
             Self::NotADate => f.write_str("not a date (expected Y-m-d, Y-m-d H:i:s or ISO 8601)"),
+            Self::TooManyChars { chars, max } => write!(
+                f,
+                "{chars} characters of text, more than the {max} an Excel cell holds \
+                 (set long_text to truncate to cut it)"
+            ),
+            Self::Unencodable {
+                character,
+                encoding,
+            } => write!(
+                f,
+                "{}, or csv option unencodable => 'replace'",
+                cannot_hold(encoding, *character)
+            ),
             Self::Unsupported => f.write_str("not a valid cell value"),
         }
     }
@@ -386,6 +409,62 @@ fn text(bytes: &[u8]) -> Result<&str, CellError> {
     std::str::from_utf8(bytes).map_err(|e| CellError::InvalidUtf8 {
         valid_up_to: e.valid_up_to(),
     })
+}
+
+/// A writer's limit on the text of a cell. Checked as each cell joins its
+/// batch ([`crate::batch::RecordBatch::with_text_limit`]), a cell past it
+/// rejects its own batch on the producer's thread, instead of failing the
+/// whole export when the writer reaches it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TextLimit {
+    /// At most this many characters (an Excel cell holds 32,767).
+    Chars(usize),
+    /// Only characters this encoding holds (a CSV file in GBK or GB18030).
+    Encoding(&'static encoding_rs::Encoding),
+}
+
+impl TextLimit {
+    pub fn check(self, text: &str) -> Result<(), CellError> {
+        match self {
+            // A byte is at most a character: most texts need no count.
+            Self::Chars(max) if text.len() > max => match text.chars().count() {
+                chars if chars > max => Err(CellError::TooManyChars { chars, max }),
+                _ => Ok(()),
+            },
+            Self::Chars(_) => Ok(()),
+            Self::Encoding(encoding) => match first_unencodable(encoding, text) {
+                Some(character) => Err(CellError::Unencodable {
+                    character,
+                    encoding,
+                }),
+                None => Ok(()),
+            },
+        }
+    }
+}
+
+/// The first character of `text` that `encoding` cannot hold.
+pub fn first_unencodable(encoding: &'static encoding_rs::Encoding, text: &str) -> Option<char> {
+    if text.is_ascii() {
+        return None;
+    }
+    text.chars()
+        .find(|c| encoding.encode(c.encode_utf8(&mut [0; 4])).2)
+}
+
+/// Why `c` cannot be written in `encoding` (GBK or GB18030), and which
+/// encodings could.
+pub fn cannot_hold(encoding: &'static encoding_rs::Encoding, c: char) -> String {
+    let instead = if encoding == encoding_rs::GBK {
+        "GB18030 or UTF-8"
+    } else {
+        "UTF-8"
+    };
+    format!(
+        "character '{c}' (U+{:04X}) cannot be written in {}; use encoding {instead}",
+        u32::from(c),
+        encoding.name().to_ascii_uppercase()
+    )
 }
 
 fn finite(f: f64) -> Result<f64, CellError> {

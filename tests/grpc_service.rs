@@ -185,6 +185,54 @@ async fn sheet_start_opens_another_sheet() {
     assert_eq!(err.code(), Code::InvalidArgument);
     assert!(err.message().contains("sheet name \"a/b\""), "{err:?}");
     expect_failed(&server, &task_id, "sheet name").await;
+
+    // So does a sheet name the workbook already has, in any case, at once.
+    let mut call = Call::open(&mut client).await.unwrap();
+    let mut meta = metadata("", ExportFormat::FormatExcel);
+    meta.options = Some(pb::FormatOptions {
+        excel_sheet_name: "Orders".into(),
+        ..Default::default()
+    });
+    call.send(meta_msg(meta)).await;
+    let task_id = call.recv().await.unwrap().task_id;
+    call.send(sheet("ORDERS", vec![])).await;
+    let err = call.recv().await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(
+        err.message().contains("\"ORDERS\" is already used"),
+        "{err:?}"
+    );
+    expect_failed(&server, &task_id, "already used").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_character_the_csv_encoding_cannot_hold_names_its_batch_record_and_column() {
+    let server = TestServer::start(&[]).await;
+    let mut client = server.client().await;
+    let mut call = Call::open(&mut client).await.unwrap();
+    let mut meta = metadata("", ExportFormat::FormatCsv);
+    meta.options = Some(pb::FormatOptions {
+        csv_encoding: "GBK".into(),
+        ..Default::default()
+    });
+    call.send(meta_msg(meta)).await;
+    let id = call.recv().await.unwrap().task_id;
+    call.send(batch_msg(pb::DataBatch {
+        records: vec![
+            record(&["张伟", "1", "", ""]),
+            record(&["smile 😀", "2", "", ""]),
+        ],
+        batch_sequence: 1,
+    }))
+    .await;
+    let err = call.recv().await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(
+        err.message()
+            .contains("batch_sequence 1, record 1, column 0 \"id\" (string): character '😀' (U+1F600) cannot be written in GBK"),
+        "{err:?}"
+    );
+    expect_failed(&server, &id, "batch_sequence 1, record 1, column 0").await;
 }
 
 async fn expect_failed(server: &TestServer, task_id: &str, reason: &str) {

@@ -704,7 +704,7 @@ pub fn grpc_batch(data: &[u8]) {
                 let Some((types, names)) = &columns else {
                     continue;
                 };
-                match convert::batch(&b, types, names) {
+                match convert::batch(&b, types, names, RecordBatch::new(types.len(), 0)) {
                     Ok(batch) => check_grpc_batch(&b.records, types, &batch),
                     Err(e) => {
                         assert_eq!(e.kind, ErrorKind::InvalidRow, "{e}");

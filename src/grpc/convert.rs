@@ -120,14 +120,13 @@ pub fn spec(m: &pb::ExportMetadata, settings: &Settings) -> Result<ExportSpec> {
 
 /// Decodes one `DataBatch` into a batch for the core. Every value is text;
 /// the column's type converts it. An empty value is null in a non-string column.
-pub fn batch(batch: &pb::DataBatch, types: &[ColumnType], names: &[String]) -> Result<RecordBatch> {
+pub fn batch(
+    batch: &pb::DataBatch,
+    types: &[ColumnType],
+    names: &[String],
+    mut out: RecordBatch,
+) -> Result<RecordBatch> {
     let seq = batch.batch_sequence;
-    let bytes: usize = batch
-        .records
-        .iter()
-        .map(|r| r.values.iter().map(|v| v.len() + 5).sum::<usize>())
-        .sum();
-    let mut out = RecordBatch::new(types.len(), bytes);
     for (i, record) in batch.records.iter().enumerate() {
         if record.values.len() != types.len() {
             return Err(ExportError::invalid_row(format!(
@@ -346,12 +345,13 @@ mod tests {
             records: vec![rec("1", "2.5"), rec("2", "")],
             batch_sequence: 1,
         };
-        assert_eq!(batch(&b, &types, &names).unwrap().rows(), 2);
+        let empty = || RecordBatch::new(types.len(), 0);
+        assert_eq!(batch(&b, &types, &names, empty()).unwrap().rows(), 2);
         let b = pb::DataBatch {
             records: vec![rec("1", "2.5"), rec("2", "abc")],
             batch_sequence: 7,
         };
-        let e = batch(&b, &types, &names).unwrap_err().message;
+        let e = batch(&b, &types, &names, empty()).unwrap_err().message;
         assert!(
             e.contains("batch_sequence 7, record 1, column 1 \"amount\""),
             "{e}"

@@ -353,7 +353,8 @@ async fn session(shared: Arc<Shared>, mut io: Io) -> Result<(), Status> {
         let (types, names) = (types.clone(), names.clone());
         let (returned, result) = joined(
             tokio::task::spawn_blocking(move || {
-                let result = convert::batch(&batch, &types, &names).and_then(|b| export.add(b));
+                let result = convert::batch(&batch, &types, &names, export.new_batch())
+                    .and_then(|b| export.add(b));
                 (export, result)
             })
             .await,

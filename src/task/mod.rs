@@ -44,7 +44,7 @@ use crate::batch::RecordBatch;
 use crate::config::StorageKind;
 use crate::config::{ExportSpec, Settings};
 use crate::error::{ErrorKind, ExportError, Result};
-use crate::schema::Column;
+use crate::schema::{Column, TextLimit};
 use crate::storage::{self, local::LocalStore, ObjectMeta, Store};
 use crate::writer::{self, Format};
 use queue::ByteQueue;
@@ -189,6 +189,9 @@ pub struct Export {
     columns: Vec<Column>,
     format: Format,
     replace_invalid_utf8: bool,
+    text_limit: Option<TextLimit>,
+    /// Sheets asked for so far (XLSX), to refuse a name twice at once.
+    sheet_names: Vec<String>,
     rows: u64,
     /// Bytes of the last batch: the next one is made that big up front, so
     /// that filling it does not reallocate and copy.
@@ -261,6 +264,8 @@ impl Export {
             columns: spec.columns.clone(),
             format: spec.format,
             replace_invalid_utf8: spec.replace_invalid_utf8,
+            text_limit: spec.text_limit(),
+            sheet_names: vec![spec.sheet.clone()],
             rows: 0,
             last_batch_bytes: 0,
             phase: Phase::Open,
@@ -287,7 +292,7 @@ impl Export {
     /// An empty batch shaped for the current columns.
     pub fn new_batch(&self) -> RecordBatch {
         let capacity = (self.last_batch_bytes + self.last_batch_bytes / 8).max(64 * 1024);
-        let batch = RecordBatch::new(self.columns.len(), capacity);
+        let batch = RecordBatch::new(self.columns.len(), capacity).with_text_limit(self.text_limit);
         if self.replace_invalid_utf8 {
             batch.replacing_invalid_utf8()
         } else {
@@ -348,13 +353,15 @@ impl Export {
                 "sheet(): a CSV file has one sheet; use format xlsx for several",
             ));
         }
-        crate::writer::xlsx::validate_sheet_name(name)?;
         let columns = columns.unwrap_or_else(|| self.columns.clone());
+        let taken = self.sheet_names.iter().map(String::as_str);
+        crate::writer::xlsx::check_new_sheet(name, columns.len(), taken)?;
         self.send(Message::Sheet {
             name: name.to_owned(),
             columns: columns.clone(),
         })?;
         self.columns = columns;
+        self.sheet_names.push(name.to_owned());
         Ok(())
     }
 

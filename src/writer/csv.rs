@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use super::{FormatWriter, HashingWriter, OutputFile, WrittenFile};
 use crate::batch::RecordBatch;
 use crate::error::{ExportError, Result};
-use crate::schema::{self, Cell, Column, TextStyle};
+use crate::schema::{self, Cell, Column, TextLimit, TextStyle};
 
 const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
 
@@ -37,15 +37,6 @@ impl CsvEncoding {
         })
     }
 
-    fn name(self) -> &'static str {
-        match self {
-            Self::Utf8 => "UTF-8",
-            Self::Gbk => "GBK",
-            Self::Gb18030 => "GB18030",
-            Self::Utf16Le => "UTF-16LE",
-        }
-    }
-
     /// The byte-order mark Excel needs to recognise the encoding, if any.
     fn bom(self) -> &'static [u8] {
         match self {
@@ -57,32 +48,12 @@ impl CsvEncoding {
 
     /// The encodings that cannot hold every character. GB18030 as the
     /// WHATWG defines it holds all but U+E5E5, a private-use one.
-    fn partial(self) -> Option<&'static encoding_rs::Encoding> {
+    pub fn partial(self) -> Option<&'static encoding_rs::Encoding> {
         match self {
             Self::Gbk => Some(encoding_rs::GBK),
             Self::Gb18030 => Some(encoding_rs::GB18030),
             Self::Utf8 | Self::Utf16Le => None,
         }
-    }
-
-    /// The first character of `text` this encoding cannot hold.
-    pub fn first_unencodable(self, text: &str) -> Option<char> {
-        let encoding = self.partial().filter(|_| !text.is_ascii())?;
-        text.chars()
-            .find(|c| encoding.encode(c.encode_utf8(&mut [0; 4])).2)
-    }
-
-    /// Why `c` cannot be written, and which encodings could.
-    pub fn cannot_hold(self, c: char) -> String {
-        let instead = match self {
-            Self::Gbk => "GB18030 or UTF-8",
-            _ => "UTF-8",
-        };
-        format!(
-            "character '{c}' (U+{:04X}) cannot be written in {}; use encoding {instead}",
-            u32::from(c),
-            self.name()
-        )
     }
 }
 
@@ -123,6 +94,15 @@ impl Default for CsvOptions {
             style: TextStyle::default(),
             gzip: false,
         }
+    }
+}
+
+impl CsvOptions {
+    /// What text cells must keep to: only characters the encoding holds,
+    /// unless those it cannot are replaced.
+    pub fn text_limit(&self) -> Option<TextLimit> {
+        let encoding = self.encoding.partial()?;
+        (!self.replace_unencodable).then_some(TextLimit::Encoding(encoding))
     }
 }
 
@@ -323,16 +303,11 @@ impl CsvWriter {
     /// With `unencodable` = error, names the first character the encoding
     /// cannot hold.
     fn check_encodable(&self, text: &str, at: impl FnOnce() -> String) -> Result<()> {
-        if self.options.replace_unencodable {
-            return Ok(());
-        }
-        match self.options.encoding.first_unencodable(text) {
+        match self.options.text_limit() {
+            Some(limit) => limit
+                .check(text)
+                .map_err(|e| ExportError::invalid_row(format!("{}: {e}", at()))),
             None => Ok(()),
-            Some(c) => Err(ExportError::invalid_row(format!(
-                "{}: {}, or csv option unencodable => 'replace'",
-                at(),
-                self.options.encoding.cannot_hold(c)
-            ))),
         }
     }
 }

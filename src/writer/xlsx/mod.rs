@@ -23,7 +23,9 @@ use self::zip::ZipWriter;
 use super::{FormatWriter, HashingWriter, OutputFile, WrittenFile};
 use crate::batch::RecordBatch;
 use crate::error::{ExportError, Result};
-use crate::schema::{self, Cell, Column, ColumnType, ColumnWidth, LocalDateTime, TextStyle};
+use crate::schema::{
+    self, Cell, CellError, Column, ColumnType, ColumnWidth, LocalDateTime, TextLimit, TextStyle,
+};
 
 /// Excel's row limit, header included.
 pub const MAX_ROWS: u32 = 1_048_576;
@@ -60,6 +62,14 @@ pub struct XlsxOptions {
     pub properties: Properties,
 }
 
+impl XlsxOptions {
+    /// What text cells must keep to: an Excel cell's 32,767 characters,
+    /// unless longer text is cut.
+    pub fn text_limit(&self) -> Option<TextLimit> {
+        (!self.truncate_long_text).then_some(TextLimit::Chars(MAX_TEXT_CHARS))
+    }
+}
+
 impl Default for XlsxOptions {
     fn default() -> Self {
         Self {
@@ -86,6 +96,35 @@ pub fn validate_sheet_name(name: &str) -> Result<&str> {
         )));
     }
     Ok(name)
+}
+
+/// Checks a sheet before a workbook gets it: a valid name
+/// ([`validate_sheet_name`]) that is none of `taken` in any case (Excel
+/// ignores case), and at most 16,384 columns. The producer checks its own
+/// sheets as they are asked for, so that `sheet()` fails rather than the
+/// export later; the writer checks again, against the overflow sheets too.
+pub fn check_new_sheet<'a>(
+    name: &str,
+    columns: usize,
+    taken: impl IntoIterator<Item = &'a str>,
+) -> Result<()> {
+    validate_sheet_name(name)?;
+    if columns > MAX_COLUMNS {
+        return Err(ExportError::invalid_option(format!(
+            "XLSX sheets hold at most 16,384 columns, not {columns}"
+        )));
+    }
+    if is_taken(name, taken) {
+        return Err(ExportError::invalid_option(format!(
+            "sheet name \"{name}\" is already used in this workbook (Excel ignores case)"
+        )));
+    }
+    Ok(())
+}
+
+fn is_taken<'a>(name: &str, taken: impl IntoIterator<Item = &'a str>) -> bool {
+    let lower = name.to_lowercase();
+    taken.into_iter().any(|n| n.to_lowercase() == lower)
 }
 
 /// The sheet being written.
@@ -165,11 +204,13 @@ impl XlsxWriter {
         })
     }
 
+    fn sheet_names(&self) -> impl Iterator<Item = &str> {
+        let finished = self.finished.iter().map(|s| s.entry.name.as_str());
+        finished.chain(self.sheet.iter().map(|s| s.name.as_str()))
+    }
+
     fn name_taken(&self, name: &str) -> bool {
-        let lower = name.to_lowercase();
-        let finished = self.finished.iter().map(|s| &s.entry.name);
-        let open = self.sheet.iter().map(|s| &s.name);
-        finished.chain(open).any(|n| n.to_lowercase() == lower)
+        is_taken(name, self.sheet_names())
     }
 
     fn add_sheet(
@@ -308,11 +349,13 @@ impl XlsxWriter {
             None => Ok(text),
             Some((cut, _)) if self.options.truncate_long_text => Ok(&text[..cut]),
             Some(_) => Err(ExportError::invalid_row(format!(
-                "data row {}, column \"{}\": {} characters of text, more than the 32,767 an Excel cell holds \
-                 (set long_text to truncate to cut it)",
+                "data row {}, column \"{}\": {}",
                 self.rows_written + 1,
                 column.name,
-                text.chars().count()
+                CellError::TooManyChars {
+                    chars: text.chars().count(),
+                    max: MAX_TEXT_CHARS
+                }
             ))),
         }
     }
@@ -389,18 +432,7 @@ fn default_text_style() -> &'static TextStyle {
 
 impl FormatWriter for XlsxWriter {
     fn begin_sheet(&mut self, name: &str, columns: &[Column]) -> Result<()> {
-        validate_sheet_name(name)?;
-        if columns.len() > MAX_COLUMNS {
-            return Err(ExportError::invalid_option(format!(
-                "XLSX sheets hold at most 16,384 columns, not {}",
-                columns.len()
-            )));
-        }
-        if self.name_taken(name) {
-            return Err(ExportError::invalid_option(format!(
-                "sheet name \"{name}\" is already used in this workbook (Excel ignores case)"
-            )));
-        }
+        check_new_sheet(name, columns.len(), self.sheet_names())?;
         self.close_sheet()?;
         self.add_sheet(name.to_owned(), name.to_owned(), 1, columns.to_vec())
     }
