@@ -177,6 +177,9 @@ final class ValuesTest extends FluxoTestCase
         yield 'number: numeric string' => ['number', '3.25', '3.25'];
         yield 'number: integer string' => ['number', '10', '10'];
         yield 'number: 1e20' => ['number', 1e20, '100000000000000000000'];
+        yield 'number: 18-digit integer string exact' => ['number', '123456789012345678', '123456789012345678'];
+        yield 'number: 2^53 + 1 as a string exact' => ['number', '9007199254740993', '9007199254740993'];
+        yield 'number: 23-digit integer string exact' => ['number', '12345678901234567890123', '12345678901234567890123'];
         yield 'number: null' => ['number', null, ''];
         // bool
         yield 'bool: true' => ['bool', true, 'TRUE'];
@@ -266,6 +269,8 @@ final class ValuesTest extends FluxoTestCase
         yield 'int: numeric string is a number' => ['int', '42', 42, 'int', 'General'];
         yield 'int: int' => ['int', -3, -3, 'int', 'General'];
         yield 'number: numeric string is a number' => ['number', '3.25', 3.25, 'float', 'General'];
+        yield 'number: 15-digit integer string is a number' => ['number', '999999999999999', 999999999999999, 'int', 'General'];
+        yield 'number: 18-digit integer string is exact text' => ['number', '123456789012345678', '123456789012345678', 'str', 'General'];
         yield 'bool: "yes"' => ['bool', 'yes', true, 'bool', 'General'];
         yield 'bool: "0"' => ['bool', '0', false, 'bool', 'General'];
         yield 'bool: 1' => ['bool', 1, true, 'bool', 'General'];

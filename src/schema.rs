@@ -505,7 +505,7 @@ pub fn convert(value: Value<'_>, column_type: ColumnType) -> Result<Cell<'_>, Ce
                 .map_err(|_| CellError::NotAnInteger)?,
         ),
         (T::Int, _) => return Err(CellError::NotAnInteger),
-        (T::Number, Value::Bytes(b)) => Cell::Float(parse_number(text(b)?)?),
+        (T::Number, Value::Bytes(b)) => number_from_text(text(b)?)?,
         (T::Number, _) => return Err(CellError::NotANumber),
         (T::Bool, Value::Int(i)) => Cell::Bool(i != 0),
         (T::Bool, Value::Float(f)) => Cell::Bool(f != 0.0),
@@ -545,6 +545,19 @@ fn parse_number(s: &str) -> Result<f64, CellError> {
     }
     // "1e400" parses, as infinity.
     finite(s.parse::<f64>().map_err(|_| CellError::NotANumber)?)
+}
+
+/// A number given as text. A whole number of more than 15 digits, which a
+/// double cannot hold exactly (a `BIGINT` id as PDO returns it), stays
+/// exact: an int, or beyond 64 bits its digits as given. Anything else is a
+/// double.
+fn number_from_text(s: &str) -> Result<Cell<'_>, CellError> {
+    let t = trimmed(s);
+    let digits = t.strip_prefix(['-', '+']).unwrap_or(t);
+    if digits.len() > 15 && digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Ok(t.parse().map_or(Cell::Text(t), Cell::Int));
+    }
+    Ok(Cell::Float(parse_number(t)?))
 }
 
 /// `[-+]digits[.digits]` of at most 15 digits, as `str::parse` reads it:
@@ -1335,6 +1348,29 @@ mod tests {
         assert_eq!(
             cell(Value::Float(f64::NAN), T::Auto),
             Err(CellError::NotFinite)
+        );
+        // Whole numbers a double cannot hold exactly stay exact.
+        let number = |t: &'static str| cell(Value::Bytes(t.as_bytes()), T::Number);
+        assert_eq!(
+            number("123456789012345678"),
+            Ok(Cell::Int(123_456_789_012_345_678))
+        );
+        assert_eq!(number(" -9223372036854775808"), Ok(Cell::Int(i64::MIN)));
+        assert_eq!(
+            number("9007199254740993"),
+            Ok(Cell::Int(9_007_199_254_740_993))
+        );
+        assert_eq!(
+            number("12345678901234567890123"),
+            Ok(Cell::Text("12345678901234567890123"))
+        );
+        assert_eq!(
+            number("999999999999999"),
+            Ok(Cell::Float(999_999_999_999_999.0))
+        );
+        assert_eq!(
+            number("1234567890123456.5"),
+            Ok(Cell::Float(1_234_567_890_123_456.5))
         );
         for beyond_f64 in ["1e400", "-1e400", " 2e308"] {
             let parsed = cell(Value::Bytes(beyond_f64.as_bytes()), T::Number);

@@ -737,6 +737,18 @@ fn check_grpc_batch(
                 (ColumnType::String, other) => panic!("{value:?} became {other:?}"),
                 (_, Cell::Null) => assert!(value.is_empty(), "{value:?} became null"),
                 (ColumnType::Number, Cell::Float(f)) => assert!(f.is_finite(), "{value:?}"),
+                // Whole numbers past a double's 15 digits stay exact.
+                (ColumnType::Number, Cell::Int(i)) => {
+                    assert_eq!(value.trim().parse::<i64>(), Ok(*i), "{value:?}")
+                }
+                (ColumnType::Number, Cell::Text(t)) => {
+                    assert!(
+                        t.trim_start_matches(['-', '+'])
+                            .bytes()
+                            .all(|b| b.is_ascii_digit()),
+                        "{value:?} became {t:?}"
+                    )
+                }
                 (ColumnType::Bool, Cell::Bool(_)) | (ColumnType::DateTime, Cell::DateTime(_)) => {}
                 (t, other) => panic!("{value:?} in a {t:?} column became {other:?}"),
             }
