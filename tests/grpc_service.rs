@@ -524,6 +524,41 @@ async fn a_client_that_goes_away_leaves_a_cancelled_task() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_client_that_cancels_after_its_last_batch_leaves_a_cancelled_task() {
+    let server = TestServer::start(&[("max_concurrent_tasks", "1")]).await;
+    let mut client = server.client().await;
+    // The first export holds the only slot, so the second one is still
+    // QUEUED, its rows not written, when its client goes away.
+    let mut holder = Call::open(&mut client).await.unwrap();
+    holder
+        .send(meta_msg(metadata("", ExportFormat::FormatCsv)))
+        .await;
+    holder.recv().await.unwrap();
+    let mut call = Call::open(&mut client).await.unwrap();
+    call.send(meta_msg(metadata("", ExportFormat::FormatCsv)))
+        .await;
+    let id = call.recv().await.unwrap().task_id;
+    call.send(batch_msg(rows(1, 0, 100))).await;
+    call.half_close();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        query(&mut client, &id).await.status,
+        TaskStatus::Queued as i32
+    );
+    drop(call);
+    let s = wait_final(&mut client, &id).await;
+    assert_eq!(s.status, TaskStatus::Cancelled as i32, "{s:?}");
+    holder.half_close();
+    assert_eq!(
+        holder.recv().await.unwrap().status,
+        TaskStatus::Completed as i32
+    );
+    assert!(server.spool_files().is_empty());
+    let files = walk(&server.dir.path().join("out"));
+    assert_eq!(files.len(), 1, "only the first export's file: {files:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_same_request_id_returns_the_existing_task() {
     let server = TestServer::start(&[]).await;
     let mut client = server.client().await;

@@ -369,13 +369,22 @@ async fn session(shared: Arc<Shared>, mut io: Io) -> Result<(), Status> {
         }
     }
 
-    let (_export, outcome) = joined(
-        tokio::task::spawn_blocking(move || {
-            let outcome = export.finish();
-            (export, outcome)
-        })
-        .await,
-    )?;
+    let canceller = export.canceller();
+    let mut finishing = tokio::task::spawn_blocking(move || {
+        let outcome = export.finish();
+        (export, outcome)
+    });
+    let finished = tokio::select! {
+        finished = &mut finishing => finished,
+        // A client that cancels after its half-close, while the file is
+        // finished: the task ends CANCELLED, as for a cancel mid-stream.
+        _ = io.out.closed() => {
+            tracing::info!(task_id = %task_id, component = "grpc", event = "stream_cancelled", reason = "the client stopped reading responses", "client went away while the file was finished: export cancelled");
+            canceller.cancel();
+            finishing.await
+        }
+    };
+    let (_export, outcome) = joined(finished)?;
     let response = convert::outcome_response(&task_id, start_ms, &outcome);
     tracing::info!(task_id = %task_id, component = "grpc", event = "stream_finished", status = response.status, "export stream finished");
     let _ = io.out.send(Ok(response)).await;

@@ -128,6 +128,27 @@ impl Task {
         self.outcome.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Stops the task unless it has completed: the worker drops what is
+    /// queued and ends it CANCELLED (FAILED with an `abort_reason`) with no
+    /// file left. False once it has completed.
+    fn cancel(&self) -> bool {
+        if matches!(&*self.outcome(), Some(Ok(_))) {
+            return false;
+        }
+        self.cancelled.store(true, Ordering::SeqCst);
+        self.queue.abort();
+        true
+    }
+
+    /// The abort error, if the task has been cancelled.
+    fn check_cancelled(&self) -> Result<()> {
+        if self.cancelled.load(Ordering::SeqCst) {
+            Err(self.abort_error())
+        } else {
+            Ok(())
+        }
+    }
+
     /// The error an aborted task ends with: the producer's reason, else cancelled.
     fn abort_error(&self) -> ExportError {
         self.abort_reason
@@ -382,12 +403,25 @@ impl Export {
     /// Abandons the export: no file is left. Does nothing once the task has
     /// completed.
     pub fn cancel(&mut self) {
-        if self.phase == Phase::Cancelled || matches!(&*self.task.outcome(), Some(Ok(_))) {
-            return;
+        if self.phase != Phase::Cancelled && self.task.cancel() {
+            self.phase = Phase::Cancelled;
         }
-        self.phase = Phase::Cancelled;
-        self.task.cancelled.store(true, Ordering::SeqCst);
-        self.task.queue.abort();
+    }
+
+    /// A handle that cancels this export from another thread, while its
+    /// producer waits in [`Export::finish`]: a gRPC client that goes away
+    /// after its last batch. Once the upload has begun the task completes.
+    pub fn canceller(&self) -> Canceller {
+        Canceller(self.task.clone())
+    }
+}
+
+/// See [`Export::canceller`].
+pub struct Canceller(Arc<Task>);
+
+impl Canceller {
+    pub fn cancel(&self) {
+        self.0.cancel();
     }
 }
 
@@ -434,9 +468,7 @@ impl Drop for Export {
 fn wait_for_slot(task: &Task, settings: &Settings) -> Result<manager::Slot> {
     let started = Instant::now();
     loop {
-        if task.cancelled.load(Ordering::SeqCst) {
-            return Err(task.abort_error());
-        }
+        task.check_cancelled()?;
         match manager::try_acquire_slot(&settings.work_dir, settings.max_concurrent_tasks) {
             Ok(Some(slot)) => return Ok(slot),
             Ok(None) if started.elapsed() < settings.queue_timeout => {
@@ -666,10 +698,10 @@ fn write_and_store(
             Message::Sheet { name, columns } => writer.begin_sheet(&name, &columns)?,
         }
     }
-    if task.cancelled.load(Ordering::SeqCst) {
-        return Err(task.abort_error());
-    }
+    task.check_cancelled()?;
     let written = writer.finish()?;
+    // A producer that went away while the file was being finished.
+    task.check_cancelled()?;
     task.update(true, |s| {
         s.state = TaskState::Uploading;
         s.records = records;
