@@ -100,7 +100,7 @@ pub const KEYS: &[(&str, &str, &str)] = &[
         "3600",
         "seconds a failed upload's spool file is kept",
     ),
-    ("log_level", "warn", "off, error, warn, info, debug"),
+    ("log_level", "warn", "off, error, warn, info, debug, trace"),
     ("log_file", "", "JSON log file; empty: stderr"),
     // fluxo-export-server and Fluxo\Server (see ServerSettings)
     ("grpc_listen", "0.0.0.0:9090", "gRPC address"),
@@ -400,7 +400,7 @@ impl Settings {
                 86_400,
             )? as u64),
             compression_level: number(&get("compression_level"), "compression_level", 1, 9)? as u8,
-            log_level: get("log_level"),
+            log_level: log_level(&get("log_level"))?,
             log_file: (!log_file.is_empty()).then(|| absolute(Path::new(&log_file))),
             server: ServerSettings::from_keys(&get)?,
         })
@@ -485,6 +485,19 @@ fn number(value: &str, key: &str, min: usize, max: usize) -> Result<usize> {
         Ok(n) if (min..=max).contains(&n) => Ok(n),
         _ => Err(ExportError::invalid_option(format!(
             "fluxo.{key} must be a whole number from {min} to {max}, not \"{value}\""
+        ))),
+    }
+}
+
+/// `fluxo.log_level`, lower-cased. Empty is `off`: PHP's ini parser reads
+/// a bare `off` (or `none`, `no`, `false`) as the empty string.
+fn log_level(value: &str) -> Result<String> {
+    let level = value.trim().to_ascii_lowercase();
+    match level.as_str() {
+        "" => Ok("off".to_owned()),
+        "off" | "error" | "warn" | "info" | "debug" | "trace" => Ok(level),
+        _ => Err(ExportError::invalid_option(format!(
+            "fluxo.log_level must be off, error, warn, info, debug or trace, not \"{value}\""
         ))),
     }
 }
@@ -1054,6 +1067,22 @@ mod tests {
         assert_eq!(st.format, Format::Csv);
         assert!(st.local_dir.ends_with("fluxo/exports"));
         assert_eq!(st.compression_level, 2);
+    }
+
+    #[test]
+    fn log_levels_are_checked_and_an_empty_one_is_off() {
+        let level = |v: &'static str| {
+            Settings::resolve_with_env(move |k| (k == "log_level").then(|| v.into()), |_| None)
+                .map(|st| st.log_level)
+        };
+        assert_eq!(level("").unwrap(), "off", "php.ini's bare off");
+        assert_eq!(level(" Info ").unwrap(), "info");
+        assert_eq!(level("warn").unwrap(), "warn");
+        let err = level("loud").unwrap_err();
+        assert!(
+            err.message.contains("fluxo.log_level must be off, error"),
+            "{err}"
+        );
     }
 
     #[test]

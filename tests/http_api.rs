@@ -129,6 +129,11 @@ async fn the_status_api_answers_json_with_the_proto_field_names() {
             .code,
         401
     );
+    let lower_case_scheme = [("Authorization", "bearer t0ken")];
+    assert_eq!(
+        get(server.status, &path, &lower_case_scheme).await.code,
+        200
+    );
     let auth = [("Authorization", "Bearer t0ken")];
     let r = get(server.status, &path, &auth).await;
     assert_eq!(r.code, 200, "{}", r.text());

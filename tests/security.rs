@@ -15,7 +15,7 @@ use std::path::{Component, Path};
 use common::walk;
 use fluxo::config::{ExportSpec, OptionValue, Settings};
 use fluxo::grpc::pb::{self, ExportFormat, TaskStatus};
-use fluxo::grpc::service::bearer_matches;
+use fluxo::grpc::service::{bearer_matches, bearer_token};
 use fluxo::schema::{ColumnType, Value};
 use fluxo::storage::signed;
 use fluxo::task::Export;
@@ -61,6 +61,16 @@ fn bearer_tokens_match_only_whole_and_exact() {
     assert!(!bearer_matches(b"", b""));
     // Constant time: the bytes are compared with `subtle::ConstantTimeEq`
     // (src/grpc/service.rs); only the length may end the comparison early.
+}
+
+#[test]
+fn the_bearer_scheme_is_read_in_any_case() {
+    for value in ["Bearer t0k", "bearer t0k", "BEARER  t0k"] {
+        assert_eq!(bearer_token(value), Some("t0k"), "{value:?}");
+    }
+    for value in ["Basic t0k", "Bearert0k", "t0k", ""] {
+        assert_eq!(bearer_token(value), None, "{value:?}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

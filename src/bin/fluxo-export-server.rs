@@ -62,7 +62,13 @@ fn main() -> ExitCode {
     let mut print = false;
     while let Some(arg) = args.next() {
         match arg.as_str() {
-            "--config" | "-c" => config = args.next(),
+            "--config" | "-c" => match args.next() {
+                Some(path) => config = Some(path),
+                None => {
+                    eprintln!("{arg} needs a file\n{USAGE}");
+                    return ExitCode::from(2);
+                }
+            },
             "--print-config" => print = true,
             "--help" | "-h" => {
                 println!("{USAGE}");

@@ -104,7 +104,7 @@ pub fn auth_interceptor(
             .metadata()
             .get("authorization")
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
+            .and_then(bearer_token)
             .unwrap_or("");
         if bearer_matches(given.as_bytes(), &expected) {
             Ok(req)
@@ -114,6 +114,15 @@ pub fn auth_interceptor(
             ))
         }
     }
+}
+
+/// The token of an `authorization: Bearer <token>` value; the scheme's
+/// case does not matter (RFC 9110, 11.1).
+pub fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim_start())
 }
 
 /// Constant-time token comparison (length is not secret).
@@ -183,6 +192,11 @@ async fn next(io: &mut Io) -> Inbound {
             Ok(None) if gone.is_set() => Inbound::Gone("the client cancelled the call".into()),
             Ok(None) => Inbound::HalfClosed,
             Err(status) if gone.is_set() => Inbound::Gone(status.message().to_owned()),
+            // tonic reports a message it cannot decode as INTERNAL: the
+            // fault is the client's.
+            Err(status) if status.code() == tonic::Code::Internal => {
+                Inbound::Bad(Status::invalid_argument(status.message()))
+            }
             Err(status) => Inbound::Bad(status),
         },
         _ = out.closed() => Inbound::Gone("the client stopped reading responses".into()),

@@ -18,7 +18,7 @@ use serde_json::json;
 use crate::config::StorageKind;
 use crate::grpc::convert;
 use crate::grpc::pb;
-use crate::grpc::service::{bearer_matches, Shared};
+use crate::grpc::service::{bearer_matches, bearer_token, Shared};
 use crate::storage::signed;
 use crate::task::registry::{now_ms, TaskState};
 use crate::task::{self, metrics};
@@ -55,7 +55,7 @@ fn authorized(shared: &Shared, headers: &HeaderMap) -> bool {
     let given = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
+        .and_then(bearer_token)
         .unwrap_or("");
     bearer_matches(given.as_bytes(), expected)
 }
