@@ -116,51 +116,76 @@ class Exporter
      *
      * @throws InvalidOptionException for a malformed id
      */
-    public static function status(string $taskId): ?TaskStatus
+    public static function status(string $task_id): ?TaskStatus
     {
     }
 }
 
-/** A finished export. */
-final class ExportResult
+/**
+ * A finished export. Its properties are set by the extension (untyped at
+ * run time; the @var tags say what they hold).
+ */
+class ExportResult
 {
-    public string $taskId;
-    /** file:// URL (local storage) or a signed download URL (oss, s3) */
-    public string $url;
-    /** object key: {key_prefix/}{YYYY}/{MM}/{DD}/{taskId}/{filename} */
-    public string $key;
-    public ?string $path;
-    public string $filename;
-    /** 'csv' or 'xlsx' */
-    public string $format;
-    /** data rows written (header excluded) */
-    public int $records;
-    public int $bytes;
-    /** hex SHA-256 of the file */
-    public string $sha256;
-    public int $durationMs;
-    public int $sheets;
+    /** @var string */
+    public $taskId;
+    /** @var string file:// URL (local storage) or a signed download URL (oss, s3) */
+    public $url;
+    /** @var string object key: {key_prefix/}{YYYY}/{MM}/{DD}/{taskId}/{filename} */
+    public $key;
+    /** @var string|null */
+    public $path;
+    /** @var string */
+    public $filename;
+    /** @var string 'csv' or 'xlsx' */
+    public $format;
+    /** @var int data rows written (header excluded) */
+    public $records;
+    /** @var int */
+    public $bytes;
+    /** @var string hex SHA-256 of the file */
+    public $sha256;
+    /** @var int */
+    public $durationMs;
+    /** @var int */
+    public $sheets;
+    /** @internal made by the extension; an object made in PHP holds nulls */
+    public function __construct()
+    {
+    }
 }
 
 /** A task's state, readable from any process on the host. */
-final class TaskStatus
+class TaskStatus
 {
-    public string $taskId;
-    /** QUEUED, PROCESSING, UPLOADING, COMPLETED, FAILED or CANCELLED */
-    public string $state;
-    /** 0-100 (needs total_rows; 100 once COMPLETED) */
-    public int $progress;
-    public int $records;
-    public ?int $totalRows;
-    public int $bytes;
-    /** XLSX sheets written (a sheet past 1,048,575 rows continues on "Name (2)") */
-    public int $sheets;
-    public ?string $url;
-    public ?string $key;
-    public ?string $path;
-    /** hex SHA-256 of the file, once COMPLETED */
-    public ?string $sha256;
-    public ?string $error;
+    /** @var string */
+    public $taskId;
+    /** @var string QUEUED, PROCESSING, UPLOADING, COMPLETED, FAILED or CANCELLED */
+    public $state;
+    /** @var int 0-100 (needs total_rows; 100 once COMPLETED) */
+    public $progress;
+    /** @var int */
+    public $records;
+    /** @var int|null */
+    public $totalRows;
+    /** @var int */
+    public $bytes;
+    /** @var int XLSX sheets written (a sheet past 1,048,575 rows continues on "Name (2)") */
+    public $sheets;
+    /** @var string|null */
+    public $url;
+    /** @var string|null */
+    public $key;
+    /** @var string|null */
+    public $path;
+    /** @var string|null hex SHA-256 of the file, once COMPLETED */
+    public $sha256;
+    /** @var string|null */
+    public $error;
+    /** @internal made by the extension; an object made in PHP holds nulls */
+    public function __construct()
+    {
+    }
 }
 
 /**
@@ -168,8 +193,13 @@ final class TaskStatus
  * process (extension built with feature "server", as `make build` does).
  * It shares the process's task manager with in-process exports.
  */
-final class Server
+class Server
 {
+    /** @internal the class is used through its static methods */
+    public function __construct()
+    {
+    }
+
     /**
      * @param array<string, scalar> $options fluxo.* keys without the prefix
      *        (grpc_listen, status_listen, metrics_listen, auth_token, ...)
