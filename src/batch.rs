@@ -264,6 +264,15 @@ mod tests {
         let mut chars = RecordBatch::new(1, 0).with_text_limit(Some(TextLimit::Chars(5)));
         assert_eq!(text(&mut chars, "ab€de"), Ok(()), "5 characters in 7 bytes");
         assert_eq!(
+            text(&mut chars, "ab😀d"),
+            Ok(()),
+            "an emoji is two UTF-16 units: 5 in all"
+        );
+        assert_eq!(
+            text(&mut chars, "ab😀de"),
+            Err(CellError::TooManyChars { chars: 6, max: 5 })
+        );
+        assert_eq!(
             text(&mut chars, "abcdef"),
             Err(CellError::TooManyChars { chars: 6, max: 5 })
         );

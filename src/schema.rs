@@ -417,7 +417,8 @@ fn text(bytes: &[u8]) -> Result<&str, CellError> {
 /// whole export when the writer reaches it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TextLimit {
-    /// At most this many characters (an Excel cell holds 32,767).
+    /// At most this many characters as Excel counts them, in UTF-16 units
+    /// (an emoji is two): an Excel cell holds 32,767.
     Chars(usize),
     /// Only characters this encoding holds (a CSV file in GBK or GB18030).
     Encoding(&'static encoding_rs::Encoding),
@@ -426,12 +427,13 @@ pub enum TextLimit {
 impl TextLimit {
     pub fn check(self, text: &str) -> Result<(), CellError> {
         match self {
-            // A byte is at most a character: most texts need no count.
-            Self::Chars(max) if text.len() > max => match text.chars().count() {
-                chars if chars > max => Err(CellError::TooManyChars { chars, max }),
-                _ => Ok(()),
+            Self::Chars(max) => match utf16_cut(text, max) {
+                Some(_) => Err(CellError::TooManyChars {
+                    chars: text.encode_utf16().count(),
+                    max,
+                }),
+                None => Ok(()),
             },
-            Self::Chars(_) => Ok(()),
             Self::Encoding(encoding) => match first_unencodable(encoding, text) {
                 Some(character) => Err(CellError::Unencodable {
                     character,
@@ -441,6 +443,23 @@ impl TextLimit {
             },
         }
     }
+}
+
+/// Where to cut `text` to keep `max` UTF-16 units (Excel's characters)
+/// without splitting a character; `None` when it has no more than that.
+pub fn utf16_cut(text: &str, max: usize) -> Option<usize> {
+    // No character has more UTF-16 units than UTF-8 bytes.
+    if text.len() <= max {
+        return None;
+    }
+    let mut units = 0;
+    for (at, c) in text.char_indices() {
+        units += c.len_utf16();
+        if units > max {
+            return Some(at);
+        }
+    }
+    None
 }
 
 /// The first character of `text` that `encoding` cannot hold.
@@ -1234,6 +1253,20 @@ mod tests {
             let (y, m, d) = civil_from_days(day);
             assert_eq!(days_from_civil(y, m, d), day);
         }
+    }
+
+    #[test]
+    fn texts_are_cut_at_utf16_units_between_characters() {
+        assert_eq!(utf16_cut("abc", 3), None);
+        assert_eq!(utf16_cut("abcd", 3), Some(3));
+        assert_eq!(utf16_cut("長長長", 3), None, "9 bytes, 3 units");
+        assert_eq!(utf16_cut("a😀", 3), None, "3 units");
+        assert_eq!(
+            utf16_cut("ab😀", 3),
+            Some(2),
+            "the emoji's second unit is the fourth"
+        );
+        assert_eq!(utf16_cut(&"😀".repeat(20_000), 32_767), Some(16_383 * 4));
     }
 
     #[test]

@@ -340,20 +340,18 @@ impl XlsxWriter {
         self.add_sheet(name, base_name, part, columns)
     }
 
-    /// The text a cell may hold: at most 32,767 characters, cut or refused.
+    /// The text a cell may hold: at most 32,767 characters as Excel counts
+    /// them (UTF-16 units), cut or refused.
     fn fitting_text<'a>(&self, text: &'a str, column: &Column) -> Result<&'a str> {
-        if text.len() <= MAX_TEXT_CHARS {
-            return Ok(text);
-        }
-        match text.char_indices().nth(MAX_TEXT_CHARS) {
+        match schema::utf16_cut(text, MAX_TEXT_CHARS) {
             None => Ok(text),
-            Some((cut, _)) if self.options.truncate_long_text => Ok(&text[..cut]),
+            Some(cut) if self.options.truncate_long_text => Ok(&text[..cut]),
             Some(_) => Err(ExportError::invalid_row(format!(
                 "data row {}, column \"{}\": {}",
                 self.rows_written + 1,
                 column.name,
                 CellError::TooManyChars {
-                    chars: text.chars().count(),
+                    chars: text.encode_utf16().count(),
                     max: MAX_TEXT_CHARS
                 }
             ))),
