@@ -351,6 +351,37 @@ final class AsyncStatusTest extends FluxoTestCase
         }
     }
 
+    /**
+     * A status that ended longer than fluxo.status_retention ago is gone for
+     * status() at once, even while its file waits for the hourly prune.
+     */
+    public function testAStatusPastItsRetentionIsUnknownBeforeItsFileIsPruned(): void
+    {
+        $work = sys_get_temp_dir() . '/fluxo-retention-' . bin2hex(random_bytes(6));
+        $ini = new IniOverride();
+        try {
+            $ini->set(['fluxo.work_dir' => $work, 'fluxo.status_retention' => 86400]);
+            $e = new Exporter(['columns' => ['a']]);
+            $e->addRow(['x']);
+            $id = $e->finish()->taskId;
+            $file = "$work/tasks/$id.json";
+            $status = json_decode((string) file_get_contents($file), true);
+            self::assertIsArray($status);
+            $status['updated_ms'] -= 86400 * 1000 - 60000;
+            file_put_contents($file, json_encode($status));
+            self::assertSame('COMPLETED', Exporter::status($id)?->state, 'a minute before it expires');
+            $status['updated_ms'] -= 120000;
+            file_put_contents($file, json_encode($status));
+            self::assertNull(Exporter::status($id), 'a minute after');
+            self::assertFileExists($file, 'the file itself waits for the prune');
+            $ini->set(['fluxo.status_retention' => 0]);
+            self::assertSame('COMPLETED', Exporter::status($id)?->state, 'kept for ever with 0');
+        } finally {
+            $ini->restore();
+            Env::removeTree($work);
+        }
+    }
+
     public function testCompletedStatusCarriesTheFileHash(): void
     {
         $e = new Exporter(['columns' => ['a']]);

@@ -175,7 +175,9 @@ fn live_tasks() -> &'static Mutex<HashMap<String, Weak<Task>>> {
     LIVE.get_or_init(Default::default)
 }
 
-/// The status of a task of any process on this host; `None` if unknown.
+/// The status of a task of any process on this host; `None` if unknown, or
+/// ended longer than `fluxo.status_retention` ago (its file may wait for the
+/// next hourly prune).
 pub fn status(settings: &Settings, task_id: &str) -> Result<Option<TaskStatus>> {
     registry::check_task_id(task_id)?;
     let live = live_tasks()
@@ -185,7 +187,16 @@ pub fn status(settings: &Settings, task_id: &str) -> Result<Option<TaskStatus>> 
         .and_then(Weak::upgrade);
     match live {
         Some(task) => Ok(Some(task.status().clone())),
-        None => StatusFiles::new(&settings.work_dir).load(task_id),
+        None => {
+            let retention = settings.status_retention.as_millis();
+            let expired = |s: &TaskStatus| {
+                retention > 0
+                    && s.state.is_final()
+                    && u128::from(now_ms().saturating_sub(s.updated_ms)) > retention
+            };
+            let recorded = StatusFiles::new(&settings.work_dir).load(task_id)?;
+            Ok(recorded.filter(|s| !expired(s)))
+        }
     }
 }
 
