@@ -111,6 +111,18 @@ final class InvalidRowTest extends FluxoTestCase
                 static fn () => [2, '1e400'],
                 ['row 1, column "val"', 'beyond ±1.8e308', '(got string)'],
             ],
+            'bool column: 2' => [
+                $typed('bool'),
+                [1, true],
+                static fn () => [2, 2],
+                ['row 1, column "val"', 'not a boolean', '(got int)'],
+            ],
+            'bool column: 0.5' => [
+                $typed('bool'),
+                [1, true],
+                static fn () => [2, 0.5],
+                ['row 1, column "val"', 'not a boolean', '(got float)'],
+            ],
             'date column: garbage' => [
                 $typed('date'),
                 [1, '2026-11-29'],

@@ -194,6 +194,8 @@ final class ValuesTest extends FluxoTestCase
         yield 'bool: "0"' => ['bool', '0', 'FALSE'];
         yield 'bool: ""' => ['bool', '', 'FALSE'];
         yield 'bool: null' => ['bool', null, ''];
+        yield 'bool: "on"' => ['bool', 'On', 'TRUE'];
+        yield 'bool: "n"' => ['bool', 'n', 'FALSE'];
         // date
         yield 'date: DateTimeImmutable' => ['date', self::utc('2026-11-29 10:20:30'), '2026-11-29'];
         yield 'date: Y-m-d' => ['date', '2026-11-29', '2026-11-29'];

@@ -526,8 +526,9 @@ pub fn convert(value: Value<'_>, column_type: ColumnType) -> Result<Cell<'_>, Ce
         (T::Int, _) => return Err(CellError::NotAnInteger),
         (T::Number, Value::Bytes(b)) => number_from_text(text(b)?)?,
         (T::Number, _) => return Err(CellError::NotANumber),
-        (T::Bool, Value::Int(i)) => Cell::Bool(i != 0),
-        (T::Bool, Value::Float(f)) => Cell::Bool(f != 0.0),
+        // Only 0 and 1: a 2 or a -5 in a bool column is a mistake to report.
+        (T::Bool, Value::Int(i @ (0 | 1))) => Cell::Bool(i == 1),
+        (T::Bool, Value::Float(f)) if f == 0.0 || f == 1.0 => Cell::Bool(f == 1.0),
         (T::Bool, Value::Bytes(b)) => Cell::Bool(parse_bool(text(b)?)?),
         (T::Bool, _) => return Err(CellError::NotABool),
         (T::Date | T::DateTime | T::Time, v) => {
@@ -1353,6 +1354,20 @@ mod tests {
         );
         assert_eq!(cell(Value::Float(3.0), T::Int), Ok(Cell::Int(3)));
         assert_eq!(cell(Value::Bytes(b"yes"), T::Bool), Ok(Cell::Bool(true)));
+        assert_eq!(cell(Value::Int(1), T::Bool), Ok(Cell::Bool(true)));
+        assert_eq!(cell(Value::Float(0.0), T::Bool), Ok(Cell::Bool(false)));
+        for not_0_or_1 in [
+            Value::Int(2),
+            Value::Int(-5),
+            Value::Float(0.5),
+            Value::Float(-1.0),
+        ] {
+            assert_eq!(
+                cell(not_0_or_1, T::Bool),
+                Err(CellError::NotABool),
+                "{not_0_or_1:?}"
+            );
+        }
         for (text, truth) in [
             ("1", true),
             ("TRUE", true),
