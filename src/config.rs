@@ -515,7 +515,9 @@ fn key_prefix(value: &str) -> Result<String> {
             value.escape_debug()
         )));
     }
-    Ok(prefix.to_owned())
+    // `a//b` would make an empty folder level in object keys.
+    let folders: Vec<&str> = prefix.split('/').filter(|s| !s.is_empty()).collect();
+    Ok(folders.join("/"))
 }
 
 fn unsupported_storage(key: &str, name: &str) -> ExportError {
@@ -1022,13 +1024,16 @@ fn parse_csv(v: &OptionValue) -> Result<CsvOptions> {
     Ok(csv)
 }
 
-/// Makes a download name safe: no directories, no control characters, no
-/// leading dots, at most 200 bytes, and the format's extension.
+/// Makes a download name safe: no directories, no control characters, `_`
+/// for the characters Windows does not allow in a file name (`<>:"|?*`, a
+/// browser would change them anyway), no leading dots, at most 200 bytes,
+/// and the format's extension.
 pub fn sanitize_filename(name: &str, format: Format) -> String {
     let base = name.rsplit(['/', '\\']).next().unwrap_or("");
     let mut clean: String = base
         .chars()
         .filter(|c| !c.is_control())
+        .map(|c| if "<>:\"|?*".contains(c) { '_' } else { c })
         .collect::<String>()
         .trim()
         .trim_start_matches('.')
@@ -1176,6 +1181,7 @@ mod tests {
                 .map(|s| s.key_prefix)
         };
         assert_eq!(prefix("/tenant-7/exports/").unwrap(), "tenant-7/exports");
+        assert_eq!(prefix("a//b///c").unwrap(), "a/b/c");
         for bad in [
             "..",
             "../x",
@@ -1261,6 +1267,10 @@ mod tests {
         );
         assert_eq!(sanitize_filename("a\\b\0c.csv", Format::Csv), "bc.csv");
         assert_eq!(sanitize_filename("...", Format::Xlsx), "export.xlsx");
+        assert_eq!(
+            sanitize_filename("a<b>c:d|e?f*\"g\".csv", Format::Csv),
+            "a_b_c_d_e_f__g_.csv"
+        );
         assert_eq!(sanitize_filename("报表.CSV", Format::Csv), "报表.CSV");
         let long = sanitize_filename(&"é".repeat(300), Format::Csv);
         assert!(long.len() <= 200 && long.ends_with(".csv"));
