@@ -20,13 +20,8 @@ final class BenchScriptsTest extends FluxoTestCase
     {
         $cmd = ChildPhp::command(dirname(__DIR__) . '/php-bench/' . $script, $args);
         $env = ['FLUXO_SO' => getenv('FLUXO_SO') ?: ''] + getenv();
-        $proc = proc_open($cmd, [1 => ['pipe', 'w'], 2 => ['pipe', 'w']], $pipes, null, $env);
-        self::assertIsResource($proc);
-        $out = (string) stream_get_contents($pipes[1]);
-        $err = (string) stream_get_contents($pipes[2]);
-        fclose($pipes[1]);
-        fclose($pipes[2]);
-        return [proc_close($proc), $out, $err];
+        $result = ChildPhp::runCommand($cmd, $env);
+        return [$result->exitCode, $result->stdout, $result->stderr];
     }
 
     public function testEndToEndBenchRunsEveryVariant(): void

@@ -28,15 +28,9 @@ final class ExamplesTest extends FluxoTestCase
      */
     public function testExampleRunsAndWritesItsFiles(string $file): void
     {
-        $cmd = ChildPhp::command($file);
-        $proc = proc_open($cmd, [1 => ['pipe', 'w'], 2 => ['pipe', 'w']], $pipes);
-        self::assertIsResource($proc);
-        $out = (string) stream_get_contents($pipes[1]);
-        $err = (string) stream_get_contents($pipes[2]);
-        fclose($pipes[1]);
-        fclose($pipes[2]);
-        $code = proc_close($proc);
-        self::assertSame(0, $code, "{$file}\nstdout: {$out}\nstderr: {$err}");
+        $result = ChildPhp::runCommand(ChildPhp::command($file));
+        [$out, $err] = [$result->stdout, $result->stderr];
+        self::assertSame(0, $result->exitCode, "{$file}\n" . $result->describe());
         self::assertSame('', $err, 'no warnings or notices');
         self::assertGreaterThan(0, preg_match_all('/^wrote (\S+) /m', $out, $m), $out);
         foreach ($m[1] as $path) {

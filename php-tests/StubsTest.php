@@ -4,6 +4,7 @@ declare(strict_types=1);
 
 namespace Fluxo\Tests;
 
+use Fluxo\Tests\Support\ChildPhp;
 use Fluxo\Tests\Support\FluxoTestCase;
 
 /**
@@ -65,18 +66,11 @@ final class StubsTest extends FluxoTestCase
     {
         $script = tempnam(sys_get_temp_dir(), 'fluxo-stubs-');
         file_put_contents($script, "<?php\n" . $prelude . self::DESCRIBE);
-        $command = array_merge([PHP_BINARY, '-n'], $args, [$script]);
-        $proc = proc_open($command, [1 => ['pipe', 'w'], 2 => ['pipe', 'w']], $pipes);
-        self::assertIsResource($proc);
-        $out = (string) stream_get_contents($pipes[1]);
-        $err = (string) stream_get_contents($pipes[2]);
-        fclose($pipes[1]);
-        fclose($pipes[2]);
-        $code = proc_close($proc);
+        $result = ChildPhp::runCommand(array_merge([PHP_BINARY, '-n'], $args, [$script]));
         unlink($script);
-        self::assertSame(0, $code, $err);
-        $api = json_decode($out, true);
-        self::assertIsArray($api, $out . $err);
+        self::assertSame(0, $result->exitCode, $result->describe());
+        $api = json_decode($result->stdout, true);
+        self::assertIsArray($api, $result->describe());
         return $api;
     }
 

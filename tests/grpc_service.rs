@@ -187,14 +187,12 @@ async fn sheet_start_opens_another_sheet() {
     expect_failed(&server, &task_id, "sheet name").await;
 
     // So does a sheet name the workbook already has, in any case, at once.
-    let mut call = Call::open(&mut client).await.unwrap();
-    let mut meta = metadata("", ExportFormat::FormatExcel);
-    meta.options = Some(pb::FormatOptions {
+    let options = pb::FormatOptions {
         excel_sheet_name: "Orders".into(),
         ..Default::default()
-    });
-    call.send(meta_msg(meta)).await;
-    let task_id = call.recv().await.unwrap().task_id;
+    };
+    let meta = metadata_with(ExportFormat::FormatExcel, options);
+    let (mut call, task_id) = start_export(&mut client, meta).await;
     call.send(sheet("ORDERS", vec![])).await;
     let err = call.recv().await.unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
@@ -209,14 +207,12 @@ async fn sheet_start_opens_another_sheet() {
 async fn a_character_the_csv_encoding_cannot_hold_names_its_batch_record_and_column() {
     let server = TestServer::start(&[]).await;
     let mut client = server.client().await;
-    let mut call = Call::open(&mut client).await.unwrap();
-    let mut meta = metadata("", ExportFormat::FormatCsv);
-    meta.options = Some(pb::FormatOptions {
+    let options = pb::FormatOptions {
         csv_encoding: "GBK".into(),
         ..Default::default()
-    });
-    call.send(meta_msg(meta)).await;
-    let id = call.recv().await.unwrap().task_id;
+    };
+    let meta = metadata_with(ExportFormat::FormatCsv, options);
+    let (mut call, id) = start_export(&mut client, meta).await;
     call.send(batch_msg(pb::DataBatch {
         records: vec![
             record(&["张伟", "1", "", ""]),
@@ -529,15 +525,8 @@ async fn a_client_that_cancels_after_its_last_batch_leaves_a_cancelled_task() {
     let mut client = server.client().await;
     // The first export holds the only slot, so the second one is still
     // QUEUED, its rows not written, when its client goes away.
-    let mut holder = Call::open(&mut client).await.unwrap();
-    holder
-        .send(meta_msg(metadata("", ExportFormat::FormatCsv)))
-        .await;
-    holder.recv().await.unwrap();
-    let mut call = Call::open(&mut client).await.unwrap();
-    call.send(meta_msg(metadata("", ExportFormat::FormatCsv)))
-        .await;
-    let id = call.recv().await.unwrap().task_id;
+    let (mut holder, _) = start_export(&mut client, metadata("", ExportFormat::FormatCsv)).await;
+    let (mut call, id) = start_export(&mut client, metadata("", ExportFormat::FormatCsv)).await;
     call.send(batch_msg(rows(1, 0, 100))).await;
     call.half_close();
     tokio::time::sleep(Duration::from_millis(300)).await;

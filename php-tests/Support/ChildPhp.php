@@ -75,20 +75,37 @@ final class ChildPhp
     public static function run(string $code, array $args = [], array $ini = [], ?array $env = null): ChildResult
     {
         $script = self::script($code);
-        $out = $script . '.out';
-        $err = $script . '.err';
+        return self::runCommand(self::command($script, $args, $ini), $env, $script);
+    }
+
+    /**
+     * Runs a command (an argv list, no shell) to completion, its output
+     * captured in files named after `$outputs` (a temp name if null).
+     *
+     * @param list<string>               $command
+     * @param array<string, string>|null $env full environment (null = inherit)
+     */
+    public static function runCommand(array $command, ?array $env = null, ?string $outputs = null): ChildResult
+    {
+        $temporary = $outputs === null;
+        $outputs ??= (string) tempnam(sys_get_temp_dir(), 'fluxo-child-');
+        $out = $outputs . '.out';
+        $err = $outputs . '.err';
         $process = proc_open(
-            self::command($script, $args, $ini),
+            $command,
             [0 => ['file', '/dev/null', 'r'], 1 => ['file', $out, 'w'], 2 => ['file', $err, 'w']],
             $pipes,
             null,
             $env
         );
         if (!is_resource($process)) {
-            throw new \RuntimeException('proc_open failed for ' . $script);
+            throw new \RuntimeException('proc_open failed for ' . implode(' ', $command));
         }
-        $code = proc_close($process);
-        return new ChildResult($code, (string) file_get_contents($out), (string) file_get_contents($err));
+        $result = new ChildResult(proc_close($process), (string) file_get_contents($out), (string) file_get_contents($err));
+        if ($temporary) {
+            array_map('unlink', [$outputs, $out, $err]);
+        }
+        return $result;
     }
 
     /**

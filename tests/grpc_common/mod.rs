@@ -201,6 +201,25 @@ impl Call {
     }
 }
 
+/// Opens a StreamExport call and sends `meta`: the call and its task id.
+pub async fn start_export(
+    client: &mut ExportServiceClient<Channel>,
+    meta: pb::ExportMetadata,
+) -> (Call, String) {
+    let mut call = Call::open(client).await.unwrap();
+    call.send(meta_msg(meta)).await;
+    let task_id = call.recv().await.unwrap().task_id;
+    (call, task_id)
+}
+
+/// `metadata` with these format options.
+pub fn metadata_with(format: pb::ExportFormat, options: pb::FormatOptions) -> pb::ExportMetadata {
+    pb::ExportMetadata {
+        options: Some(options),
+        ..metadata("", format)
+    }
+}
+
 /// QueryTaskStatus of a task that must exist.
 pub async fn query(
     client: &mut ExportServiceClient<Channel>,
