@@ -242,10 +242,14 @@ async fn expect_refused_batch(
         err.message().contains(at) && err.message().contains(why),
         "{err:?}"
     );
-    expect_failed(server, task_id, at).await;
+    let status = expect_failed(server, task_id, at).await;
+    assert_eq!(
+        status.error_code, "INVALID_ROW",
+        "QueryTaskStatus says what the stream said"
+    );
 }
 
-async fn expect_failed(server: &TestServer, task_id: &str, reason: &str) {
+async fn expect_failed(server: &TestServer, task_id: &str, reason: &str) -> pb::TaskStatusResponse {
     let mut client = server.client().await;
     let s = wait_final(&mut client, task_id).await;
     assert_eq!(s.status, TaskStatus::Failed as i32, "{s:?}");
@@ -255,6 +259,7 @@ async fn expect_failed(server: &TestServer, task_id: &str, reason: &str) {
         "{:?}",
         server.spool_files()
     );
+    s
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -192,7 +192,7 @@ fn eta_seconds(s: &TaskStatus) -> i64 {
 
 pub fn status_response(s: &TaskStatus) -> pb::TaskStatusResponse {
     let code = match s.state {
-        TaskState::Failed => "EXPORT_FAILED",
+        TaskState::Failed => s.error_kind.map_or("EXPORT_FAILED", error_code),
         TaskState::Cancelled => "CANCELLED",
         _ => "",
     };

@@ -266,6 +266,7 @@ impl Export {
             path: None,
             sha256: None,
             error: None,
+            error_kind: None,
             owner_pid: std::process::id(),
             created_ms: now,
             updated_ms: now,
@@ -626,6 +627,7 @@ fn run(task: Arc<Task>, spec: ExportSpec, settings: Settings, store: Box<dyn Sto
                     TaskState::Failed
                 };
                 s.error = Some(e.message.clone());
+                s.error_kind = Some(e.kind);
             });
         }
     }

@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{ExportError, Result};
+use crate::error::{ErrorKind, ExportError, Result};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
@@ -53,6 +53,9 @@ pub struct TaskStatus {
     pub path: Option<String>,
     pub sha256: Option<String>,
     pub error: Option<String>,
+    /// What kind of error ended the task (`error_code` in gRPC answers).
+    #[serde(default)]
+    pub error_kind: Option<ErrorKind>,
     /// The process that runs the task.
     pub owner_pid: u32,
     pub created_ms: u64,
@@ -366,6 +369,7 @@ pub(super) mod tests {
             path: None,
             sha256: None,
             error: None,
+            error_kind: None,
             owner_pid: pid,
             created_ms: now_ms(),
             updated_ms: now_ms(),
