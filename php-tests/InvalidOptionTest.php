@@ -61,6 +61,8 @@ final class InvalidOptionTest extends FluxoTestCase
         yield 'column is an int' => [['columns' => [5]], 'column'];
         yield 'column without name' => [['columns' => [['type' => 'int']]], 'name'];
         yield 'column name not a string' => [['columns' => [['name' => 5]]], 'name'];
+        yield 'column name of invalid UTF-8' => [['columns' => ["a\xffb"]], 'invalid UTF-8'];
+        yield 'filename of invalid UTF-8' => [$cols + ['filename' => "r\xe9sum\xe9.csv"], 'filename'];
         yield 'column type unknown' => [['columns' => [['name' => 'a', 'type' => 'money']]], 'type'];
         yield 'column key is a float' => [['columns' => [['name' => 'a', 'key' => 1.5]]], 'key'];
         yield 'column format not a string' => [['format' => 'xlsx', 'columns' => [['name' => 'a', 'format' => 5]]], 'format'];

@@ -536,6 +536,8 @@ pub enum OptionValue {
     Str(String),
     List(Vec<OptionValue>),
     Map(Vec<(String, OptionValue)>),
+    /// Text that is not UTF-8: no option takes it.
+    InvalidUtf8,
     /// A value no option takes (an object, a resource).
     Other,
 }
@@ -550,6 +552,7 @@ impl OptionValue {
             Self::Float(_) => "float",
             Self::Str(_) => "string",
             Self::List(_) | Self::Map(_) => "array",
+            Self::InvalidUtf8 => "a string of invalid UTF-8",
             Self::Other => "object",
         }
     }

@@ -28,11 +28,12 @@ fn option(zv: &Zval) -> OptionValue {
         DataType::False => OptionValue::Bool(false),
         DataType::Long => OptionValue::Int(zv.long().unwrap_or_default()),
         DataType::Double => OptionValue::Float(zv.double().unwrap_or_default()),
-        DataType::String => OptionValue::Str(
-            zv.zend_str()
-                .map(|s| String::from_utf8_lossy(s.as_bytes()).into_owned())
-                .unwrap_or_default(),
-        ),
+        DataType::String => {
+            let bytes = zv.zend_str().map(|s| s.as_bytes()).unwrap_or_default();
+            std::str::from_utf8(bytes).map_or(OptionValue::InvalidUtf8, |text| {
+                OptionValue::Str(text.to_owned())
+            })
+        }
         DataType::Array => zv.array().map_or(OptionValue::Null, options),
         _ => OptionValue::Other,
     }
