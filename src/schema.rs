@@ -264,7 +264,7 @@ fn trimmed(text: &str) -> &str {
 /// on the PHP thread for every date cell given as text, and reads bytes.
 pub fn parse_datetime(text: &str) -> Option<LocalDateTime> {
     let bytes = trimmed(text).as_bytes();
-    if bytes.get(2) == Some(&b':') {
+    if is_time_of_day(bytes) {
         let (time, nanos, rest) = parse_time(bytes)?;
         return rest
             .is_empty()
@@ -282,6 +282,12 @@ pub fn parse_datetime(text: &str) -> Option<LocalDateTime> {
         return None;
     }
     Some(LocalDateTime::from_parts(date, time, nanos))
+}
+
+/// Whether date text is a bare `H:i:s`, which only a `time` column takes:
+/// in a date column it would become a day of 1970.
+fn is_time_of_day(trimmed_bytes: &[u8]) -> bool {
+    trimmed_bytes.get(2) == Some(&b':')
 }
 
 /// `N` ASCII digits (2 or 4: they fit a u32) at the start of `bytes`, and
@@ -534,7 +540,13 @@ pub fn convert(value: Value<'_>, column_type: ColumnType) -> Result<Cell<'_>, Ce
         (T::Date | T::DateTime | T::Time, v) => {
             let dt = match v {
                 Value::DateTime(dt) => dt,
-                Value::Bytes(b) => parse_datetime(text(b)?).ok_or(CellError::NotADate)?,
+                Value::Bytes(b) => {
+                    let text = text(b)?;
+                    if column_type != T::Time && is_time_of_day(trimmed(text).as_bytes()) {
+                        return Err(CellError::NotADate);
+                    }
+                    parse_datetime(text).ok_or(CellError::NotADate)?
+                }
                 Value::Int(unix) => LocalDateTime {
                     seconds: unix,
                     nanos: 0,
@@ -1442,6 +1454,14 @@ mod tests {
         };
         assert_eq!(t.parts(), (1970, 1, 1, 8, 30, 0));
         assert_eq!(cell(Value::Bytes(b"x"), T::Date), Err(CellError::NotADate));
+        // A bare time is a time of day, never a day of 1970.
+        let bare = || Value::Bytes(b" 03:04:05");
+        let Ok(Cell::Time(t)) = cell(bare(), T::Time) else {
+            panic!("a time column takes a bare time")
+        };
+        assert_eq!(t.parts(), (1970, 1, 1, 3, 4, 5));
+        assert_eq!(cell(bare(), T::Date), Err(CellError::NotADate));
+        assert_eq!(cell(bare(), T::DateTime), Err(CellError::NotADate));
     }
 
     #[test]
