@@ -120,7 +120,12 @@ pub fn init(settings: &Settings) -> LogGuard {
     let registry = tracing_subscriber::registry().with(filter);
     let result = if settings.server.log_format == "text" {
         registry
-            .with(tracing_subscriber::fmt::layer().with_writer(std::io::stdout))
+            // Colours only on a terminal: a redirected log gets no escape codes.
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
+                    .with_writer(std::io::stdout),
+            )
             .with(file.map(|w| {
                 tracing_subscriber::fmt::layer()
                     .with_ansi(false)
