@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what building and testing Fluxo needs on Debian 12, only what is
-# missing: PHP 8.2 with headers, PHPUnit, libclang (for ext-php-rs bindings),
+# missing: PHP 8.2 with headers and FPM, PHPUnit, libclang (for ext-php-rs bindings),
 # and openpyxl (the independent XLSX reader the tests use).
 set -euo pipefail
 
@@ -10,6 +10,9 @@ packages=()
 command -v php >/dev/null || packages+=(php8.2-cli)
 command -v php-config >/dev/null || packages+=(php8.2-dev)
 command -v phpunit >/dev/null || packages+=(phpunit)
+# PHP-FPM and a FastCGI client: FpmTest runs the extension as it is deployed.
+[ -x /usr/sbin/php-fpm8.2 ] || packages+=(php8.2-fpm)
+command -v cgi-fcgi >/dev/null || packages+=(libfcgi-bin)
 command -v clang >/dev/null || packages+=(clang)
 ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1 || packages+=(libclang-dev)
 command -v make >/dev/null || packages+=(make)
