@@ -490,12 +490,17 @@ final class ExporterCsvTest extends FluxoTestCase
 
     public function testFormulaInjectionIsNeutralisedByDefault(): void
     {
-        $rows = [['=cmd|\' /C calc\'!A0', '+1', '-2', '@SUM(A1)', 42]];
+        $rows = [['=cmd|\' /C calc\'!A0', '+1+cmd|x', '-2-3', '@SUM(A1)', 42]];
         $r = $this->exportOne(['columns' => ['a', 'b', 'c', 'd', 'n']], $rows);
         $data = $this->dataRows($r);
-        self::assertSame(["'=cmd|' /C calc'!A0", "'+1", "'-2", "'@SUM(A1)", '42'], $data[0]);
+        self::assertSame(["'=cmd|' /C calc'!A0", "'+1+cmd|x", "'-2-3", "'@SUM(A1)", '42'], $data[0]);
 
         $raw = $this->exportOne(['columns' => ['a', 'b', 'c', 'd', 'n'], 'csv' => ['formula_guard' => false]], $rows);
-        self::assertSame(["=cmd|' /C calc'!A0", '+1', '-2', '@SUM(A1)', '42'], $this->dataRows($raw)[0]);
+        self::assertSame(["=cmd|' /C calc'!A0", '+1+cmd|x', '-2-3', '@SUM(A1)', '42'], $this->dataRows($raw)[0]);
+
+        // A plain signed number is read as a number, not run: it keeps its value.
+        $numbers = [['-12.50', '+1', '-7', '-.5', '-1e5', '- 2']];
+        $plain = $this->exportOne(['columns' => ['a', 'b', 'c', 'd', 'e', 'f']], $numbers);
+        self::assertSame(['-12.50', '+1', '-7', "'-.5", "'-1e5", "'- 2"], $this->dataRows($plain)[0]);
     }
 }

@@ -140,6 +140,23 @@ final class FpmTest extends FluxoTestCase
         return $data;
     }
 
+    /**
+     * The task's status, asked in requests until it is final (at most 15 s).
+     *
+     * @return array<string, mixed>
+     */
+    private static function waitForFinalStatus(string $task): array
+    {
+        for ($i = 0; $i < 300; $i++) {
+            $status = self::request('status', ['task' => $task]);
+            if (in_array($status['state'], ['COMPLETED', 'FAILED', 'CANCELLED'], true)) {
+                break;
+            }
+            usleep(50000);
+        }
+        return $status;
+    }
+
     private static function log(): string
     {
         return "\n--- fpm log ---\n" . @file_get_contents(self::$dir . '/fpm.log');
@@ -171,14 +188,7 @@ final class FpmTest extends FluxoTestCase
     public function testAnAsyncExportOutlivesItsRequestAndIsReadFromAnotherOne(): void
     {
         $started = self::request('async');
-        $status = [];
-        for ($i = 0; $i < 300; $i++) {
-            $status = self::request('status', ['task' => $started['task']]);
-            if (in_array($status['state'], ['COMPLETED', 'FAILED', 'CANCELLED'], true)) {
-                break;
-            }
-            usleep(50000);
-        }
+        $status = self::waitForFinalStatus($started['task']);
         self::assertSame('COMPLETED', $status['state'], json_encode($status) . self::log());
         self::assertSame(50000, $status['records']);
         self::assertSame(hash_file('sha256', $status['path']), $status['sha256']);
@@ -191,7 +201,7 @@ final class FpmTest extends FluxoTestCase
     public function testARequestThatNeverFinishesLeavesACancelledTaskAndALiveWorker(): void
     {
         $abandoned = self::request('abandon');
-        $status = self::request('status', ['task' => $abandoned['task']]);
+        $status = self::waitForFinalStatus($abandoned['task']);
         self::assertSame('CANCELLED', $status['state']);
         self::assertNull($status['path']);
         self::assertSame(20000, self::request('export', ['format' => 'csv'])['records'], 'the workers go on serving');

@@ -468,13 +468,27 @@ pub fn utf16_cut(text: &str, max: usize) -> Option<usize> {
     None
 }
 
-/// The first character of `text` that `encoding` cannot hold.
+/// The first character of `text` that `encoding` cannot hold. One pass of
+/// an encoder into a stack buffer: it runs on the PHP thread for every
+/// non-ASCII text cell of a GBK export.
 pub fn first_unencodable(encoding: &'static encoding_rs::Encoding, text: &str) -> Option<char> {
+    use encoding_rs::EncoderResult;
     if text.is_ascii() {
         return None;
     }
-    text.chars()
-        .find(|c| encoding.encode(c.encode_utf8(&mut [0; 4])).2)
+    let mut encoder = encoding.new_encoder();
+    let mut scratch = [0u8; 512];
+    let mut rest = text;
+    loop {
+        let (result, read, _) =
+            encoder.encode_from_utf8_without_replacement(rest, &mut scratch, true);
+        rest = &rest[read..];
+        match result {
+            EncoderResult::InputEmpty => return None,
+            EncoderResult::OutputFull => {}
+            EncoderResult::Unmappable(c) => return Some(c),
+        }
+    }
 }
 
 /// Why `c` cannot be written in `encoding` (GBK or GB18030), and which
@@ -1266,6 +1280,22 @@ mod tests {
             let (y, m, d) = civil_from_days(day);
             assert_eq!(days_from_civil(y, m, d), day);
         }
+    }
+
+    #[test]
+    fn the_first_character_an_encoding_cannot_hold_is_found_past_a_full_buffer() {
+        let long = "中文".repeat(1000);
+        assert_eq!(first_unencodable(encoding_rs::GBK, &long), None);
+        assert_eq!(
+            first_unencodable(encoding_rs::GBK, &format!("{long}😀{long}")),
+            Some('😀')
+        );
+        assert_eq!(first_unencodable(encoding_rs::GBK, "only ascii"), None);
+        assert_eq!(first_unencodable(encoding_rs::GB18030, "😀"), None);
+        assert_eq!(
+            first_unencodable(encoding_rs::GB18030, "a\u{E5E5}"),
+            Some('\u{E5E5}')
+        );
     }
 
     #[test]

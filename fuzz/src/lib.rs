@@ -281,11 +281,20 @@ impl CsvCell {
     }
 }
 
+/// The documented guard: `=`, `@`, tab or CR first, or `+`/`-` first when
+/// what follows is not a plain number (`12`, `12.5`).
 fn looks_like_formula(text: &str) -> bool {
-    matches!(
-        text.as_bytes().first(),
-        Some(b'=' | b'+' | b'-' | b'@' | b'\t' | b'\r')
-    )
+    let plain_number = |rest: &str| {
+        let (whole, fraction) = rest.split_once('.').unwrap_or((rest, "0"));
+        [whole, fraction]
+            .iter()
+            .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()))
+    };
+    match text.chars().next() {
+        Some('=' | '@' | '\t' | '\r') => true,
+        Some('+' | '-') => !plain_number(&text[1..]),
+        _ => false,
+    }
 }
 
 /// Whether `encoding` can hold every character of `text`.

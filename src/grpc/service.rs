@@ -192,11 +192,8 @@ async fn next(io: &mut Io) -> Inbound {
             Ok(None) if gone.is_set() => Inbound::Gone("the client cancelled the call".into()),
             Ok(None) => Inbound::HalfClosed,
             Err(status) if gone.is_set() => Inbound::Gone(status.message().to_owned()),
-            // tonic reports a message it cannot decode as INTERNAL: the
-            // fault is the client's.
-            Err(status) if status.code() == tonic::Code::Internal => {
-                Inbound::Bad(Status::invalid_argument(status.message()))
-            }
+            // A message that cannot be decoded stays INTERNAL, the code
+            // gRPC's status code table gives a request that does not parse.
             Err(status) => Inbound::Bad(status),
         },
         _ = out.closed() => Inbound::Gone("the client stopped reading responses".into()),

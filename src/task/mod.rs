@@ -640,14 +640,17 @@ fn run(task: Arc<Task>, spec: ExportSpec, settings: Settings, store: Box<dyn Sto
             .map(|o| (o.bytes, Duration::from_millis(o.duration_ms)))
             .map_err(Clone::clone),
     );
-    *task.outcome() = Some(result);
-    task.finished.notify_all();
-    // A producer blocked on a full queue must learn that the task ended.
-    task.queue.abort();
+    // Out of the live list before the outcome is known: whoever asks once
+    // `finish()` has returned reads the final status file, as any other
+    // process does.
     live_tasks()
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .remove(&task_id);
+    *task.outcome() = Some(result);
+    task.finished.notify_all();
+    // A producer blocked on a full queue must learn that the task ended.
+    task.queue.abort();
 }
 
 /// With `fluxo.public_base_url` and `fluxo.download_secret` set, a local

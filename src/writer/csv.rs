@@ -62,7 +62,8 @@ pub struct CsvOptions {
     pub encoding: CsvEncoding,
     /// A character the encoding cannot hold becomes `?` instead of an error.
     pub replace_unencodable: bool,
-    /// Text starting with `=`, `+`, `-`, `@`, tab or CR gets a leading `'`,
+    /// Text starting with `=`, `+`, `-`, `@`, tab or CR (but not a plain
+    /// signed number) gets a leading `'`,
     /// so a spreadsheet does not run it as a formula (OWASP CSV injection).
     pub formula_guard: bool,
     pub delimiter: u8,
@@ -365,12 +366,25 @@ fn plain_text_forms(options: &CsvOptions) -> bool {
     !special.into_iter().any(may_appear) && (ascii || options.encoding.partial().is_none())
 }
 
-/// Whether a spreadsheet would read the text as a formula.
+/// Whether a spreadsheet would read the text as a formula. A plain signed
+/// number (`-12.50`, `+1`) starts like one but is read as a number, so it is
+/// left as it is: negative amounts given as text (PDO's `DECIMAL`) keep
+/// their value, as defusedcsv also leaves them.
 fn looks_like_formula(text: &str) -> bool {
-    matches!(
-        text.as_bytes().first(),
-        Some(b'=' | b'+' | b'-' | b'@' | b'\t' | b'\r')
-    )
+    match text.as_bytes().split_first() {
+        Some((b'=' | b'@' | b'\t' | b'\r', _)) => true,
+        Some((b'+' | b'-', number)) => !is_plain_number(number),
+        _ => false,
+    }
+}
+
+/// `digits` or `digits.digits`.
+fn is_plain_number(text: &[u8]) -> bool {
+    let all_digits = |part: &[u8]| !part.is_empty() && part.iter().all(u8::is_ascii_digit);
+    match text.iter().position(|&b| b == b'.') {
+        Some(point) => all_digits(&text[..point]) && all_digits(&text[point + 1..]),
+        None => all_digits(text),
+    }
 }
 
 impl FormatWriter for CsvWriter {
@@ -768,10 +782,11 @@ mod tests {
     fn formulas_are_neutralised_unless_turned_off() {
         let rows = vec![vec![
             Cell::Text("=HYPERLINK(\"http://x\")"),
-            Cell::Text("-5"),
+            Cell::Text("-5+A1"),
             Cell::Int(-5),
             Cell::Text("@SUM(A1)"),
             Cell::Text("plain"),
+            Cell::Text("-12.50"),
         ]];
         let guarded = write_with(
             CsvOptions {
@@ -783,7 +798,7 @@ mod tests {
         .unwrap();
         let text = String::from_utf8(guarded).unwrap();
         assert!(
-            text.ends_with("\"'=HYPERLINK(\"\"http://x\"\")\",'-5,-5,'@SUM(A1),plain\n"),
+            text.ends_with("\"'=HYPERLINK(\"\"http://x\"\")\",'-5+A1,-5,'@SUM(A1),plain,-12.50\n"),
             "{text}"
         );
         let raw = CsvOptions {
@@ -793,7 +808,7 @@ mod tests {
         };
         let text = String::from_utf8(write_with(raw, &rows).unwrap()).unwrap();
         assert!(
-            text.ends_with("\"=HYPERLINK(\"\"http://x\"\")\",-5,-5,@SUM(A1),plain\n"),
+            text.ends_with("\"=HYPERLINK(\"\"http://x\"\")\",-5+A1,-5,@SUM(A1),plain,-12.50\n"),
             "{text}"
         );
     }
