@@ -390,7 +390,7 @@ async fn session(shared: Arc<Shared>, mut io: Io) -> Result<(), Status> {
         // A client that cancels after its half-close, while the file is
         // finished: the task ends CANCELLED, as for a cancel mid-stream.
         _ = io.out.closed() => {
-            tracing::info!(task_id = %task_id, component = "grpc", event = "stream_cancelled", reason = "the client stopped reading responses", "client went away while the file was finished: export cancelled");
+            tracing::info!(task_id = %task_id, component = "grpc", event = "stream_cancelled", reason = "the client stopped reading responses", "client went away while the file was finished: cancelling the export (an upload already begun completes)");
             canceller.cancel();
             finishing.await
         }
