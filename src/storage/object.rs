@@ -236,9 +236,10 @@ impl ObjectStore {
     /// Writes the spool file, one part per write; past `deadline`, stops
     /// with `timed_out()`.
     ///
-    /// Each part is read into a buffer of its own, of exactly `part_size`:
-    /// opendal keeps a part's bytes until its request ends, and a read that
-    /// straddled two parts would keep both parts' buffers alive.
+    /// Each part is read into a buffer of its own, of `part_size` or what is
+    /// left of the file: opendal keeps a part's bytes until its request
+    /// ends, a read that straddled two parts would keep both parts' buffers
+    /// alive, and a small file needs no buffer of a whole part.
     async fn send_file(
         &self,
         writer: &mut Writer,
@@ -249,20 +250,12 @@ impl ObjectStore {
     ) -> Result<()> {
         let cannot_read = |e| ExportError::io("cannot read", spool, e);
         let mut file = tokio::fs::File::open(spool).await.map_err(cannot_read)?;
+        let size = file.metadata().await.map_err(cannot_read)?.len();
         let mut sent = 0u64;
-        loop {
-            let mut part = vec![0u8; self.upload.part_size];
-            let mut filled = 0;
-            while filled < part.len() {
-                match file.read(&mut part[filled..]).await.map_err(cannot_read)? {
-                    0 => break,
-                    n => filled += n,
-                }
-            }
-            if filled == 0 {
-                return Ok(());
-            }
-            part.truncate(filled);
+        while sent < size {
+            let part_len = (size - sent).min(self.upload.part_size as u64) as usize;
+            let mut part = vec![0u8; part_len];
+            file.read_exact(&mut part).await.map_err(cannot_read)?;
             if tokio::time::Instant::now() >= deadline {
                 return Err(timed_out());
             }
@@ -270,9 +263,10 @@ impl ObjectStore {
                 .write(part)
                 .await
                 .map_err(|e| store_error(&format!("upload to {} failed", self.location), &e))?;
-            sent += filled as u64;
+            sent += part_len as u64;
             progress(sent);
         }
+        Ok(())
     }
 
     async fn upload(
