@@ -64,6 +64,13 @@ final class BenchScriptsTest extends FluxoTestCase
         }
     }
 
+    public function testRepeatedExportsBenchRuns(): void
+    {
+        [$code, $out, $err] = $this->runScript('repeated-exports.php', ['4', 'xlsx']);
+        self::assertSame(0, $code, $out . $err);
+        self::assertSame(4, preg_match_all('/^\d exports: RSS [\d.]+ MB$/m', $out), $out);
+    }
+
     public function testCompressionBenchRuns(): void
     {
         [$code, $out, $err] = $this->runScript('compression.php', ['2000']);
