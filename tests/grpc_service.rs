@@ -379,6 +379,16 @@ async fn data_before_metadata_and_metadata_twice_are_refused() {
     assert!(err.message().contains("before ExportMetadata"), "{err:?}");
 
     let mut call = Call::open(&mut client).await.unwrap();
+    call.send(sheet("Second", vec![])).await;
+    let err = call.recv().await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(
+        err.message()
+            .contains("SheetStart arrived before ExportMetadata"),
+        "{err:?}"
+    );
+
+    let mut call = Call::open(&mut client).await.unwrap();
     call.send(meta_msg(metadata("", ExportFormat::FormatCsv)))
         .await;
     let id = call.recv().await.unwrap().task_id;

@@ -223,9 +223,16 @@ async fn session(shared: Arc<Shared>, mut io: Io) -> Result<(), Status> {
                 b.batch_sequence
             )))
         }
+        Inbound::Message(ExportRequest {
+            payload: Some(Payload::Sheet(_)),
+        }) => {
+            return Err(Status::invalid_argument(
+                "SheetStart arrived before ExportMetadata: the first message must be the metadata",
+            ))
+        }
         Inbound::Message(_) => {
             return Err(Status::invalid_argument(
-                "empty ExportRequest: set metadata or batch",
+                "empty ExportRequest: set metadata, batch or sheet",
             ))
         }
         Inbound::HalfClosed => {
@@ -343,7 +350,7 @@ async fn session(shared: Arc<Shared>, mut io: Io) -> Result<(), Status> {
                 None => {
                     return Err(fail(
                         &mut export,
-                        "empty ExportRequest: set metadata or batch",
+                        "empty ExportRequest: set metadata, batch or sheet",
                     ))
                 }
             },
