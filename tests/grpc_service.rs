@@ -66,6 +66,7 @@ async fn seed_flow_metadata_task_id_batches_half_close_final_status() {
     assert_eq!(last.record_count, 3);
     assert_eq!(last.progress_percent, 100);
     assert!(last.completion_time >= last.start_time);
+    assert_eq!(last.start_time, first.start_time, "one task, one start");
     let path = local_path(&last.oss_url);
     let bytes = std::fs::read(&path).unwrap();
     assert_eq!(last.file_size_bytes as usize, bytes.len());
@@ -91,6 +92,7 @@ async fn seed_flow_metadata_task_id_batches_half_close_final_status() {
     assert_eq!(status.progress_percent, 100);
     assert_eq!(status.oss_url, last.oss_url);
     assert_eq!(status.checksum_sha256, last.checksum_sha256);
+    assert_eq!(status.start_time, first.start_time);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -127,7 +129,6 @@ async fn excel_export_reads_back() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sheet_start_opens_another_sheet() {
     use calamine::{open_workbook, Data, Reader, Xlsx};
-    use fluxo::grpc::pb::export_request::Payload;
     let server = TestServer::start(&[]).await;
     let mut client = server.client().await;
     let mut call = Call::open(&mut client).await.unwrap();
@@ -135,25 +136,19 @@ async fn sheet_start_opens_another_sheet() {
         .await;
     call.recv().await.unwrap();
     call.send(batch_msg(rows(1, 0, 3))).await;
-    let sheet = |name: &str, columns: Vec<pb::ColumnDefinition>| pb::ExportRequest {
-        payload: Some(Payload::Sheet(pb::SheetStart {
-            name: name.into(),
-            columns,
-        })),
-    };
     let refunds = vec![pb::ColumnDefinition {
         name: "refunded".into(),
         data_type: pb::DataType::Number as i32,
         ..Default::default()
     }];
-    call.send(sheet("Refunds", refunds)).await;
+    call.send(sheet_msg("Refunds", refunds)).await;
     call.send(batch_msg(pb::DataBatch {
         records: vec![record(&["12.5"]), record(&["3"])],
         batch_sequence: 2,
     }))
     .await;
     // No columns: the current sheet's columns carry on.
-    call.send(sheet("More refunds", vec![])).await;
+    call.send(sheet_msg("More refunds", vec![])).await;
     call.send(batch_msg(pb::DataBatch {
         records: vec![record(&["7"])],
         batch_sequence: 3,
@@ -180,7 +175,7 @@ async fn sheet_start_opens_another_sheet() {
     call.send(meta_msg(metadata("", ExportFormat::FormatExcel)))
         .await;
     let task_id = call.recv().await.unwrap().task_id;
-    call.send(sheet("a/b", vec![])).await;
+    call.send(sheet_msg("a/b", vec![])).await;
     let err = call.recv().await.unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
     assert!(err.message().contains("sheet name \"a/b\""), "{err:?}");
@@ -193,7 +188,7 @@ async fn sheet_start_opens_another_sheet() {
     };
     let meta = metadata_with(ExportFormat::FormatExcel, options);
     let (mut call, task_id) = start_export(&mut client, meta).await;
-    call.send(sheet("ORDERS", vec![])).await;
+    call.send(sheet_msg("ORDERS", vec![])).await;
     let err = call.recv().await.unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
     assert!(
@@ -379,7 +374,7 @@ async fn data_before_metadata_and_metadata_twice_are_refused() {
     assert!(err.message().contains("before ExportMetadata"), "{err:?}");
 
     let mut call = Call::open(&mut client).await.unwrap();
-    call.send(sheet("Second", vec![])).await;
+    call.send(sheet_msg("Second", vec![])).await;
     let err = call.recv().await.unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
     assert!(

@@ -264,7 +264,6 @@ async fn session(shared: Arc<Shared>, mut io: Io) -> Result<(), Status> {
     let spec = convert::spec(&metadata, settings).map_err(|e| status_of(&e))?;
     let mut types: Arc<[ColumnType]> = spec.columns.iter().map(|c| c.column_type).collect();
     let mut names: Arc<[String]> = spec.columns.iter().map(|c| c.name.clone()).collect();
-    let start_ms = now_ms();
     let mut export = {
         let _admit = shared.admit.lock().await;
         let live = task::live_states(&settings.work_dir)
@@ -292,10 +291,12 @@ async fn session(shared: Arc<Shared>, mut io: Io) -> Result<(), Status> {
         _ => ExportResponse {
             task_id: task_id.clone(),
             status: pb::TaskStatus::Queued as i32,
-            start_time: start_ms as i64,
+            start_time: now_ms() as i64,
             ..Default::default()
         },
     };
+    // The final response starts when the first one (and the task) did.
+    let start_ms = first.start_time as u64;
     if io.out.send(Ok(first)).await.is_err() {
         export.cancel();
         return Ok(());

@@ -150,6 +150,15 @@ pub fn meta_msg(m: pb::ExportMetadata) -> ExportRequest {
     }
 }
 
+pub fn sheet_msg(name: &str, columns: Vec<pb::ColumnDefinition>) -> ExportRequest {
+    ExportRequest {
+        payload: Some(Payload::Sheet(pb::SheetStart {
+            name: name.into(),
+            columns,
+        })),
+    }
+}
+
 pub fn batch_msg(b: pb::DataBatch) -> ExportRequest {
     ExportRequest {
         payload: Some(Payload::Batch(b)),
