@@ -57,6 +57,11 @@ impl RecordBatch {
         self
     }
 
+    /// The limit each text cell was checked against as it was added.
+    pub fn text_limit(&self) -> Option<TextLimit> {
+        self.text_limit
+    }
+
     pub fn rows(&self) -> usize {
         self.rows
     }

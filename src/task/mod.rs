@@ -188,14 +188,8 @@ pub fn status(settings: &Settings, task_id: &str) -> Result<Option<TaskStatus>> 
     match live {
         Some(task) => Ok(Some(task.status().clone())),
         None => {
-            let retention = settings.status_retention.as_millis();
-            let expired = |s: &TaskStatus| {
-                retention > 0
-                    && s.state.is_final()
-                    && u128::from(now_ms().saturating_sub(s.updated_ms)) > retention
-            };
             let recorded = StatusFiles::new(&settings.work_dir).load(task_id)?;
-            Ok(recorded.filter(|s| !expired(s)))
+            Ok(recorded.filter(|s| !s.has_expired(settings.status_retention)))
         }
     }
 }

@@ -72,6 +72,15 @@ pub struct TaskStatus {
 }
 
 impl TaskStatus {
+    /// Ended longer than `retention` ago (0: kept for ever), by its last
+    /// write: gone for `status()` even before the hourly prune (which goes
+    /// by the file's modification time) has deleted its file.
+    pub fn has_expired(&self, retention: Duration) -> bool {
+        !retention.is_zero()
+            && self.state.is_final()
+            && u128::from(now_ms().saturating_sub(self.updated_ms)) > retention.as_millis()
+    }
+
     /// Percent done, 0–100: 100 once completed, 99 at most before. Writing
     /// counts by `total_rows`; an upload to an object store takes the last
     /// tenth, by bytes sent.

@@ -411,13 +411,19 @@ impl FormatWriter for CsvWriter {
         // Cells go from the arena straight into the record buffer, without
         // a row of decoded cells in between.
         let mut reader = batch.reader();
+        // A batch made with this file's limit had each text checked as it
+        // was added (on the producer's thread): not again here.
+        let unchecked = batch.text_limit() != self.options.text_limit();
         while !reader.is_done() {
             self.rows_written += 1;
             for col in 0..batch.columns() {
                 match reader.next_cell() {
                     Cell::Text(t) => {
-                        let at = || format!("data row {}, column {}", self.rows_written, col + 1);
-                        self.check_encodable(t, at)?;
+                        if unchecked {
+                            let at =
+                                || format!("data row {}, column {}", self.rows_written, col + 1);
+                            self.check_encodable(t, at)?;
+                        }
                         let encoding = self.options.encoding;
                         if self.options.formula_guard && looks_like_formula(t) {
                             self.field.clear();
