@@ -397,6 +397,72 @@ final class ExporterXlsxTest extends FluxoTestCase
         self::assertSame([1999, str_repeat('abc', 10) . '1999'], $sheet['rows'][2000]);
     }
 
+    /**
+     * @return iterable<string, array{string, int}>
+     */
+    public static function workersProvider(): iterable
+    {
+        yield 'one' => ['1', 1];
+        yield 'three, more than the cores' => ['3', 3];
+    }
+
+    /**
+     * @dataProvider workersProvider
+     */
+    public function testWorkersSetTheDeflateThreadsOfAnExport(string $workers, int $threads): void
+    {
+        self::assertTrue($this->waitForDeflateThreads(0), 'no deflate thread left from another test');
+        $old = ini_set('fluxo.workers', $workers);
+        self::assertNotFalse($old);
+        try {
+            $e = new Exporter(['format' => 'xlsx', 'columns' => ['n']]);
+            $e->addBatch([[1], [2]]);
+            $running = $this->waitForDeflateThreads($threads);
+            $seen = $this->deflateThreads();
+            $r = $e->finish();
+        } finally {
+            ini_set('fluxo.workers', (string) $old);
+        }
+        self::assertTrue($running, "fluxo.workers = {$workers}: expected {$threads} deflate threads, saw {$seen}");
+        $this->assertResult($r, 'xlsx', 2);
+        self::assertSame([1], $this->readXlsx($r->path)['sheets'][0]['rows'][1]);
+        self::assertTrue($this->waitForDeflateThreads(0), 'the deflate threads end with their export');
+    }
+
+    public function testWorkersOutOfRangeIsAnError(): void
+    {
+        $old = ini_set('fluxo.workers', '65');
+        try {
+            $this->expectException(ExportException::class);
+            $this->expectExceptionMessage('fluxo.workers');
+            new Exporter(['format' => 'xlsx', 'columns' => ['n']]);
+        } finally {
+            ini_set('fluxo.workers', (string) $old);
+        }
+    }
+
+    /** Threads of this process named by the XLSX writer's deflate pool. */
+    private function deflateThreads(): int
+    {
+        $names = array_map(
+            static fn (string $comm): string => trim((string) @file_get_contents($comm)),
+            glob('/proc/self/task/*/comm') ?: []
+        );
+        return count(array_filter($names, static fn (string $n): bool => str_starts_with($n, 'fluxo-deflate-')));
+    }
+
+    private function waitForDeflateThreads(int $count): bool
+    {
+        $deadline = microtime(true) + 10;
+        while ($this->deflateThreads() !== $count) {
+            if (microtime(true) > $deadline) {
+                return false;
+            }
+            usleep(10_000);
+        }
+        return true;
+    }
+
     public function testUnicodeAndControlCharsInStrings(): void
     {
         $r = $this->exportOne(

@@ -15,7 +15,7 @@ final class IniConfigTest extends FluxoTestCase
 {
     private const KEYS = [
         'local_dir', 'work_dir', 'format', 'storage', 'max_concurrent_tasks', 'buffer_size',
-        'queue_timeout', 'shutdown_timeout', 'compression_level', 'key_prefix', 'log_level', 'log_file',
+        'queue_timeout', 'shutdown_timeout', 'compression_level', 'workers', 'key_prefix', 'log_level', 'log_file',
     ];
 
     public function testModuleIsLoaded(): void
@@ -48,7 +48,8 @@ final class IniConfigTest extends FluxoTestCase
         $child = ChildPhp::run(<<<'PHP'
             $out = [];
             foreach (['format', 'storage', 'max_concurrent_tasks', 'buffer_size', 'queue_timeout',
-                      'shutdown_timeout', 'compression_level', 'key_prefix', 'log_level', 'log_file'] as $k) {
+                      'shutdown_timeout', 'compression_level', 'workers', 'key_prefix', 'log_level',
+                      'log_file'] as $k) {
                 $out[$k] = ini_get('fluxo.' . $k);
             }
             echo json_encode($out), "\n";
@@ -63,6 +64,7 @@ final class IniConfigTest extends FluxoTestCase
                 'queue_timeout' => '300',
                 'shutdown_timeout' => '300',
                 'compression_level' => '2',
+                'workers' => '0',
                 'key_prefix' => '',
                 'log_level' => 'warn',
                 'log_file' => '',

@@ -48,6 +48,11 @@ pub const KEYS: &[(&str, &str, &str)] = &[
     ),
     ("compression_level", "2", "XLSX deflate level 1-9"),
     (
+        "workers",
+        "0",
+        "threads each XLSX export deflates on; 0: one per core, at most 4",
+    ),
+    (
         "oss_endpoint",
         "",
         "OSS endpoint, e.g. https://oss-cn-hangzhou.aliyuncs.com",
@@ -283,6 +288,9 @@ pub struct Settings {
     pub queue_timeout: Duration,
     pub shutdown_timeout: Duration,
     pub compression_level: u8,
+    /// Threads each XLSX export deflates its sheets on (`fluxo.workers`;
+    /// 0 in the ini: one per core, at most 4).
+    pub workers: usize,
     pub log_level: String,
     pub log_file: Option<PathBuf>,
     /// Server keys (`grpc_listen`, `auth_token`, ...).
@@ -400,6 +408,10 @@ impl Settings {
                 86_400,
             )? as u64),
             compression_level: number(&get("compression_level"), "compression_level", 1, 9)? as u8,
+            workers: match number(&get("workers"), "workers", 0, 64)? {
+                0 => crate::writer::xlsx::default_deflate_threads(),
+                n => n,
+            },
             log_level: log_level(&get("log_level"))?,
             log_file: (!log_file.is_empty()).then(|| absolute(Path::new(&log_file))),
             server: ServerSettings::from_keys(&get)?,
@@ -429,6 +441,7 @@ impl Settings {
                 self.shutdown_timeout.as_secs().to_string(),
             ),
             ("compression_level", self.compression_level.to_string()),
+            ("workers", self.workers.to_string()),
             ("log_level", self.log_level.clone()),
             (
                 "log_file",
@@ -775,6 +788,7 @@ impl ExportSpec {
                 Some(v) => parse_properties(v)?,
             },
             compression_level: settings.compression_level,
+            deflate_threads: settings.workers,
         };
         let timezone = match get("timezone") {
             None | Some(OptionValue::Null) => None,
@@ -1198,6 +1212,25 @@ mod tests {
             let err = prefix(bad).unwrap_err();
             assert!(err.message.contains("fluxo.key_prefix"), "{bad:?}: {err}");
         }
+    }
+
+    #[test]
+    fn workers_zero_means_one_deflate_thread_per_core() {
+        let workers = |v: &'static str| {
+            Settings::resolve_with_env(move |k| (k == "workers").then(|| v.into()), |_| None).map(
+                |st| {
+                    let options = map(vec![("columns", OptionValue::List(vec![s("A")]))]);
+                    (st.workers, ExportSpec::from_options(&options, &st))
+                },
+            )
+        };
+        let (n, spec) = workers("3").unwrap();
+        assert_eq!(n, 3);
+        assert_eq!(spec.unwrap().xlsx.deflate_threads, 3);
+        let cores = std::thread::available_parallelism().unwrap().get();
+        assert_eq!(workers("0").unwrap().0, cores.min(4));
+        let err = workers("65").unwrap_err();
+        assert!(err.message.contains("fluxo.workers"), "{err}");
     }
 
     #[test]

@@ -55,6 +55,8 @@ pub struct Properties {
 #[derive(Clone, Debug, PartialEq)]
 pub struct XlsxOptions {
     pub compression_level: u8,
+    /// Threads the sheets are deflated on, beside the writer's own.
+    pub deflate_threads: usize,
     /// A filter drop-down on every header cell.
     pub autofilter: bool,
     /// Text beyond 32,767 characters is cut instead of an error.
@@ -70,10 +72,17 @@ impl XlsxOptions {
     }
 }
 
+/// `fluxo.workers` when it is 0: one deflate thread per core, at most 4, so
+/// that a few exports at once on a large host do not each take every core.
+pub fn default_deflate_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().min(4))
+}
+
 impl Default for XlsxOptions {
     fn default() -> Self {
         Self {
             compression_level: 2,
+            deflate_threads: default_deflate_threads(),
             autofilter: false,
             truncate_long_text: false,
             properties: Properties::default(),
@@ -187,8 +196,7 @@ impl XlsxWriter {
             datetime: styles.number_format(DEFAULT_DATETIME),
             time: styles.number_format(DEFAULT_TIME),
         };
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
-        let deflate = ParallelDeflate::new(options.compression_level, threads)
+        let deflate = ParallelDeflate::new(options.compression_level, options.deflate_threads)
             .map_err(|e| ExportError::export(format!("cannot start the deflate threads: {e}")))?;
         Ok(Self {
             path: path.to_path_buf(),
