@@ -93,6 +93,14 @@ final class InvalidOptionTest extends FluxoTestCase
         yield 'csv false is an array' => [$cols + ['csv' => ['false' => []]], 'false'];
         // Written into every file as they are: the encoding must hold them, whatever `unencodable` says.
         yield 'csv null GBK cannot hold' => [$cols + ['csv' => ['encoding' => 'gbk', 'null' => '😀', 'unencodable' => 'replace']], "csv.null\": character '😀'"];
+        yield 'properties created is a time of day' => [
+            $cols + ['format' => 'xlsx', 'properties' => ['created' => '03:04:05']],
+            'properties.created',
+        ];
+        yield 'properties created is no date' => [
+            $cols + ['format' => 'xlsx', 'properties' => ['created' => 'yesterday']],
+            'properties.created',
+        ];
         yield 'csv date_format GBK cannot hold' => [$cols + ['csv' => ['encoding' => 'gbk', 'date_format' => 'Y年m月d日 ✓']], 'csv.date_format'];
     }
 

@@ -258,18 +258,33 @@ fn trimmed(text: &str) -> &str {
     }
 }
 
-/// Parses `Y-m-d`, `Y-m-d H:i:s`, `H:i:s` and ISO 8601 (`T` separator,
-/// fractional seconds, `Z` or `±hh:mm` suffix). The clock reading is kept as
-/// written; a zone suffix is accepted but does not shift the time. This runs
-/// on the PHP thread for every date cell given as text, and reads bytes.
+/// Parses `Y-m-d`, `Y-m-d H:i:s` and ISO 8601 (`T` separator, fractional
+/// seconds, `Z` or `±hh:mm` suffix). The clock reading is kept as written; a
+/// zone suffix is accepted but does not shift the time. A bare `H:i:s` is no
+/// date: it would become a day of 1970 ([`parse_time_or_datetime`] takes
+/// it). This runs on the PHP thread for every date cell given as text, and
+/// reads bytes.
 pub fn parse_datetime(text: &str) -> Option<LocalDateTime> {
     let bytes = trimmed(text).as_bytes();
     if is_time_of_day(bytes) {
-        let (time, nanos, rest) = parse_time(bytes)?;
-        return rest
-            .is_empty()
-            .then(|| LocalDateTime::from_parts((1970, 1, 1), time, nanos));
+        return None;
     }
+    parse_date_and_time(bytes)
+}
+
+/// What a `time` column reads: a bare `H:i:s` (on 1970-01-01) or anything
+/// [`parse_datetime`] reads.
+pub fn parse_time_or_datetime(text: &str) -> Option<LocalDateTime> {
+    let bytes = trimmed(text).as_bytes();
+    if !is_time_of_day(bytes) {
+        return parse_date_and_time(bytes);
+    }
+    let (time, nanos, rest) = parse_time(bytes)?;
+    rest.is_empty()
+        .then(|| LocalDateTime::from_parts((1970, 1, 1), time, nanos))
+}
+
+fn parse_date_and_time(bytes: &[u8]) -> Option<LocalDateTime> {
     let (date, rest) = parse_date(bytes)?;
     let Some((&separator, rest)) = rest.split_first() else {
         return Some(LocalDateTime::from_parts(date, (0, 0, 0), 0));
@@ -284,8 +299,7 @@ pub fn parse_datetime(text: &str) -> Option<LocalDateTime> {
     Some(LocalDateTime::from_parts(date, time, nanos))
 }
 
-/// Whether date text is a bare `H:i:s`, which only a `time` column takes:
-/// in a date column it would become a day of 1970.
+/// Whether trimmed date text starts as an `H:i:s` does.
 fn is_time_of_day(trimmed_bytes: &[u8]) -> bool {
     trimmed_bytes.get(2) == Some(&b':')
 }
@@ -554,13 +568,10 @@ pub fn convert(value: Value<'_>, column_type: ColumnType) -> Result<Cell<'_>, Ce
         (T::Date | T::DateTime | T::Time, v) => {
             let dt = match v {
                 Value::DateTime(dt) => dt,
-                Value::Bytes(b) => {
-                    let text = text(b)?;
-                    if column_type != T::Time && is_time_of_day(trimmed(text).as_bytes()) {
-                        return Err(CellError::NotADate);
-                    }
-                    parse_datetime(text).ok_or(CellError::NotADate)?
+                Value::Bytes(b) if column_type == T::Time => {
+                    parse_time_or_datetime(text(b)?).ok_or(CellError::NotADate)?
                 }
+                Value::Bytes(b) => parse_datetime(text(b)?).ok_or(CellError::NotADate)?,
                 Value::Int(unix) => LocalDateTime {
                     seconds: unix,
                     nanos: 0,
@@ -1347,9 +1358,13 @@ mod tests {
             p("2026-11-29T10:20:30.5Z"),
             Some((2026, 11, 29, 10, 20, 30))
         );
-        assert_eq!(p("10:20:30"), Some((1970, 1, 1, 10, 20, 30)));
+        assert_eq!(p("10:20:30"), None, "a time of day is no date");
+        let t = |s| parse_time_or_datetime(s).map(|d| d.parts());
+        assert_eq!(t("10:20:30"), Some((1970, 1, 1, 10, 20, 30)));
+        assert_eq!(t("2026-11-29 10:20"), Some((2026, 11, 29, 10, 20, 0)));
+        assert_eq!(t("10:20:30 Z"), None);
         assert_eq!(p(" 2026-11-29\n"), Some((2026, 11, 29, 0, 0, 0)));
-        assert_eq!(p("\u{3000}10:20\u{a0}"), Some((1970, 1, 1, 10, 20, 0)));
+        assert_eq!(t("\u{3000}10:20\u{a0}"), Some((1970, 1, 1, 10, 20, 0)));
         assert_eq!(p("2026-11-29T"), None);
         assert_eq!(p("2026-11-29_10:20:30"), None);
         assert_eq!(p("2026-11-2"), None);
