@@ -226,9 +226,11 @@ $runChild = static function (string $variant) use ($rows, $assoc, $so, $env, $ch
     if ($needs !== null && !extension_loaded($needs)) {
         return ['variant' => $variant, 'skipped' => "$needs not loaded"];
     }
-    $s3Configured = (getenv('FLUXO_S3_ENDPOINT') ?: (string) ini_get('fluxo.s3_endpoint')) !== '';
-    if (str_ends_with($variant, '-s3') && !$s3Configured) {
-        return ['variant' => $variant, 'skipped' => 'no S3 store configured (FLUXO_S3_*)'];
+    // The names the extension reads the endpoint from, in its order.
+    $s3Endpoint = getenv('FLUXO_S3_ENDPOINT') ?: getenv('S3_ENDPOINT') ?: getenv('AWS_ENDPOINT_URL')
+        ?: (string) ini_get('fluxo.s3_endpoint');
+    if (str_ends_with($variant, '-s3') && $s3Endpoint === '') {
+        return ['variant' => $variant, 'skipped' => 'no S3 store configured (fluxo.s3_* or FLUXO_S3_*, S3_*, AWS_*)'];
     }
     $proc = proc_open($childCommand($variant, $rows, $assoc, $so), [1 => ['pipe', 'w'], 2 => STDERR], $pipes, null, $env);
     $out = stream_get_contents($pipes[1]);

@@ -120,6 +120,54 @@ final class IniConfigTest extends FluxoTestCase
         self::assertDirectoryDoesNotExist($iniDir);
     }
 
+    public function testAnEmptyEnvironmentVariableCountsAsUnset(): void
+    {
+        $iniDir = Env::$root . '/ini-dir-kept';
+        $script = ChildPhp::script(<<<'PHP'
+            $e = new Fluxo\Exporter(['columns' => ['a']]);
+            $e->addRow(['x']);
+            echo json_encode(['path' => $e->finish()->path]), "\n";
+            PHP);
+        // proc_open() leaves out variables with empty values: env(1) sets it.
+        $command = ['env', 'FLUXO_LOCAL_DIR=', ...ChildPhp::command($script, [], ['fluxo.local_dir' => $iniDir])];
+        $child = ChildPhp::runCommand($command, null, $script);
+        self::assertSame(0, $child->exitCode, $child->describe());
+        self::assertStringStartsWith($iniDir . '/', $child->json()['path'], 'FLUXO_LOCAL_DIR= keeps fluxo.local_dir');
+    }
+
+    /**
+     * @return iterable<string, array{array<string, string>, string}>
+     */
+    public static function badSigningProvider(): iterable
+    {
+        yield 'base URL without its secret' => [
+            ['fluxo.public_base_url' => 'https://dl.example.com', 'fluxo.download_secret' => ''],
+            'fluxo.public_base_url needs fluxo.download_secret',
+        ];
+        yield 'base URL without a scheme' => [
+            ['fluxo.public_base_url' => 'dl.example.com:9091', 'fluxo.download_secret' => 's'],
+            'fluxo.public_base_url must be an http:// or https:// URL',
+        ];
+    }
+
+    /**
+     * @dataProvider badSigningProvider
+     * @param array<string, string> $ini
+     */
+    public function testHalfConfiguredSigningIsAnError(array $ini, string $message): void
+    {
+        $child = ChildPhp::run(<<<'PHP'
+            try {
+                new Fluxo\Exporter(['columns' => ['a']]);
+                echo json_encode(['error' => null]), "\n";
+            } catch (Fluxo\InvalidOptionException $e) {
+                echo json_encode(['error' => $e->getMessage()]), "\n";
+            }
+            PHP, [], $ini);
+        self::assertSame(0, $child->exitCode, $child->describe());
+        self::assertStringContainsString($message, (string) $child->json()['error']);
+    }
+
     public function testStatusFilesLiveInWorkDir(): void
     {
         $r = $this->exportOne(['columns' => ['a']], [['x']]);

@@ -310,19 +310,41 @@ impl Settings {
         Self::resolve_with_env(lookup, |name| std::env::var(name).ok())
     }
 
+    /// As [`Settings::resolve`], with `given` (options passed in code, as to
+    /// `Fluxo\Server::start()`) above the environment.
+    pub fn resolve_given(
+        given: impl Fn(&str) -> Option<String>,
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self> {
+        Self::resolve_layers(given, |name| std::env::var(name).ok(), lookup)
+    }
+
     pub fn resolve_with_env(
         lookup: impl Fn(&str) -> Option<String>,
         env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self> {
+        Self::resolve_layers(|_| None, env, lookup)
+    }
+
+    /// Each key from `given`, else the environment, else `lookup`, else its
+    /// default. An empty environment variable counts as unset: a deployment
+    /// that passes `FLUXO_AUTH_TOKEN: ${TOKEN}` with `TOKEN` unset must not
+    /// blank the configured token (and turn authentication off).
+    fn resolve_layers(
+        given: impl Fn(&str) -> Option<String>,
+        env: impl Fn(&str) -> Option<String>,
+        lookup: impl Fn(&str) -> Option<String>,
     ) -> Result<Self> {
         let get = |key: &str| -> String {
             let aliases = ENV_ALIASES
                 .iter()
                 .find(|(k, _)| *k == key)
                 .map_or(&[][..], |(_, a)| a);
-            env(&format!("FLUXO_{}", key.to_ascii_uppercase()))
+            let fluxo_name = format!("FLUXO_{}", key.to_ascii_uppercase());
+            given(key)
                 .or_else(|| {
-                    aliases
-                        .iter()
+                    std::iter::once(fluxo_name.as_str())
+                        .chain(aliases.iter().copied())
                         .find_map(|name| env(name).filter(|v| !v.is_empty()))
                 })
                 .or_else(|| lookup(key))
@@ -382,8 +404,14 @@ impl Settings {
                 keep_local: flag("keep_local")?,
                 temp_retention: secs("temp_retention", 0, 30 * 86_400)?,
             },
-            format: Format::parse(&get("format"))
-                .ok_or_else(|| ExportError::invalid_option("fluxo.format must be csv or xlsx"))?,
+            format: {
+                let format = get("format");
+                Format::parse(&format).ok_or_else(|| {
+                    ExportError::invalid_option(format!(
+                        "fluxo.format must be csv or xlsx, not \"{format}\""
+                    ))
+                })?
+            },
             local_dir: dir("local_dir", "exports"),
             work_dir: dir("work_dir", "work"),
             status_retention: secs("status_retention", 0, 10 * 365 * 86_400)?,
@@ -447,7 +475,9 @@ impl Settings {
                 "log_file",
                 self.log_file
                     .as_ref()
-                    .map_or("stderr".into(), |p| p.display().to_string()),
+                    .map_or("none (PHP: stderr, server: stdout)".into(), |p| {
+                        p.display().to_string()
+                    }),
             ),
             ("oss_endpoint", self.oss.endpoint.clone()),
             ("oss_bucket", self.oss.bucket.clone()),
@@ -1119,6 +1149,56 @@ mod tests {
     }
 
     #[test]
+    fn a_public_base_url_is_an_http_url_with_a_secret() {
+        let resolve = |url: &'static str, secret: &'static str| {
+            Settings::resolve_with_env(
+                move |k| match k {
+                    "public_base_url" => Some(url.into()),
+                    "download_secret" => Some(secret.into()),
+                    _ => None,
+                },
+                |_| None,
+            )
+        };
+        let st = resolve("HTTPS://dl.example.com:9091/", "s").unwrap();
+        assert_eq!(st.server.public_base_url, "HTTPS://dl.example.com:9091");
+        assert!(
+            resolve("", "s").is_ok(),
+            "a secret alone verifies URLs signed elsewhere"
+        );
+        for bad in ["dl.example.com:9091", "not a url", "https://", "ftp://x"] {
+            let err = resolve(bad, "s").unwrap_err();
+            assert!(
+                err.message.contains("fluxo.public_base_url must be"),
+                "{bad}: {err}"
+            );
+        }
+        let err = resolve("https://dl.example.com", "").unwrap_err();
+        assert!(err.message.contains("needs fluxo.download_secret"), "{err}");
+    }
+
+    #[test]
+    fn an_empty_environment_variable_counts_as_unset() {
+        let st = Settings::resolve_with_env(
+            |k| (k == "auth_token").then(|| "secret".into()),
+            |k| (k == "FLUXO_AUTH_TOKEN").then(String::new),
+        )
+        .unwrap();
+        assert_eq!(st.server.auth_token.expose(), "secret");
+    }
+
+    #[test]
+    fn options_given_in_code_rank_above_the_environment() {
+        let st = Settings::resolve_layers(
+            |k| (k == "grpc_listen").then(|| "127.0.0.1:1111".into()),
+            |k| (k == "FLUXO_GRPC_LISTEN").then(|| "127.0.0.1:2222".into()),
+            |k| (k == "grpc_listen").then(|| "127.0.0.1:3333".into()),
+        )
+        .unwrap();
+        assert_eq!(st.server.grpc_listen, "127.0.0.1:1111");
+    }
+
+    #[test]
     fn well_known_env_names_rank_below_fluxo_ones() {
         let env = |k: &str| match k {
             "AWS_ACCESS_KEY_ID" => Some("from-aws".to_owned()),
@@ -1326,6 +1406,20 @@ mod example_file_tests {
             );
         }
     }
+
+    #[test]
+    fn config_example_reads_as_the_defaults_in_the_server() {
+        let known = |key: &str| super::KEYS.iter().any(|(k, ..)| *k == key);
+        let values = crate::ini::parse(include_str!("../config.example.ini"), known, |_| None)
+            .expect("config.example.ini reads");
+        for (key, default, _) in super::KEYS {
+            assert_eq!(
+                values.get(*key).map(String::as_str),
+                Some(*default),
+                "{key}"
+            );
+        }
+    }
 }
 
 /// Settings of the gRPC/HTTP server (`fluxo-export-server`, `Fluxo\Server`)
@@ -1347,6 +1441,30 @@ pub struct ServerSettings {
     pub log_format: String,
 }
 
+/// A base URL for signed downloads is an http(s) URL with a host, and
+/// needs the secret it signs with: without one, results quietly stayed
+/// `file://` URLs.
+fn check_public_base_url(url: &str, secret: &Secret) -> Result<()> {
+    if url.is_empty() {
+        return Ok(());
+    }
+    let lower = url.to_ascii_lowercase();
+    let host = lower
+        .strip_prefix("https://")
+        .or_else(|| lower.strip_prefix("http://"));
+    if host.is_none_or(|h| h.is_empty() || h.starts_with('/') || h.contains(char::is_whitespace)) {
+        return Err(ExportError::invalid_option(format!(
+            "fluxo.public_base_url must be an http:// or https:// URL such as https://exports.example.com, not \"{url}\""
+        )));
+    }
+    if secret.is_empty() {
+        return Err(ExportError::invalid_option(
+            "fluxo.public_base_url needs fluxo.download_secret: the download URLs under it are signed with that secret",
+        ));
+    }
+    Ok(())
+}
+
 impl ServerSettings {
     fn from_keys(get: &dyn Fn(&str) -> String) -> Result<Self> {
         let path = |key: &str| {
@@ -1359,6 +1477,12 @@ impl ServerSettings {
                 "fluxo.log_format must be json or text, not \"{log_format}\""
             )));
         }
+        let public_base_url = get("public_base_url")
+            .trim()
+            .trim_end_matches('/')
+            .to_owned();
+        let download_secret = Secret(get("download_secret"));
+        check_public_base_url(&public_base_url, &download_secret)?;
         Ok(Self {
             grpc_listen: get("grpc_listen").trim().to_owned(),
             status_listen: get("status_listen").trim().to_owned(),
@@ -1374,11 +1498,8 @@ impl ServerSettings {
             )? as u64),
             task_queue_size: number(&get("task_queue_size"), "task_queue_size", 0, 1_000_000)?,
             max_message_size: number(&get("max_message_size"), "max_message_size", 1024, 1 << 30)?,
-            public_base_url: get("public_base_url")
-                .trim()
-                .trim_end_matches('/')
-                .to_owned(),
-            download_secret: Secret(get("download_secret")),
+            public_base_url,
+            download_secret,
             log_format,
         })
     }

@@ -13,6 +13,7 @@
 pub mod batch;
 pub mod config;
 pub mod error;
+pub mod ini;
 pub mod schema;
 pub mod storage;
 pub mod task;

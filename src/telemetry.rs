@@ -19,10 +19,21 @@ pub fn init(settings: &Settings) {
             .flatten_event(true)
             .with_current_span(false)
             .with_env_filter(filter);
-        let file = settings
-            .log_file
-            .as_ref()
-            .and_then(|p| OpenOptions::new().create(true).append(true).open(p).ok());
+        // A log file that cannot be opened must not fail the export: say so
+        // once on stderr (PHP-FPM's error log) and log there instead.
+        let file = settings.log_file.as_ref().and_then(|p| {
+            OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(p)
+                .inspect_err(|e| {
+                    eprintln!(
+                        "fluxo: cannot write fluxo.log_file {}: {e}; logging to stderr",
+                        p.display()
+                    )
+                })
+                .ok()
+        });
         // Another subscriber may already be set (a host application's): keep it.
         let _ = match file {
             Some(f) => builder.with_writer(Mutex::new(f)).try_init(),

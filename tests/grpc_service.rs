@@ -694,5 +694,6 @@ async fn a_message_over_the_size_limit_fails_the_task() {
     call.send(batch_msg(rows(1, 0, 500))).await;
     let err = call.recv().await.unwrap_err();
     assert_eq!(err.code(), Code::OutOfRange, "{err:?}");
-    expect_failed(&server, &id, "too large").await;
+    assert!(err.message().contains("fluxo.max_message_size"), "{err:?}");
+    expect_failed(&server, &id, "fluxo.max_message_size").await;
 }

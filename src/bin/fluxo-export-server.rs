@@ -22,40 +22,6 @@ status API and signed downloads (fluxo.status_listen, 0.0.0.0:9091), and
 /health/live, /health/ready, /metrics (fluxo.metrics_listen, 0.0.0.0:8080).
 Keys are those of config.example.ini; FLUXO_<KEY> variables override the file.";
 
-/// Reads `fluxo.key = value` lines (also `key = value`); `;`/`#` comments,
-/// `[sections]` ignored; values may be quoted.
-fn parse_ini(text: &str) -> Result<HashMap<String, String>, String> {
-    let mut map = HashMap::new();
-    for (n, raw) in text.lines().enumerate() {
-        let line = raw.trim();
-        if line.is_empty() || line.starts_with([';', '#', '[']) {
-            continue;
-        }
-        let Some((key, value)) = line.split_once('=') else {
-            return Err(format!(
-                "line {}: expected key = value, got \"{line}\"",
-                n + 1
-            ));
-        };
-        let key = key.trim();
-        let key = key.strip_prefix("fluxo.").unwrap_or(key).to_owned();
-        let mut value = value.trim();
-        if value.len() >= 2
-            && ((value.starts_with('"') && value.ends_with('"'))
-                || (value.starts_with('\'') && value.ends_with('\'')))
-        {
-            value = &value[1..value.len() - 1];
-        } else if let Some(i) = value.find(" ;") {
-            value = value[..i].trim_end();
-        }
-        if !fluxo::config::KEYS.iter().any(|(k, ..)| *k == key) {
-            return Err(format!("line {}: unknown key \"fluxo.{key}\"", n + 1));
-        }
-        map.insert(key, value.to_owned());
-    }
-    Ok(map)
-}
-
 fn main() -> ExitCode {
     let mut args = std::env::args().skip(1);
     let mut config = None;
@@ -90,8 +56,10 @@ fn main() -> ExitCode {
     let values = match &config {
         Some(path) => match std::fs::read_to_string(path)
             .map_err(|e| e.to_string())
-            .and_then(|t| parse_ini(&t))
-        {
+            .and_then(|t| {
+                let known = |key: &str| fluxo::config::KEYS.iter().any(|(k, ..)| *k == key);
+                fluxo::ini::parse(&t, known, |name| std::env::var(name).ok())
+            }) {
             Ok(v) => v,
             Err(e) => {
                 eprintln!("fluxo-export-server: config {path}: {e}");
@@ -113,7 +81,13 @@ fn main() -> ExitCode {
         }
         return ExitCode::SUCCESS;
     }
-    let guard = logs::init(&settings);
+    let guard = match logs::init(&settings) {
+        Ok(guard) => guard,
+        Err(e) => {
+            eprintln!("fluxo-export-server: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("fluxo-server")
@@ -147,22 +121,5 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = term.recv() => tracing::info!(component = "server", event = "signal", signal = "SIGTERM", "SIGTERM received"),
         _ = tokio::signal::ctrl_c() => tracing::info!(component = "server", event = "signal", signal = "SIGINT", "SIGINT received"),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn ini_files_take_fluxo_keys() {
-        let m = super::parse_ini(
-            "; c\n[fluxo]\nfluxo.grpc_listen = 127.0.0.1:1\nauth_token = \"a b\"\nfluxo.local_dir = /x ; note\n",
-        )
-        .unwrap();
-        assert_eq!(m["grpc_listen"], "127.0.0.1:1");
-        assert_eq!(m["auth_token"], "a b");
-        assert_eq!(m["local_dir"], "/x");
-        assert!(super::parse_ini("fluxo.nope = 1")
-            .unwrap_err()
-            .contains("unknown key"));
     }
 }

@@ -100,7 +100,7 @@ pub struct LogGuard {
 /// Installs the server's log subscriber by `fluxo.log_level`,
 /// `fluxo.log_format` and `fluxo.log_file`. A subscriber already installed
 /// (a host application's) is kept.
-pub fn init(settings: &Settings) -> LogGuard {
+pub fn init(settings: &Settings) -> Result<LogGuard, String> {
     let filter = EnvFilter::try_new(format!("fluxo={}", settings.log_level))
         .unwrap_or_else(|_| EnvFilter::new("fluxo=info"));
     let (file, guard) = match &settings.log_file {
@@ -111,8 +111,12 @@ pub fn init(settings: &Settings) -> LogGuard {
                 .map_or("fluxo-export-server.log".into(), |n| {
                     n.to_string_lossy().into_owned()
                 });
-            let (writer, guard) =
-                tracing_appender::non_blocking(tracing_appender::rolling::daily(dir, prefix));
+            let appender = tracing_appender::rolling::RollingFileAppender::builder()
+                .rotation(tracing_appender::rolling::Rotation::DAILY)
+                .filename_prefix(prefix)
+                .build(dir)
+                .map_err(|e| format!("cannot write fluxo.log_file {}: {e}", path.display()))?;
+            let (writer, guard) = tracing_appender::non_blocking(appender);
             (Some(writer), Some(guard))
         }
         None => (None, None),
@@ -141,7 +145,7 @@ pub fn init(settings: &Settings) -> LogGuard {
             .try_init()
     };
     let _ = result;
-    LogGuard { _file: guard }
+    Ok(LogGuard { _file: guard })
 }
 
 #[cfg(test)]

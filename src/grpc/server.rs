@@ -107,10 +107,15 @@ impl BoundServer {
         match (&s.tls_cert, &s.tls_key) {
             (None, None) => Ok(None),
             (Some(cert), Some(key)) => {
-                let read = |p: &std::path::Path| {
-                    std::fs::read(p).map_err(|e| ExportError::io("cannot read", p, e))
+                let read = |p: &std::path::Path, key: &str| {
+                    std::fs::read(p).map_err(|e| {
+                        ExportError::invalid_option(format!(
+                            "fluxo.{key}: cannot read {}: {e}",
+                            p.display()
+                        ))
+                    })
                 };
-                let identity = Identity::from_pem(read(cert)?, read(key)?);
+                let identity = Identity::from_pem(read(cert, "tls_cert")?, read(key, "tls_key")?);
                 // Several rustls providers are linked (ring, aws-lc-rs): pick one.
                 let _ = rustls::crypto::ring::default_provider().install_default();
                 Ok(Some(ServerTlsConfig::new().identity(identity)))
@@ -131,7 +136,13 @@ impl BoundServer {
         if let Some(tls) = self.tls()? {
             builder = builder
                 .tls_config(tls)
-                .map_err(|e| ExportError::invalid_option(format!("TLS: {e}")))?;
+                .map_err(|e| {
+                    // tonic says only "transport error"; rustls's reason is its source.
+                    let reason = std::error::Error::source(&e).map_or(e.to_string(), |c| c.to_string());
+                    ExportError::invalid_option(format!(
+                        "fluxo.tls_cert and fluxo.tls_key must be a PEM certificate chain and its private key: {reason}"
+                    ))
+                })?;
         }
         let max = settings.server.max_message_size;
         let service = ExportServiceServer::new(ExportGrpc::new(shared.clone()))

@@ -192,6 +192,11 @@ async fn next(io: &mut Io) -> Inbound {
             Ok(None) if gone.is_set() => Inbound::Gone("the client cancelled the call".into()),
             Ok(None) => Inbound::HalfClosed,
             Err(status) if gone.is_set() => Inbound::Gone(status.message().to_owned()),
+            // tonic's own text does not name the setting that limits it.
+            Err(status) if status.code() == tonic::Code::OutOfRange => Inbound::Bad(Status::out_of_range(format!(
+                "{} (the server's fluxo.max_message_size): send smaller DataBatches",
+                status.message()
+            ))),
             // A message that cannot be decoded stays INTERNAL, the code
             // gRPC's status code table gives a request that does not parse.
             Err(status) => Inbound::Bad(status),

@@ -60,7 +60,8 @@ fn text(key: &str, v: &OptionValue) -> Result<String, ExportError> {
     })
 }
 
-/// php.ini's `fluxo.*` overridden by the options.
+/// php.ini's `fluxo.*`, the environment's `FLUXO_*` above it, the options
+/// above both.
 fn settings(options: &OptionValue) -> Result<Settings, ExportError> {
     let mut given = Vec::new();
     match options {
@@ -84,13 +85,10 @@ fn settings(options: &OptionValue) -> Result<Settings, ExportError> {
         }
     }
     let ini = ext_php_rs::zend::ExecutorGlobals::get().ini_values();
-    Settings::resolve(|key| {
-        given
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.clone())
-            .or_else(|| ini.get(&format!("fluxo.{key}")).cloned().flatten())
-    })
+    Settings::resolve_given(
+        |key| given.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone()),
+        |key| ini.get(&format!("fluxo.{key}")).cloned().flatten(),
+    )
 }
 
 /// `Fluxo\Server`: static methods only.

@@ -89,8 +89,14 @@ fn store_error(what: &str, err: &opendal::Error) -> ExportError {
 
 fn required<'a>(value: &'a str, key: &str) -> Result<&'a str> {
     if value.trim().is_empty() {
+        let or_region = if key == "oss_endpoint" {
+            " (nor fluxo.oss_region, which gives the region's public endpoint)"
+        } else {
+            ""
+        };
         Err(ExportError::invalid_option(format!(
-            "fluxo.{key} is not set; it is required for this storage"
+            "fluxo.{key} is not set{or_region}; it is required for this storage: set it in php.ini, in the server's --config file or as FLUXO_{}",
+            key.to_ascii_uppercase()
         )))
     } else {
         Ok(value)

@@ -1,0 +1,185 @@
+//! The server's `--config` file, read as PHP reads php.ini: one file of
+//! `fluxo.*` keys can serve PHP-FPM and `fluxo-export-server` alike, and
+//! a value must mean the same to both (a download secret read with its
+//! quotes by one and without by the other made every signed URL fail).
+
+use std::collections::HashMap;
+
+/// `fluxo.key = value` lines (the prefix is optional), `;` and `#` comment
+/// lines, `[sections]` ignored. Values as PHP reads them:
+/// * `"double quoted"`: `\"`, `\\` and `\$` are escapes, `${VAR}` is the
+///   environment variable;
+/// * `'single quoted'`: as written;
+/// * unquoted: up to a `;` comment, trimmed, `${VAR}` expanded; `On`,
+///   `Yes`, `True` are `1`, and `Off`, `No`, `False`, `None`, `Null` are
+///   empty. An unquoted `=` or `"` is an error, as in php.ini.
+pub fn parse(
+    text: &str,
+    known: impl Fn(&str) -> bool,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<HashMap<String, String>, String> {
+    let mut map = HashMap::new();
+    for (n, raw) in text.lines().enumerate() {
+        let line = raw.trim();
+        if line.is_empty() || line.starts_with([';', '#', '[']) {
+            continue;
+        }
+        let at = |e: String| format!("line {}: {e}", n + 1);
+        let Some((key, value)) = line.split_once('=') else {
+            return Err(at(format!("expected key = value, got \"{line}\"")));
+        };
+        let key = key.trim();
+        let key = key.strip_prefix("fluxo.").unwrap_or(key);
+        if !known(key) {
+            return Err(at(format!("unknown key \"fluxo.{key}\"")));
+        }
+        let value = value_of(value, &env).map_err(|e| at(format!("fluxo.{key}: {e}")))?;
+        map.insert(key.to_owned(), value);
+    }
+    Ok(map)
+}
+
+fn value_of(raw: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
+    let raw = raw.trim();
+    let (value, rest) = if let Some(body) = raw.strip_prefix('"') {
+        double_quoted(body, env)?
+    } else if let Some(body) = raw.strip_prefix('\'') {
+        let end = body.find('\'').ok_or("a single quote is not closed")?;
+        (body[..end].to_owned(), &body[end + 1..])
+    } else {
+        let value = raw.split(';').next().unwrap_or_default().trim_end();
+        if let Some(c) = value.chars().find(|c| matches!(c, '=' | '"')) {
+            return Err(format!(
+                "an unquoted value cannot hold '{c}' (php.ini cannot read it either): put the value in double quotes"
+            ));
+        }
+        let keyword = match value.to_ascii_lowercase().as_str() {
+            "on" | "yes" | "true" => Some("1"),
+            "off" | "no" | "false" | "none" | "null" => Some(""),
+            _ => None,
+        };
+        return match keyword {
+            Some(v) => Ok(v.to_owned()),
+            None => expand(value, env),
+        };
+    };
+    let rest = rest.trim_start();
+    if !(rest.is_empty() || rest.starts_with(';')) {
+        return Err(format!(
+            "unexpected \"{rest}\" after the closing quote (a comment starts with ;)"
+        ));
+    }
+    Ok(value)
+}
+
+/// The text up to the closing quote, escapes and `${VAR}` applied, and what
+/// follows the quote.
+fn double_quoted<'a>(
+    body: &'a str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<(String, &'a str), String> {
+    let mut value = String::new();
+    let mut plain_from = 0;
+    let mut chars = body.char_indices();
+    while let Some((i, c)) = chars.next() {
+        match c {
+            '"' => {
+                value.push_str(&expand(&body[plain_from..i], env)?);
+                return Ok((value, &body[i + 1..]));
+            }
+            '\\' => {
+                value.push_str(&expand(&body[plain_from..i], env)?);
+                match chars.clone().next() {
+                    Some((j, escaped @ ('"' | '\\' | '$'))) => {
+                        chars.next();
+                        value.push(escaped);
+                        plain_from = j + 1;
+                    }
+                    // Not an escape: the backslash stays (C:\dir).
+                    _ => {
+                        value.push('\\');
+                        plain_from = i + 1;
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    Err("a double quote is not closed".to_owned())
+}
+
+/// `${VAR}` replaced by the environment variable (empty when unset).
+fn expand(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let end = after.find('}').ok_or("\"${\" without its closing \"}\"")?;
+        out.push_str(&env(&after[..end]).unwrap_or_default());
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(line: &str) -> Result<String, String> {
+        let env = |name: &str| (name == "TOKEN").then(|| "t0k".to_owned());
+        parse(line, |k| k == "v", env).map(|m| m["v"].clone())
+    }
+
+    #[test]
+    fn values_read_as_php_reads_them() {
+        assert_eq!(read("fluxo.v = \"s3cr3t\" ; shared").unwrap(), "s3cr3t");
+        assert_eq!(read("v = x;comment").unwrap(), "x");
+        assert_eq!(read("v = /x ; note").unwrap(), "/x");
+        assert_eq!(read("v = 'a;b\"c' ; c").unwrap(), "a;b\"c");
+        assert_eq!(
+            read(r#"v = "a\"b\\c\$d C:\dir""#).unwrap(),
+            r#"a"b\c$d C:\dir"#
+        );
+        assert_eq!(read("v = \"a b=;\"").unwrap(), "a b=;");
+        assert_eq!(read("v = ${TOKEN}-x").unwrap(), "t0k-x");
+        assert_eq!(
+            read("v = \"${TOKEN} ${NOPE}\\${TOKEN}\"").unwrap(),
+            "t0k ${TOKEN}"
+        );
+        assert_eq!(read("v = On").unwrap(), "1");
+        assert_eq!(read("v = off").unwrap(), "");
+        assert_eq!(read("v = \"off\"").unwrap(), "off");
+        assert_eq!(read("v =").unwrap(), "");
+    }
+
+    #[test]
+    fn what_php_cannot_read_is_an_error_naming_line_and_key() {
+        let err = read("; c\nv = YWJj==").unwrap_err();
+        assert!(
+            err.starts_with("line 2: fluxo.v: an unquoted value cannot hold '='"),
+            "{err}"
+        );
+        assert!(read("v = \"open").unwrap_err().contains("not closed"));
+        assert!(read("v = \"a\" b")
+            .unwrap_err()
+            .contains("after the closing quote"));
+        assert!(read("v = ${TOKEN").unwrap_err().contains("closing"));
+        assert!(read("w = 1")
+            .unwrap_err()
+            .contains("unknown key \"fluxo.w\""));
+        assert!(read("v").unwrap_err().contains("expected key = value"));
+    }
+
+    #[test]
+    fn sections_and_comments_are_skipped() {
+        let m = parse(
+            "; c\n# c\n[fluxo]\nfluxo.a = 1\nb = \"x y\"\n",
+            |_| true,
+            |_| None,
+        )
+        .unwrap();
+        assert_eq!((m["a"].as_str(), m["b"].as_str()), ("1", "x y"));
+    }
+}
