@@ -36,7 +36,7 @@ class Exporter
      *     format?: 'csv'|'xlsx',
      *     filename?: string,
      *     sheet?: string,
-     *     columns: list<string|array{name: string, type?: 'auto'|'string'|'int'|'number'|'bool'|'date'|'datetime'|'time', key?: string|int, format?: string, width?: int|float|'auto', hidden?: bool}>,
+     *     columns: list<string|array{name: string, type?: 'auto'|'string'|'int'|'number'|'bool'|'date'|'datetime'|'time'|'date_or_datetime', key?: string|int, format?: string, width?: int|float|'auto', hidden?: bool}>,
      *     total_rows?: int,
      *     storage?: 'local'|'oss'|'s3',
      *     local_dir?: string,

@@ -18,10 +18,15 @@ pub enum ColumnType {
     Date,
     DateTime,
     Time,
+    /// A date, with its time of day when the value has one: `2024-01-02`
+    /// stays a day, `2024-01-02 10:00` keeps its time. gRPC's one
+    /// `DATA_TYPE_DATE` carries both.
+    DateOrDateTime,
 }
 
 impl ColumnType {
-    pub const NAMES: &'static str = "auto, string, int, number, bool, date, datetime, time";
+    pub const NAMES: &'static str =
+        "auto, string, int, number, bool, date, datetime, time, date_or_datetime";
 
     /// Parses the name used in options (`"datetime"`), case-insensitively.
     pub fn parse(name: &str) -> Option<Self> {
@@ -34,6 +39,7 @@ impl ColumnType {
             "date" => Self::Date,
             "datetime" => Self::DateTime,
             "time" => Self::Time,
+            "date_or_datetime" => Self::DateOrDateTime,
             _ => return None,
         })
     }
@@ -544,7 +550,7 @@ pub fn convert(value: Value<'_>, column_type: ColumnType) -> Result<Cell<'_>, Ce
         }
         (T::Auto, Value::Float(f)) | (T::Number, Value::Float(f)) => Cell::Float(finite(f)?),
         (T::Auto, Value::Bytes(b)) => Cell::Text(text(b)?),
-        (T::Auto, Value::DateTime(dt)) | (T::DateTime, Value::DateTime(dt)) => Cell::DateTime(dt),
+        (T::Auto | T::DateTime | T::DateOrDateTime, Value::DateTime(dt)) => Cell::DateTime(dt),
         (T::String, Value::Bytes(b)) => Cell::Text(text(b)?),
         (T::String, Value::Float(f)) => Cell::Float(finite(f)?),
         (T::String, Value::Int(i)) => Cell::Int(i),
@@ -565,22 +571,32 @@ pub fn convert(value: Value<'_>, column_type: ColumnType) -> Result<Cell<'_>, Ce
         (T::Bool, Value::Float(f)) if f == 0.0 || f == 1.0 => Cell::Bool(f == 1.0),
         (T::Bool, Value::Bytes(b)) => Cell::Bool(parse_bool(text(b)?)?),
         (T::Bool, _) => return Err(CellError::NotABool),
-        (T::Date | T::DateTime | T::Time, v) => {
-            let dt = match v {
-                Value::DateTime(dt) => dt,
+        (T::Date | T::DateTime | T::Time | T::DateOrDateTime, v) => {
+            let (dt, date_only) = match v {
+                Value::DateTime(dt) => (dt, false),
                 Value::Bytes(b) if column_type == T::Time => {
-                    parse_time_or_datetime(text(b)?).ok_or(CellError::NotADate)?
+                    let dt = parse_time_or_datetime(text(b)?).ok_or(CellError::NotADate)?;
+                    (dt, false)
                 }
-                Value::Bytes(b) => parse_datetime(text(b)?).ok_or(CellError::NotADate)?,
-                Value::Int(unix) => LocalDateTime {
-                    seconds: unix,
-                    nanos: 0,
-                },
+                Value::Bytes(b) => {
+                    let text = text(b)?;
+                    let dt = parse_datetime(text).ok_or(CellError::NotADate)?;
+                    // Of the forms parse_datetime reads, only `Y-m-d` has ten characters.
+                    (dt, trimmed(text).len() == 10)
+                }
+                Value::Int(unix) => (
+                    LocalDateTime {
+                        seconds: unix,
+                        nanos: 0,
+                    },
+                    false,
+                ),
                 _ => return Err(CellError::NotADate),
             };
             match column_type {
                 T::Date => Cell::Date(dt.date_only().ok_or(CellError::NotADate)?),
                 T::Time => Cell::Time(dt.time_of_day()),
+                T::DateOrDateTime if date_only => Cell::Date(dt),
                 _ => Cell::DateTime(dt),
             }
         }
@@ -1377,6 +1393,32 @@ mod tests {
         assert_eq!(
             parse_datetime("2026-11-29T10:20:30.25").unwrap().nanos,
             250_000_000
+        );
+    }
+
+    #[test]
+    fn date_or_datetime_keeps_what_the_value_carries() {
+        use ColumnType as T;
+        let date = |text| parse_datetime(text).unwrap();
+        assert_eq!(
+            cell(Value::Bytes(b" 2024-01-02 "), T::DateOrDateTime),
+            Ok(Cell::Date(date("2024-01-02")))
+        );
+        assert_eq!(
+            cell(Value::Bytes(b"2024-01-02 00:00:00"), T::DateOrDateTime),
+            Ok(Cell::DateTime(date("2024-01-02 00:00:00")))
+        );
+        assert_eq!(
+            cell(Value::Bytes(b"2024-01-02T10:20Z"), T::DateOrDateTime),
+            Ok(Cell::DateTime(date("2024-01-02 10:20")))
+        );
+        assert_eq!(
+            cell(Value::Bytes(b"10:20:30"), T::DateOrDateTime),
+            Err(CellError::NotADate)
+        );
+        assert_eq!(
+            ColumnType::parse("date_or_datetime"),
+            Some(T::DateOrDateTime)
         );
     }
 

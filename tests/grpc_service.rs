@@ -81,6 +81,13 @@ async fn seed_flow_metadata_task_id_batches_half_close_final_status() {
         "{text}"
     );
     assert!(lines[2].starts_with("\"b,\"\"quoted\"\"\",,,"), "{text}");
+    // DATA_TYPE_DATE keeps what each value carries: a day, or a day and time.
+    assert_eq!(
+        lines[1].split(',').nth(2),
+        Some("2026-11-29 10:00:00"),
+        "{text}"
+    );
+    assert_eq!(lines[3].split(',').nth(2), Some("2026-01-02"), "{text}");
     assert!(
         call.rx.message().await.unwrap().is_none(),
         "two responses only"

@@ -19,7 +19,7 @@ pub fn column_type(data_type: i32) -> Result<ColumnType> {
     match pb::DataType::try_from(data_type) {
         Ok(pb::DataType::String) => Ok(ColumnType::String),
         Ok(pb::DataType::Number) => Ok(ColumnType::Number),
-        Ok(pb::DataType::Date) => Ok(ColumnType::DateTime),
+        Ok(pb::DataType::Date) => Ok(ColumnType::DateOrDateTime),
         Ok(pb::DataType::Boolean) => Ok(ColumnType::Bool),
         Err(_) => Err(ExportError::invalid_option(format!(
             "unknown data_type {data_type}; valid: DATA_TYPE_STRING, DATA_TYPE_NUMBER, DATA_TYPE_DATE, DATA_TYPE_BOOLEAN"
@@ -30,7 +30,7 @@ pub fn column_type(data_type: i32) -> Result<ColumnType> {
 fn type_name(t: ColumnType) -> &'static str {
     match t {
         ColumnType::Number => "number",
-        ColumnType::DateTime => "datetime",
+        ColumnType::DateOrDateTime => "date_or_datetime",
         ColumnType::Bool => "bool",
         _ => "string",
     }
