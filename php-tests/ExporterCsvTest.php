@@ -60,6 +60,15 @@ final class ExporterCsvTest extends FluxoTestCase
         self::assertIsInt($r->sheets);
     }
 
+    public function testEmptyOptionArraysMeanTheDefaults(): void
+    {
+        // 'csv' => $userOptions with none given, as a caller passes them on.
+        $csv = $this->exportOne(['columns' => ['a'], 'csv' => []], [['x']]);
+        self::assertSame("\u{FEFF}a\nx\n", (string) file_get_contents((string) $csv->path));
+        $xlsx = $this->exportOne(['format' => 'xlsx', 'columns' => ['a'], 'properties' => []], [['x']]);
+        $this->assertResult($xlsx, 'xlsx', 1);
+    }
+
     public function testFormatDefaultsToCsv(): void
     {
         self::assertSame('csv', ini_get('fluxo.format'));

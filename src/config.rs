@@ -586,6 +586,16 @@ pub enum OptionValue {
 }
 
 impl OptionValue {
+    /// The pairs of an array with string keys. PHP's empty array `[]` is one
+    /// too: it reads as an empty list.
+    fn as_map(&self) -> Option<&[(String, OptionValue)]> {
+        match self {
+            Self::Map(m) => Some(m),
+            Self::List(l) if l.is_empty() => Some(&[]),
+            _ => None,
+        }
+    }
+
     /// The type name as PHP's `get_debug_type()` spells it.
     pub fn type_name(&self) -> &'static str {
         match self {
@@ -730,11 +740,9 @@ impl ExportSpec {
 
     /// Checks the options of one export (the `new Fluxo\Exporter([...])` array).
     pub fn from_options(options: &OptionValue, settings: &Settings) -> Result<Self> {
-        let map = match options {
-            OptionValue::Map(m) => m.as_slice(),
-            OptionValue::List(l) if l.is_empty() => &[],
-            other => return Err(bad("options", "an array with string keys", other)),
-        };
+        let map = options
+            .as_map()
+            .ok_or_else(|| bad("options", "an array with string keys", options))?;
         check_keys(map, EXPORT_OPTIONS, "option")?;
         let get = |k: &str| map.iter().find(|(key, _)| key == k).map(|(_, v)| v);
 
@@ -902,14 +910,13 @@ fn parse_column(index: usize, v: &OptionValue) -> Result<Column> {
     let at = |field: &str| format!("columns[{index}].{field}");
     let map = match v {
         OptionValue::Str(name) => return Ok(Column::new(name.clone(), ColumnType::Auto)),
-        OptionValue::Map(m) => m,
-        other => {
-            return Err(bad(
+        other => other.as_map().ok_or_else(|| {
+            bad(
                 &format!("columns[{index}]"),
-                "a string or an array",
+                "a string or an array with string keys",
                 other,
-            ))
-        }
+            )
+        })?,
     };
     check_keys(map, COLUMN_OPTIONS, &format!("key in columns[{index}]"))?;
     let get = |k: &str| map.iter().find(|(key, _)| key == k).map(|(_, v)| v);
@@ -970,9 +977,9 @@ fn parse_column(index: usize, v: &OptionValue) -> Result<Column> {
 }
 
 fn parse_properties(v: &OptionValue) -> Result<Properties> {
-    let OptionValue::Map(map) = v else {
-        return Err(bad("properties", "an array", v));
-    };
+    let map = v
+        .as_map()
+        .ok_or_else(|| bad("properties", "an array with string keys", v))?;
     check_keys(map, PROPERTY_OPTIONS, "key in properties")?;
     let mut properties = Properties::default();
     for (key, value) in map {
@@ -997,9 +1004,9 @@ fn parse_properties(v: &OptionValue) -> Result<Properties> {
 }
 
 fn parse_csv(v: &OptionValue) -> Result<CsvOptions> {
-    let OptionValue::Map(map) = v else {
-        return Err(bad("csv", "an array", v));
-    };
+    let map = v
+        .as_map()
+        .ok_or_else(|| bad("csv", "an array with string keys", v))?;
     check_keys(map, CSV_OPTIONS, "csv option")?;
     let mut csv = CsvOptions::default();
     for (key, value) in map {
