@@ -40,6 +40,34 @@ final class SpreadsheetFeaturesTest extends FluxoTestCase
         self::assertTrue($sheet['bold'][0][0], 'header bold');
     }
 
+    public function testDateColumnsAreWideEnoughToShowTheirDates(): void
+    {
+        // Excel's default column (8.43 characters) shows a yyyy-mm-dd date as ####.
+        $r = $this->exportOne(
+            [
+                'format' => 'xlsx',
+                'columns' => [
+                    ['name' => 'At', 'type' => 'datetime'],
+                    ['name' => 'Day', 'type' => 'date'],
+                    ['name' => 'N', 'type' => 'int'],
+                    'Object',
+                    ['name' => 'Narrow', 'type' => 'date', 'width' => 5],
+                    ['name' => 'Long', 'type' => 'date', 'format' => 'd mmmm yyyy'],
+                    ['name' => 'Auto', 'type' => 'date', 'width' => 'auto'],
+                ],
+            ],
+            [['2026-11-29 10:00:00', '2026-11-29', 7, new \DateTimeImmutable('2026-11-29 10:00'), '2026-11-29', '2026-11-29', '2026-11-29']]
+        );
+        $columns = $this->readXlsx($r->path)['sheets'][0]['columns'];
+        self::assertEqualsWithDelta(20.0, $columns['A']['width'], 0.8, 'yyyy-mm-dd hh:mm:ss and one of padding');
+        self::assertEqualsWithDelta(11.0, $columns['B']['width'], 0.8, 'yyyy-mm-dd');
+        self::assertArrayNotHasKey('C', $columns, 'numbers keep Excel\'s default width');
+        self::assertEqualsWithDelta(20.0, $columns['D']['width'], 0.8, 'a DateTimeInterface in an auto column');
+        self::assertEqualsWithDelta(5.0, $columns['E']['width'], 0.8, 'a width given wins');
+        self::assertEqualsWithDelta(17.0, $columns['F']['width'], 0.8, 'a month name counts nine');
+        self::assertEqualsWithDelta(11.0, $columns['G']['width'], 0.8, 'auto: the date as shown, not its serial');
+    }
+
     public function testWorkbookProperties(): void
     {
         $r = $this->exportOne(

@@ -146,6 +146,8 @@ struct Sheet {
     styles: Vec<u32>,
     /// Widest value so far of each `width: auto` column.
     auto_widths: Vec<Option<usize>>,
+    /// Characters the widest date format used in each column shows.
+    date_widths: Vec<usize>,
     /// Rows written, header included.
     rows: u32,
     cells: RowWriter,
@@ -231,7 +233,7 @@ impl XlsxWriter {
         let body_path = temp_path(&self.path, self.finished.len() + 1);
         let body = File::create(&body_path)
             .map_err(|e| ExportError::io("cannot create", &body_path, e))?;
-        let styles = columns
+        let styles: Vec<u32> = columns
             .iter()
             .map(|c| {
                 let default = match c.column_type {
@@ -262,6 +264,7 @@ impl XlsxWriter {
             base_name,
             part,
             columns,
+            date_widths: vec![0; styles.len()],
             styles,
             auto_widths,
             rows: 1,
@@ -289,16 +292,18 @@ impl XlsxWriter {
             .map_err(write_error)?;
         let last_col = sheet.columns.len().saturating_sub(1);
         let extent = cells::range(last_col, sheet.rows);
-        let looks: Vec<ColumnLook> = sheet
-            .columns
-            .iter()
+        let looks: Vec<ColumnLook> = (sheet.columns.iter())
             .zip(&sheet.auto_widths)
-            .map(|(c, auto)| ColumnLook {
+            .zip(&sheet.date_widths)
+            .map(|((c, auto), &dates)| ColumnLook {
+                // One character of padding, as Excel's own autofit leaves.
                 width: match (c.width, auto) {
-                    // One character of padding, as Excel's own autofit leaves.
-                    (_, Some(chars)) => Some((*chars as f64 + 1.0).min(MAX_WIDTH)),
+                    (_, Some(chars)) => Some(((*chars).max(dates) as f64 + 1.0).min(MAX_WIDTH)),
                     (Some(ColumnWidth::Chars(w)), None) => Some(w.min(MAX_WIDTH)),
-                    _ => None,
+                    // Dates wider than Excel's default column would show as ####.
+                    (None | Some(ColumnWidth::Auto), None) => {
+                        Some(dates as f64 + 1.0).filter(|w| *w > package::DEFAULT_WIDTH)
+                    }
                 },
                 hidden: c.hidden,
             })
@@ -478,7 +483,10 @@ impl FormatWriter for XlsxWriter {
                             self.date_styles.datetime
                         };
                         if let Some(serial) = dt.excel_serial() {
-                            sheet.cells.float(xml, col, date_style(default), serial);
+                            let style = date_style(default);
+                            let shown = self.styles.shown_width(style);
+                            sheet.date_widths[col] = sheet.date_widths[col].max(shown);
+                            sheet.cells.float(xml, col, style, serial);
                         } else {
                             // No serial for it: text, as Excel keeps a date
                             // typed before 1900.
@@ -488,12 +496,12 @@ impl FormatWriter for XlsxWriter {
                             sheet.cells.text(xml, col, 0, &text);
                         }
                     }
-                    Cell::Time(dt) => sheet.cells.float(
-                        xml,
-                        col,
-                        date_style(self.date_styles.time),
-                        dt.excel_time(),
-                    ),
+                    Cell::Time(dt) => {
+                        let style = date_style(self.date_styles.time);
+                        let shown = self.styles.shown_width(style);
+                        sheet.date_widths[col] = sheet.date_widths[col].max(shown);
+                        sheet.cells.float(xml, col, style, dt.excel_time());
+                    }
                 }
                 if let Some(widest) = &mut sheet.auto_widths[col] {
                     let width = match cell {

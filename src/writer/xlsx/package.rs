@@ -29,6 +29,8 @@ pub struct SheetEntry {
 #[derive(Default)]
 pub struct Styles {
     patterns: Vec<String>,
+    /// How many characters each pattern shows a date or time in.
+    shown_widths: Vec<usize>,
 }
 
 impl Styles {
@@ -41,10 +43,21 @@ impl Styles {
             Some(i) => i,
             None => {
                 self.patterns.push(pattern.to_owned());
+                self.shown_widths.push(shown_width(pattern));
                 self.patterns.len() - 1
             }
         };
         2 + index as u32
+    }
+
+    /// How many characters a date or time shows in with `style`: a column
+    /// narrower than that shows `####` in Excel.
+    pub fn shown_width(&self, style: u32) -> usize {
+        let index = (style as usize).checked_sub(2);
+        index
+            .and_then(|i| self.shown_widths.get(i))
+            .copied()
+            .unwrap_or(0)
     }
 
     pub fn xml(&self) -> String {
@@ -250,6 +263,36 @@ fn w3c_datetime(t: LocalDateTime) -> String {
     format!("{y:04}-{m:02}-{d:02}T{h:02}:{mi:02}:{s:02}Z")
 }
 
+/// The characters a date pattern shows: each letter or literal one (a CJK
+/// character two, as [`crate::schema::display_width`] counts), a day
+/// or month name (`dddd`, `mmmm`) up to nine, `AM/PM` two; `[...]` (colours,
+/// elapsed hours), quotes and escapes none of their own.
+fn shown_width(pattern: &str) -> usize {
+    let lower = pattern.to_ascii_lowercase();
+    let mut rest = lower.as_str();
+    let mut width = 0;
+    while let Some(c) = rest.chars().next() {
+        let (shown, len) = if rest.starts_with("mmmm") || rest.starts_with("dddd") {
+            (9, 4)
+        } else if rest.starts_with("am/pm") {
+            (2, 5)
+        } else if c == '[' {
+            (0, rest.find(']').map_or(rest.len(), |end| end + 1))
+        } else if matches!(c, '"' | '\\') {
+            (0, 1)
+        } else {
+            let mut utf8 = [0; 4];
+            (
+                crate::schema::display_width(c.encode_utf8(&mut utf8)),
+                c.len_utf8(),
+            )
+        };
+        width += shown;
+        rest = &rest[len..];
+    }
+    width
+}
+
 /// A column's look; `None` width keeps Excel's default.
 #[derive(Clone, Copy, Default)]
 pub struct ColumnLook {
@@ -312,6 +355,19 @@ fn stored_width(chars: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn date_patterns_are_as_wide_as_what_they_show() {
+        assert_eq!(shown_width("yyyy-mm-dd"), 10);
+        assert_eq!(shown_width("yyyy-mm-dd hh:mm:ss"), 19);
+        assert_eq!(shown_width("d mmmm yyyy"), 16);
+        assert_eq!(shown_width("[$-409]h:mm AM/PM"), 7);
+        assert_eq!(shown_width("yyyy\\年m\\月d\\日"), 12);
+        let mut styles = Styles::default();
+        let date = styles.number_format("yyyy-mm-dd");
+        assert_eq!(styles.shown_width(date), 10);
+        assert_eq!(styles.shown_width(0), 0);
+    }
 
     #[test]
     fn widths_are_stored_as_excel_stores_them() {
