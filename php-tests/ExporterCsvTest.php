@@ -497,6 +497,20 @@ final class ExporterCsvTest extends FluxoTestCase
         self::assertSame("a\nfirst\nlast\n", file_get_contents($r->path));
     }
 
+    public function testExcelTextKeepsIdsAndLeadingZerosAsText(): void
+    {
+        $columns = [['name' => 'id', 'type' => 'string'], ['name' => 'zip', 'type' => 'string'], ['name' => 'n', 'type' => 'int'], 'note'];
+        $rows = [[123456789012345678, '00123', 7, 'x1'], ['987654321098765432', '-1.50', 8, '12']];
+        $r = $this->exportOne(['columns' => $columns, 'csv' => ['excel_text' => true]], $rows);
+        self::assertSame(
+            [['="123456789012345678"', '="00123"', '7', 'x1'], ['="987654321098765432"', '="-1.50"', '8', '="12"']],
+            $this->dataRows($r),
+            'text that looks like a number is wrapped, numbers and other text are not'
+        );
+        $plain = $this->exportOne(['columns' => $columns], $rows);
+        self::assertSame(['123456789012345678', '00123', '7', 'x1'], $this->dataRows($plain)[0], 'off by default');
+    }
+
     public function testFormulaInjectionIsNeutralisedByDefault(): void
     {
         $rows = [['=cmd|\' /C calc\'!A0', '+1+cmd|x', '-2-3', '@SUM(A1)', 42]];

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what building and testing Fluxo needs on Debian 12, only what is
 # missing: PHP 8.2 with headers and FPM, PHPUnit, libclang (for ext-php-rs bindings),
-# and openpyxl (the independent XLSX reader the tests use).
+# LibreOffice Calc (headless) and openpyxl (the independent XLSX reader the tests use).
 set -euo pipefail
 
 sudo_if_needed() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
@@ -18,10 +18,19 @@ ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1 || packages+=(libclang-dev)
 command -v make >/dev/null || packages+=(make)
 command -v protoc >/dev/null || packages+=(protobuf-compiler)
 command -v openssl >/dev/null || packages+=(openssl)
-if [ ${#packages[@]} -gt 0 ]; then
-  echo "Installing Debian packages: ${packages[*]}"
+# LibreOffice Calc, headless: a real spreadsheet application opens the files
+# (php-tests/LibreOfficeTest.php). Without its recommends (fonts, Java).
+lean=()
+command -v soffice >/dev/null || lean+=(libreoffice-calc-nogui)
+if [ ${#packages[@]} -gt 0 ] || [ ${#lean[@]} -gt 0 ]; then
+  echo "Installing Debian packages: ${packages[*]} ${lean[*]}"
   sudo_if_needed apt-get update -q
+fi
+if [ ${#packages[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive sudo_if_needed apt-get install -y -q "${packages[@]}"
+fi
+if [ ${#lean[@]} -gt 0 ]; then
+  DEBIAN_FRONTEND=noninteractive sudo_if_needed apt-get install -y -q --no-install-recommends "${lean[@]}"
 fi
 
 if ! command -v cargo >/dev/null; then

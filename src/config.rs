@@ -659,6 +659,7 @@ const CSV_OPTIONS: &[&str] = &[
     "encoding",
     "unencodable",
     "formula_guard",
+    "excel_text",
     "null",
     "true",
     "false",
@@ -1038,6 +1039,7 @@ fn parse_csv(v: &OptionValue) -> Result<CsvOptions> {
             }
             "unencodable" => csv.replace_unencodable = second_of(&at, value, ["error", "replace"])?,
             "formula_guard" => csv.formula_guard = boolean(&at, value)?,
+            "excel_text" => csv.excel_text = boolean(&at, value)?,
             "compression" => csv.gzip = second_of(&at, value, ["none", "gzip"])?,
             "null" => csv.null_text = string(&at, value)?.to_owned(),
             "true" => csv.style.true_text = string(&at, value)?.to_owned(),

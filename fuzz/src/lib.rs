@@ -297,6 +297,20 @@ fn looks_like_formula(text: &str) -> bool {
     }
 }
 
+/// `excel_text`'s rule, stated on its own: `[+-]digits[.digits][(e|E)[+-]digits]`.
+fn is_numeric(text: &str) -> bool {
+    let digits = |p: &str| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit());
+    let t = text.strip_prefix(['+', '-']).unwrap_or(text);
+    let (mantissa, exponent) = match t.find(['e', 'E']) {
+        Some(i) => (&t[..i], Some(&t[i + 1..])),
+        None => (t, None),
+    };
+    let (whole, fraction) = mantissa.split_once('.').unwrap_or((mantissa, "0"));
+    digits(whole)
+        && digits(fraction)
+        && exponent.is_none_or(|e| digits(e.strip_prefix(['+', '-']).unwrap_or(e)))
+}
+
 /// Whether `encoding` can hold every character of `text`.
 fn encodable(encoding: CsvEncoding, text: &str) -> bool {
     let gb = match encoding {
@@ -344,6 +358,7 @@ fn csv_options(u: &mut Unstructured<'_>) -> Arbitrary<Option<CsvOptions>> {
         ])?,
         replace_unencodable: u.arbitrary()?,
         formula_guard: u.arbitrary()?,
+        excel_text: u.arbitrary()?,
         delimiter,
         enclosure,
         bom: u.arbitrary()?,
@@ -450,6 +465,7 @@ fn run_csv_cells(u: &mut Unstructured<'_>) -> Arbitrary<()> {
                     CsvCell::Int(i) => i.to_string(),
                     // Checked below by value: the digits are the writer's choice.
                     CsvCell::Float(_) => String::new(),
+                    CsvCell::Text(t) if options.excel_text && is_numeric(t) => format!("=\"{t}\""),
                     CsvCell::Text(t) if options.formula_guard && looks_like_formula(t) => {
                         format!("'{t}")
                     }
@@ -758,7 +774,21 @@ fn check_grpc_batch(
                         "{value:?} became {t:?}"
                     )
                 }
-                (ColumnType::Bool, Cell::Bool(_)) | (ColumnType::DateTime, Cell::DateTime(_)) => {}
+                (ColumnType::Bool, Cell::Bool(_)) => {}
+                // DATA_TYPE_DATE: a bare Y-m-d is a day, anything with a time a datetime.
+                (ColumnType::DateOrDateTime, Cell::Date(_)) => {
+                    assert_eq!(
+                        value.trim().len(),
+                        "2026-11-29".len(),
+                        "{value:?} became a day"
+                    )
+                }
+                (ColumnType::DateOrDateTime, Cell::DateTime(_)) => {
+                    assert!(
+                        value.trim().len() > "2026-11-29".len(),
+                        "{value:?} lost its time"
+                    )
+                }
                 (t, other) => panic!("{value:?} in a {t:?} column became {other:?}"),
             }
         }

@@ -66,6 +66,10 @@ pub struct CsvOptions {
     /// signed number) gets a leading `'`,
     /// so a spreadsheet does not run it as a formula (OWASP CSV injection).
     pub formula_guard: bool,
+    /// Text a spreadsheet would read as a number (an 18-digit id, `00123`,
+    /// `1e5`) is written as `="00123"`, which Excel and LibreOffice show as
+    /// that text instead of `1.23E+17` or `123`.
+    pub excel_text: bool,
     pub delimiter: u8,
     pub enclosure: u8,
     /// Start with a UTF-8 BOM, so Excel reads Chinese text correctly.
@@ -86,6 +90,7 @@ impl Default for CsvOptions {
             encoding: CsvEncoding::Utf8,
             replace_unencodable: false,
             formula_guard: true,
+            excel_text: false,
             delimiter: b',',
             enclosure: b'"',
             bom: true,
@@ -378,6 +383,26 @@ fn looks_like_formula(text: &str) -> bool {
     }
 }
 
+/// What a spreadsheet reads as a number: a plain number, signed or not,
+/// with or without an exponent (`-12.50`, `007`, `1e5`).
+fn is_numeric_text(text: &[u8]) -> bool {
+    fn unsigned(t: &[u8]) -> &[u8] {
+        t.strip_prefix(b"+")
+            .or_else(|| t.strip_prefix(b"-"))
+            .unwrap_or(t)
+    }
+    let number = unsigned(text);
+    match number.iter().position(|&b| b == b'e' || b == b'E') {
+        Some(e) => {
+            let exponent = unsigned(&number[e + 1..]);
+            is_plain_number(&number[..e])
+                && !exponent.is_empty()
+                && exponent.iter().all(u8::is_ascii_digit)
+        }
+        None => is_plain_number(number),
+    }
+}
+
 /// `digits` or `digits.digits`.
 fn is_plain_number(text: &[u8]) -> bool {
     let all_digits = |part: &[u8]| !part.is_empty() && part.iter().all(u8::is_ascii_digit);
@@ -425,7 +450,13 @@ impl FormatWriter for CsvWriter {
                             self.check_encodable(t, at)?;
                         }
                         let encoding = self.options.encoding;
-                        if self.options.formula_guard && looks_like_formula(t) {
+                        if self.options.excel_text && is_numeric_text(t.as_bytes()) {
+                            self.field.clear();
+                            self.field.extend_from_slice(b"=\"");
+                            self.field.extend_from_slice(t.as_bytes());
+                            self.field.push(b'"');
+                            self.records.field(encoding, &self.field);
+                        } else if self.options.formula_guard && looks_like_formula(t) {
                             self.field.clear();
                             self.field.push(b'\'');
                             self.field.extend_from_slice(t.as_bytes());
@@ -815,6 +846,41 @@ mod tests {
         let text = String::from_utf8(write_with(raw, &rows).unwrap()).unwrap();
         assert!(
             text.ends_with("\"=HYPERLINK(\"\"http://x\"\")\",-5+A1,-5,@SUM(A1),plain,-12.50\n"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn excel_text_wraps_text_a_spreadsheet_would_read_as_a_number() {
+        let rows = vec![vec![
+            Cell::Text("123456789012345678"),
+            Cell::Text("00123"),
+            Cell::Text("-1.50"),
+            Cell::Text("1e5"),
+            Cell::Int(42),
+            Cell::Text("12a"),
+            Cell::Text("=1+1"),
+            Cell::Text("1e"),
+        ]];
+        let options = CsvOptions {
+            bom: false,
+            excel_text: true,
+            ..CsvOptions::default()
+        };
+        let text = String::from_utf8(write_with(options, &rows).unwrap()).unwrap();
+        assert!(
+            text.ends_with(
+                "\"=\"\"123456789012345678\"\"\",\"=\"\"00123\"\"\",\"=\"\"-1.50\"\"\",\"=\"\"1e5\"\"\",42,12a,'=1+1,1e\n"
+            ),
+            "{text}"
+        );
+        let plain = CsvOptions {
+            bom: false,
+            ..CsvOptions::default()
+        };
+        let text = String::from_utf8(write_with(plain, &rows).unwrap()).unwrap();
+        assert!(
+            text.ends_with("123456789012345678,00123,-1.50,1e5,42,12a,'=1+1,1e\n"),
             "{text}"
         );
     }
