@@ -46,7 +46,7 @@ class Exporter
      *     long_text?: 'error'|'truncate',
      *     invalid_utf8?: 'error'|'replace',
      *     timezone?: string,
-     *     csv?: array{delimiter?: string, enclosure?: string, bom?: bool, header?: bool, line_ending?: "\n"|"\r\n", encoding?: 'UTF-8'|'GBK'|'GB18030'|'UTF-16LE', unencodable?: 'error'|'replace', formula_guard?: bool, excel_text?: bool, compression?: 'none'|'gzip', date_format?: string, datetime_format?: string, time_format?: string, null?: string, true?: string, false?: string}
+     *     csv?: array{delimiter?: string, enclosure?: string, bom?: bool, header?: bool, line_ending?: "\n"|"\r\n", encoding?: 'UTF-8'|'GBK'|'GB18030'|'UTF-16LE', unencodable?: 'error'|'replace', formula_guard?: bool, excel_text?: bool, decimal_separator?: '.'|',', compression?: 'none'|'gzip', date_format?: string, datetime_format?: string, time_format?: string, null?: string, true?: string, false?: string}
      * } $options
      * @throws InvalidOptionException
      */

@@ -93,6 +93,7 @@ final class InvalidOptionTest extends FluxoTestCase
         yield 'csv false is an array' => [$cols + ['csv' => ['false' => []]], 'false'];
         // Written into every file as they are: the encoding must hold them, whatever `unencodable` says.
         yield 'csv null GBK cannot hold' => [$cols + ['csv' => ['encoding' => 'gbk', 'null' => '😀', 'unencodable' => 'replace']], "csv.null\": character '😀'"];
+        yield 'csv decimal_separator is neither . nor ,' => [$cols + ['csv' => ['decimal_separator' => ';']], 'csv.decimal_separator'];
         yield 'column is an empty array' => [['columns' => [[]]], 'columns[0] needs a "name"'];
         yield 'properties created is a time of day' => [
             $cols + ['format' => 'xlsx', 'properties' => ['created' => '03:04:05']],

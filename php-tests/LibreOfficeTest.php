@@ -59,6 +59,20 @@ final class LibreOfficeTest extends FluxoTestCase
         self::assertSame(['=1+1', '-42', '-0.25', '1900-03-01', '1999-12-31 23:59:59', 'FALSE', ''], $shown[2]);
     }
 
+    public function testADecimalCommaIsReadAsNumbersInAGermanLocale(): void
+    {
+        $german = 'Text - txt - csv (StarCalc):59,34,76,1,,1031,false,true';
+        $rows = [[1.5, -1234.25, 7]];
+        foreach (['.' => 'str', ',' => 'float'] as $separator => $type) {
+            $r = $this->exportOne(
+                ['columns' => ['a', 'b', 'c'], 'csv' => ['delimiter' => ';', 'decimal_separator' => $separator]],
+                $rows
+            );
+            $sheet = $this->readXlsx($this->converted($r, $german, 'xlsx'))['sheets'][0];
+            self::assertSame([$type, $type, 'int'], $sheet['types'][1], "decimal_separator {$separator}");
+        }
+    }
+
     /**
      * The file opened in Calc (with `$inFilter`, for CSV) and saved as UTF-8
      * CSV of the cells as shown, read back with fgetcsv().
@@ -66,6 +80,14 @@ final class LibreOfficeTest extends FluxoTestCase
      * @return list<list<string|null>>
      */
     private function shown(ExportResult $result, ?string $inFilter): array
+    {
+        // Out: comma, quote, UTF-8, from row 1, cells as shown (token 9).
+        $csv = 'csv:Text - txt - csv (StarCalc):44,34,76,1,,1033,false,true,true';
+        return $this->readCsv($this->converted($result, $inFilter, $csv));
+    }
+
+    /** The file opened in Calc (with `$inFilter`, for CSV) and saved by `soffice --convert-to $to`. */
+    private function converted(ExportResult $result, ?string $inFilter, string $to): string
     {
         if ((string) shell_exec('command -v soffice') === '') {
             self::markTestSkipped('LibreOffice (soffice) is not installed: scripts/install-deps.sh installs it');
@@ -78,13 +100,11 @@ final class LibreOfficeTest extends FluxoTestCase
         if ($inFilter !== null) {
             $command[] = '--infilter=' . $inFilter;
         }
-        // Out: comma, quote, UTF-8, from row 1, cells as shown (token 9).
-        $command[] = '--convert-to';
-        $command[] = 'csv:Text - txt - csv (StarCalc):44,34,76,1,,1033,false,true,true';
-        array_push($command, '--outdir', $dir . '/out', $dir . '/in/file.' . $extension);
+        array_push($command, '--convert-to', $to, '--outdir', $dir . '/out', $dir . '/in/file.' . $extension);
         $run = ChildPhp::runCommand($command);
         self::assertSame(0, $run->exitCode, $run->describe());
-        self::assertFileExists($dir . '/out/file.csv', $run->describe());
-        return $this->readCsv($dir . '/out/file.csv');
+        $out = $dir . '/out/file.' . explode(':', $to)[0];
+        self::assertFileExists($out, $run->describe());
+        return $out;
     }
 }

@@ -660,6 +660,7 @@ const CSV_OPTIONS: &[&str] = &[
     "unencodable",
     "formula_guard",
     "excel_text",
+    "decimal_separator",
     "null",
     "true",
     "false",
@@ -1040,6 +1041,17 @@ fn parse_csv(v: &OptionValue) -> Result<CsvOptions> {
             "unencodable" => csv.replace_unencodable = second_of(&at, value, ["error", "replace"])?,
             "formula_guard" => csv.formula_guard = boolean(&at, value)?,
             "excel_text" => csv.excel_text = boolean(&at, value)?,
+            "decimal_separator" => {
+                csv.style.decimal_separator = match string(&at, value)? {
+                    "." => b'.',
+                    "," => b',',
+                    other => {
+                        return Err(ExportError::invalid_option(format!(
+                            "option \"{at}\" must be \".\" or \",\", not \"{other}\""
+                        )))
+                    }
+                }
+            }
             "compression" => csv.gzip = second_of(&at, value, ["none", "gzip"])?,
             "null" => csv.null_text = string(&at, value)?.to_owned(),
             "true" => csv.style.true_text = string(&at, value)?.to_owned(),

@@ -689,6 +689,9 @@ fn parse_bool(s: &str) -> Result<bool, CellError> {
 pub struct TextStyle {
     pub true_text: String,
     pub false_text: String,
+    /// Between a float's whole part and its decimals: `.`, or `,` for a
+    /// spreadsheet in a locale that writes `1,5` (German, French).
+    pub decimal_separator: u8,
     pub date: DatePattern,
     pub datetime: DatePattern,
     pub time: DatePattern,
@@ -700,6 +703,7 @@ impl Default for TextStyle {
         Self {
             true_text: "TRUE".into(),
             false_text: "FALSE".into(),
+            decimal_separator: b'.',
             date: pattern("Y-m-d"),
             datetime: pattern("Y-m-d H:i:s"),
             time: pattern("H:i:s"),
@@ -1039,7 +1043,15 @@ pub fn write_text_form(cell: &Cell<'_>, style: &TextStyle, out: &mut Vec<u8>) {
             .as_bytes(),
         ),
         Cell::Int(i) => extend_short(out, itoa::Buffer::new().format(i).as_bytes()),
-        Cell::Float(f) => write_float(f, out),
+        Cell::Float(f) => {
+            let start = out.len();
+            write_float(f, out);
+            if style.decimal_separator != b'.' {
+                if let Some(point) = out[start..].iter().position(|&b| b == b'.') {
+                    out[start + point] = style.decimal_separator;
+                }
+            }
+        }
         Cell::Text(t) => extend_short(out, t.as_bytes()),
         Cell::Date(dt) => style.date.write(&dt, out),
         Cell::DateTime(dt) => style.datetime.write(&dt, out),

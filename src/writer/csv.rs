@@ -364,6 +364,7 @@ fn plain_text_forms(options: &CsvOptions) -> bool {
     let may_appear = |b: u8| {
         b.is_ascii_digit()
             || b"-.AMPamp".contains(&b)
+            || b == style.decimal_separator
             || literals.iter().any(|text| text.as_bytes().contains(&b))
     };
     let special = [options.delimiter, options.enclosure, b'\r', b'\n'];
@@ -847,6 +848,34 @@ mod tests {
         assert!(
             text.ends_with("\"=HYPERLINK(\"\"http://x\"\")\",-5+A1,-5,@SUM(A1),plain,-12.50\n"),
             "{text}"
+        );
+    }
+
+    #[test]
+    fn a_decimal_comma_is_quoted_where_it_is_the_delimiter() {
+        let rows = vec![vec![
+            Cell::Float(-1.5),
+            Cell::Float(1e20),
+            Cell::Int(7),
+            Cell::Float(0.25),
+        ]];
+        let comma = |delimiter| CsvOptions {
+            bom: false,
+            header: false,
+            delimiter,
+            style: TextStyle {
+                decimal_separator: b',',
+                ..TextStyle::default()
+            },
+            ..CsvOptions::default()
+        };
+        assert_eq!(
+            write(comma(b';'), &rows).0,
+            b"-1,5;100000000000000000000;7;0,25\n"
+        );
+        assert_eq!(
+            write(comma(b','), &rows).0,
+            b"\"-1,5\",100000000000000000000,7,\"0,25\"\n"
         );
     }
 
