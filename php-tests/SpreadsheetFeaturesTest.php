@@ -54,18 +54,25 @@ final class SpreadsheetFeaturesTest extends FluxoTestCase
                     ['name' => 'Narrow', 'type' => 'date', 'width' => 5],
                     ['name' => 'Long', 'type' => 'date', 'format' => 'd mmmm yyyy'],
                     ['name' => 'Auto', 'type' => 'date', 'width' => 'auto'],
+                    ['name' => 'Id', 'type' => 'int'],
+                    ['name' => 'Long id', 'type' => 'int'],
                 ],
             ],
-            [['2026-11-29 10:00:00', '2026-11-29', 7, new \DateTimeImmutable('2026-11-29 10:00'), '2026-11-29', '2026-11-29', '2026-11-29']]
+            [
+                ['2026-11-29 10:00:00', '2026-11-29', 7, new \DateTimeImmutable('2026-11-29 10:00'), '2026-11-29', '2026-11-29', '2026-11-29', -123456789012, 7],
+                [null, null, 9_999_999_999, null, null, null, null, 5, 123456789012345678],
+            ]
         );
         $columns = $this->readXlsx($r->path)['sheets'][0]['columns'];
         self::assertEqualsWithDelta(20.0, $columns['A']['width'], 0.8, 'yyyy-mm-dd hh:mm:ss and one of padding');
         self::assertEqualsWithDelta(11.0, $columns['B']['width'], 0.8, 'yyyy-mm-dd');
-        self::assertArrayNotHasKey('C', $columns, 'numbers keep Excel\'s default width');
+        self::assertArrayNotHasKey('C', $columns, 'ints of up to ten digits keep Excel\'s default width');
         self::assertEqualsWithDelta(20.0, $columns['D']['width'], 0.8, 'a DateTimeInterface in an auto column');
         self::assertEqualsWithDelta(5.0, $columns['E']['width'], 0.8, 'a width given wins');
         self::assertEqualsWithDelta(17.0, $columns['F']['width'], 0.8, 'a month name counts nine');
         self::assertEqualsWithDelta(11.0, $columns['G']['width'], 0.8, 'auto: the date as shown, not its serial');
+        self::assertEqualsWithDelta(14.0, $columns['H']['width'], 0.8, 'a 12-digit int would show as 1.23E+11');
+        self::assertEqualsWithDelta(19.0, $columns['I']['width'], 0.8, 'an 18-digit id, written as text');
     }
 
     public function testWorkbookProperties(): void

@@ -31,6 +31,9 @@ use crate::schema::{
 pub const MAX_ROWS: u32 = 1_048_576;
 /// Integers beyond 15 significant digits lose precision as Excel numbers.
 const MAX_EXACT_INT: i64 = 999_999_999_999_999;
+/// The widest whole number a column of Excel's default width shows in
+/// full; LibreOffice shows eleven digits as `1.23E+10`.
+const MAX_NARROW_INT: i64 = 9_999_999_999;
 
 const DEFAULT_DATE: &str = "yyyy-mm-dd";
 const DEFAULT_DATETIME: &str = "yyyy-mm-dd hh:mm:ss";
@@ -146,8 +149,9 @@ struct Sheet {
     styles: Vec<u32>,
     /// Widest value so far of each `width: auto` column.
     auto_widths: Vec<Option<usize>>,
-    /// Characters the widest date format used in each column shows.
-    date_widths: Vec<usize>,
+    /// Characters the widest date, or long whole number, of each column
+    /// shows: a column narrower than that shows `####` or `1.23E+10`.
+    shown_widths: Vec<usize>,
     /// Rows written, header included.
     rows: u32,
     cells: RowWriter,
@@ -264,7 +268,7 @@ impl XlsxWriter {
             base_name,
             part,
             columns,
-            date_widths: vec![0; styles.len()],
+            shown_widths: vec![0; styles.len()],
             styles,
             auto_widths,
             rows: 1,
@@ -294,15 +298,15 @@ impl XlsxWriter {
         let extent = cells::range(last_col, sheet.rows);
         let looks: Vec<ColumnLook> = (sheet.columns.iter())
             .zip(&sheet.auto_widths)
-            .zip(&sheet.date_widths)
-            .map(|((c, auto), &dates)| ColumnLook {
+            .zip(&sheet.shown_widths)
+            .map(|((c, auto), &shown)| ColumnLook {
                 // One character of padding, as Excel's own autofit leaves.
                 width: match (c.width, auto) {
-                    (_, Some(chars)) => Some(((*chars).max(dates) as f64 + 1.0).min(MAX_WIDTH)),
+                    (_, Some(chars)) => Some(((*chars).max(shown) as f64 + 1.0).min(MAX_WIDTH)),
                     (Some(ColumnWidth::Chars(w)), None) => Some(w.min(MAX_WIDTH)),
-                    // Dates wider than Excel's default column would show as ####.
+                    // Wider than Excel's default column: #### or 1.23E+10 there.
                     (None | Some(ColumnWidth::Auto), None) => {
-                        Some(dates as f64 + 1.0).filter(|w| *w > package::DEFAULT_WIDTH)
+                        Some(shown as f64 + 1.0).filter(|w| *w > package::DEFAULT_WIDTH)
                     }
                 },
                 hidden: c.hidden,
@@ -436,6 +440,14 @@ impl Drop for XlsxWriter {
 
 /// The text form of dates and numbers, where a sheet needs one: to measure
 /// column widths, and for dates Excel has no serial for.
+/// The characters of `i` in decimal, its sign included.
+fn int_width(i: i64) -> usize {
+    i.unsigned_abs()
+        .checked_ilog10()
+        .map_or(1, |log| log as usize + 1)
+        + usize::from(i < 0)
+}
+
 fn default_text_style() -> &'static TextStyle {
     static STYLE: std::sync::OnceLock<TextStyle> = std::sync::OnceLock::new();
     STYLE.get_or_init(TextStyle::default)
@@ -471,9 +483,15 @@ impl FormatWriter for XlsxWriter {
                     Cell::Null => {}
                     Cell::Bool(b) => sheet.cells.bool(xml, col, b),
                     Cell::Int(i) if !(-MAX_EXACT_INT..=MAX_EXACT_INT).contains(&i) => {
+                        sheet.shown_widths[col] = sheet.shown_widths[col].max(int_width(i));
                         sheet.cells.text(xml, col, 0, itoa::Buffer::new().format(i))
                     }
-                    Cell::Int(i) => sheet.cells.int(xml, col, style, i),
+                    Cell::Int(i) => {
+                        if style == 0 && !(-MAX_NARROW_INT..=MAX_NARROW_INT).contains(&i) {
+                            sheet.shown_widths[col] = sheet.shown_widths[col].max(int_width(i));
+                        }
+                        sheet.cells.int(xml, col, style, i)
+                    }
                     Cell::Float(f) => sheet.cells.float(xml, col, style, f),
                     Cell::Text(t) => sheet.cells.text(xml, col, 0, t),
                     Cell::Date(dt) | Cell::DateTime(dt) => {
@@ -485,7 +503,7 @@ impl FormatWriter for XlsxWriter {
                         if let Some(serial) = dt.excel_serial() {
                             let style = date_style(default);
                             let shown = self.styles.shown_width(style);
-                            sheet.date_widths[col] = sheet.date_widths[col].max(shown);
+                            sheet.shown_widths[col] = sheet.shown_widths[col].max(shown);
                             sheet.cells.float(xml, col, style, serial);
                         } else {
                             // No serial for it: text, as Excel keeps a date
@@ -499,7 +517,7 @@ impl FormatWriter for XlsxWriter {
                     Cell::Time(dt) => {
                         let style = date_style(self.date_styles.time);
                         let shown = self.styles.shown_width(style);
-                        sheet.date_widths[col] = sheet.date_widths[col].max(shown);
+                        sheet.shown_widths[col] = sheet.shown_widths[col].max(shown);
                         sheet.cells.float(xml, col, style, dt.excel_time());
                     }
                 }
@@ -645,6 +663,23 @@ mod tests {
         assert!(validate_sheet_name("Orders 2026").is_ok());
         for bad in ["", "a/b", "x[1]", &"n".repeat(32), "'quoted'", "tab\there"] {
             assert!(validate_sheet_name(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn int_widths_count_digits_and_sign() {
+        let cases = [
+            0,
+            7,
+            -7,
+            10,
+            9_999_999_999,
+            -10_000_000_000,
+            i64::MIN,
+            i64::MAX,
+        ];
+        for i in cases {
+            assert_eq!(int_width(i), i.to_string().len(), "{i}");
         }
     }
 
