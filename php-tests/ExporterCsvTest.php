@@ -499,16 +499,25 @@ final class ExporterCsvTest extends FluxoTestCase
 
     public function testExcelTextKeepsIdsAndLeadingZerosAsText(): void
     {
-        $columns = [['name' => 'id', 'type' => 'string'], ['name' => 'zip', 'type' => 'string'], ['name' => 'n', 'type' => 'int'], 'note'];
-        $rows = [[123456789012345678, '00123', 7, 'x1'], ['987654321098765432', '-1.50', 8, '12']];
+        $columns = [
+            ['name' => 'id', 'type' => 'string'],
+            ['name' => 'zip', 'type' => 'string'],
+            ['name' => 'n', 'type' => 'int'],
+            ['name' => 'code', 'type' => 'string'],
+            'amount',
+        ];
+        $rows = [[123456789012345678, '00123', 7, 'x1', '1214.50'], ['987654321098765432', ' 00042', 8, '2024-01-02', '-0.25']];
         $r = $this->exportOne(['columns' => $columns, 'csv' => ['excel_text' => true]], $rows);
         self::assertSame(
-            [['="123456789012345678"', '="00123"', '7', 'x1'], ['="987654321098765432"', '="-1.50"', '8', '="12"']],
+            [
+                ['="123456789012345678"', '="00123"', '7', 'x1', '1214.50'],
+                ['="987654321098765432"', '=" 00042"', '8', '="2024-01-02"', '-0.25'],
+            ],
             $this->dataRows($r),
-            'text that looks like a number is wrapped, numbers and other text are not'
+            'string columns: what a spreadsheet would convert is wrapped; numbers, other text and auto columns are not'
         );
         $plain = $this->exportOne(['columns' => $columns], $rows);
-        self::assertSame(['123456789012345678', '00123', '7', 'x1'], $this->dataRows($plain)[0], 'off by default');
+        self::assertSame(['123456789012345678', '00123', '7', 'x1', '1214.50'], $this->dataRows($plain)[0], 'off by default');
     }
 
     public function testFormulaInjectionIsNeutralisedByDefault(): void

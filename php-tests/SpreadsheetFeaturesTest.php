@@ -69,7 +69,7 @@ final class SpreadsheetFeaturesTest extends FluxoTestCase
         self::assertArrayNotHasKey('C', $columns, 'ints of up to ten digits keep Excel\'s default width');
         self::assertEqualsWithDelta(20.0, $columns['D']['width'], 0.8, 'a DateTimeInterface in an auto column');
         self::assertEqualsWithDelta(5.0, $columns['E']['width'], 0.8, 'a width given wins');
-        self::assertEqualsWithDelta(17.0, $columns['F']['width'], 0.8, 'a month name counts nine');
+        self::assertEqualsWithDelta(18.0, $columns['F']['width'], 0.8, 'a month name counts nine');
         self::assertEqualsWithDelta(11.0, $columns['G']['width'], 0.8, 'auto: the date as shown, not its serial');
         self::assertEqualsWithDelta(14.0, $columns['H']['width'], 0.8, 'a 12-digit int would show as 1.23E+11');
         self::assertEqualsWithDelta(19.0, $columns['I']['width'], 0.8, 'an 18-digit id, written as text');

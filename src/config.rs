@@ -475,9 +475,7 @@ impl Settings {
                 "log_file",
                 self.log_file
                     .as_ref()
-                    .map_or("none (PHP: stderr, server: stdout)".into(), |p| {
-                        p.display().to_string()
-                    }),
+                    .map_or(String::new(), |p| p.display().to_string()),
             ),
             ("oss_endpoint", self.oss.endpoint.clone()),
             ("oss_bucket", self.oss.bucket.clone()),
@@ -588,7 +586,7 @@ pub enum OptionValue {
 impl OptionValue {
     /// The pairs of an array with string keys. PHP's empty array `[]` is one
     /// too: it reads as an empty list.
-    fn as_map(&self) -> Option<&[(String, OptionValue)]> {
+    pub fn as_map(&self) -> Option<&[(String, OptionValue)]> {
         match self {
             Self::Map(m) => Some(m),
             Self::List(l) if l.is_empty() => Some(&[]),
@@ -671,10 +669,11 @@ const CSV_OPTIONS: &[&str] = &[
 ];
 
 fn bad(key: &str, expected: &str, got: &OptionValue) -> ExportError {
-    ExportError::invalid_option(format!(
-        "option \"{key}\" must be {expected}, got {}",
-        got.type_name()
-    ))
+    let got = match got {
+        OptionValue::List(_) => "a list",
+        other => other.type_name(),
+    };
+    ExportError::invalid_option(format!("option \"{key}\" must be {expected}, got {got}"))
 }
 
 fn check_keys(map: &[(String, OptionValue)], valid: &[&str], what: &str) -> Result<()> {
@@ -1181,14 +1180,20 @@ mod tests {
                 |_| None,
             )
         };
-        let st = resolve("HTTPS://dl.example.com:9091/", "s").unwrap();
+        let secret = "0123456789abcdef";
+        let st = resolve("HTTPS://dl.example.com:9091/", secret).unwrap();
         assert_eq!(st.server.public_base_url, "HTTPS://dl.example.com:9091");
         assert!(
-            resolve("", "s").is_ok(),
+            resolve("", secret).is_ok(),
             "a secret alone verifies URLs signed elsewhere"
         );
+        let err = resolve("", "0").unwrap_err();
+        assert!(
+            err.message.contains("at least 16 characters (it has 1)"),
+            "{err}"
+        );
         for bad in ["dl.example.com:9091", "not a url", "https://", "ftp://x"] {
-            let err = resolve(bad, "s").unwrap_err();
+            let err = resolve(bad, secret).unwrap_err();
             assert!(
                 err.message.contains("fluxo.public_base_url must be"),
                 "{bad}: {err}"
@@ -1486,6 +1491,21 @@ fn check_public_base_url(url: &str, secret: &Secret) -> Result<()> {
     Ok(())
 }
 
+/// Whoever knows the secret can sign a URL to any exported file, so a short
+/// one, which can be guessed, is refused. It also catches a secret PHP read
+/// as an expression: unquoted, `Xk9&mP2q` is `0` in php.ini.
+const MIN_DOWNLOAD_SECRET: usize = 16;
+
+fn check_download_secret(secret: &Secret) -> Result<()> {
+    let len = secret.expose().chars().count();
+    if secret.is_empty() || len >= MIN_DOWNLOAD_SECRET {
+        return Ok(());
+    }
+    Err(ExportError::invalid_option(format!(
+        "fluxo.download_secret must be at least {MIN_DOWNLOAD_SECRET} characters (it has {len}): whoever guesses it can sign download URLs. In php.ini, put it in double quotes"
+    )))
+}
+
 impl ServerSettings {
     fn from_keys(get: &dyn Fn(&str) -> String) -> Result<Self> {
         let path = |key: &str| {
@@ -1504,6 +1524,7 @@ impl ServerSettings {
             .to_owned();
         let download_secret = Secret(get("download_secret"));
         check_public_base_url(&public_base_url, &download_secret)?;
+        check_download_secret(&download_secret)?;
         Ok(Self {
             grpc_listen: get("grpc_listen").trim().to_owned(),
             status_listen: get("status_listen").trim().to_owned(),

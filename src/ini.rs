@@ -6,34 +6,51 @@
 use std::collections::HashMap;
 
 /// `fluxo.key = value` lines (the prefix is optional), `;` and `#` comment
-/// lines, `[sections]` ignored. Values as PHP reads them:
-/// * `"double quoted"`: `\"`, `\\` and `\$` are escapes, `${VAR}` is the
-///   environment variable;
+/// lines, `[sections]` ignored; PHP's own `extension=` lines are skipped, so
+/// that a `conf.d/fluxo.ini` serves as it is. Values as PHP reads them:
+/// * `"double quoted"`: `\"`, `\\` and `\$` are escapes, `${NAME}` is the
+///   value of an earlier `fluxo.*` key of the file, else the environment
+///   variable;
 /// * `'single quoted'`: as written;
-/// * unquoted: up to a `;` comment, trimmed, `${VAR}` expanded; `On`,
+/// * unquoted: up to a `;` comment, trimmed, `${NAME}` expanded; `On`,
 ///   `Yes`, `True` are `1`, and `Off`, `No`, `False`, `None`, `Null` are
-///   empty. An unquoted `=` or `"` is an error, as in php.ini.
+///   empty. What PHP reads as an operator or cannot read unquoted
+///   (`= " ' & | ^ ~ ! ( )`) is an error: PHP would take `Xk9&mP2q` as `0`.
 pub fn parse(
     text: &str,
     known: impl Fn(&str) -> bool,
     env: impl Fn(&str) -> Option<String>,
 ) -> Result<HashMap<String, String>, String> {
-    let mut map = HashMap::new();
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let mut map: HashMap<String, String> = HashMap::new();
     for (n, raw) in text.lines().enumerate() {
         let line = raw.trim();
+        let at = |e: String| format!("line {}: {e}", n + 1);
+        let section = line.strip_prefix('[').map(str::to_ascii_uppercase);
+        if section.is_some_and(|s| s.starts_with("HOST=") || s.starts_with("PATH=")) {
+            return Err(at(format!(
+                "\"{line}\": PHP applies [HOST=…] and [PATH=…] sections to some requests only; the server has none: give it a file of its own"
+            )));
+        }
         if line.is_empty() || line.starts_with([';', '#', '[']) {
             continue;
         }
-        let at = |e: String| format!("line {}: {e}", n + 1);
         let Some((key, value)) = line.split_once('=') else {
             return Err(at(format!("expected key = value, got \"{line}\"")));
         };
         let key = key.trim();
+        if matches!(key, "extension" | "zend_extension") {
+            continue;
+        }
         let key = key.strip_prefix("fluxo.").unwrap_or(key);
         if !known(key) {
             return Err(at(format!("unknown key \"fluxo.{key}\"")));
         }
-        let value = value_of(value, &env).map_err(|e| at(format!("fluxo.{key}: {e}")))?;
+        let lookup = |name: &str| {
+            let earlier = name.strip_prefix("fluxo.").and_then(|k| map.get(k));
+            earlier.cloned().or_else(|| env(name))
+        };
+        let value = value_of(value, &lookup).map_err(|e| at(format!("fluxo.{key}: {e}")))?;
         map.insert(key.to_owned(), value);
     }
     Ok(map)
@@ -48,9 +65,15 @@ fn value_of(raw: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, S
         (body[..end].to_owned(), &body[end + 1..])
     } else {
         let value = raw.split(';').next().unwrap_or_default().trim_end();
-        if let Some(c) = value.chars().find(|c| matches!(c, '=' | '"')) {
+        let operator = |c| {
+            matches!(
+                c,
+                '=' | '"' | '\'' | '&' | '|' | '^' | '~' | '!' | '(' | ')'
+            )
+        };
+        if let Some(c) = value.chars().find(|&c| operator(c)) {
             return Err(format!(
-                "an unquoted value cannot hold '{c}' (php.ini cannot read it either): put the value in double quotes"
+                "an unquoted value cannot hold '{c}' (php.ini reads it as an operator, or not at all): put the value in double quotes"
             ));
         }
         let keyword = match value.to_ascii_lowercase().as_str() {
@@ -108,7 +131,7 @@ fn double_quoted<'a>(
     Err("a double quote is not closed".to_owned())
 }
 
-/// `${VAR}` replaced by the environment variable (empty when unset).
+/// `${NAME}` replaced by what `env` gives for it (empty for nothing).
 fn expand(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
     let mut out = String::new();
     let mut rest = text;
@@ -144,6 +167,12 @@ mod tests {
         );
         assert_eq!(read("v = \"a b=;\"").unwrap(), "a b=;");
         assert_eq!(read("v = ${TOKEN}-x").unwrap(), "t0k-x");
+        assert_eq!(read("\u{feff}v = 1").unwrap(), "1", "a BOM");
+        assert_eq!(
+            read("extension=fluxo.so\nv = 1").unwrap(),
+            "1",
+            "PHP's own line"
+        );
         assert_eq!(
             read("v = \"${TOKEN} ${NOPE}\\${TOKEN}\"").unwrap(),
             "t0k ${TOKEN}"
@@ -161,6 +190,21 @@ mod tests {
             err.starts_with("line 2: fluxo.v: an unquoted value cannot hold '='"),
             "{err}"
         );
+        for (value, operator) in [
+            ("Xk9&mP2q", '&'),
+            ("!abc", '!'),
+            ("it's", '\''),
+            ("~0", '~'),
+        ] {
+            let err = read(&format!("v = {value}")).unwrap_err();
+            assert!(
+                err.contains(&format!("cannot hold '{operator}'")),
+                "{value}: {err}"
+            );
+        }
+        assert!(read("[HOST=dl.example.com]\nv = 1")
+            .unwrap_err()
+            .contains("[HOST=…]"));
         assert!(read("v = \"open").unwrap_err().contains("not closed"));
         assert!(read("v = \"a\" b")
             .unwrap_err()
@@ -181,5 +225,11 @@ mod tests {
         )
         .unwrap();
         assert_eq!((m["a"].as_str(), m["b"].as_str()), ("1", "x y"));
+    }
+
+    #[test]
+    fn a_value_can_name_an_earlier_key_as_php_allows() {
+        let m = parse("a = /srv\nb = \"${fluxo.a}/out\"\n", |_| true, |_| None).unwrap();
+        assert_eq!(m["b"], "/srv/out");
     }
 }

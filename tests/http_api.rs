@@ -175,7 +175,7 @@ async fn signed_downloads_serve_local_files_and_refuse_tampering() {
     let server = TestServer::start(&[
         ("status_listen", &format!("127.0.0.1:{port}")),
         ("public_base_url", &base),
-        ("download_secret", "download-secret"),
+        ("download_secret", "download-secret-16"),
         ("url_expires", "600"),
     ])
     .await;
@@ -219,7 +219,7 @@ async fn signed_downloads_serve_local_files_and_refuse_tampering() {
     }
     // Correctly signed but expired: 403.
     let key = fluxo::storage::signed::encode_path("x.csv");
-    let old = fluxo::storage::signed::sign_url("", b"download-secret", "x.csv", 1000);
+    let old = fluxo::storage::signed::sign_url("", b"download-secret-16", "x.csv", 1000);
     assert!(old.contains(&key));
     let r = get(server.status, &old, &[]).await;
     assert_eq!(r.code, 403);

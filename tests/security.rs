@@ -106,7 +106,7 @@ fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
 /// `fluxo.local_dir`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_signed_download_cannot_leave_the_local_dir() {
-    let secret = "download-secret";
+    let secret = "download-secret-16";
     let server = TestServer::start(&[
         ("public_base_url", "http://127.0.0.1"),
         ("download_secret", secret),

@@ -297,18 +297,14 @@ fn looks_like_formula(text: &str) -> bool {
     }
 }
 
-/// `excel_text`'s rule, stated on its own: `[+-]digits[.digits][(e|E)[+-]digits]`.
-fn is_numeric(text: &str) -> bool {
-    let digits = |p: &str| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit());
-    let t = text.strip_prefix(['+', '-']).unwrap_or(text);
-    let (mantissa, exponent) = match t.find(['e', 'E']) {
-        Some(i) => (&t[..i], Some(&t[i + 1..])),
-        None => (t, None),
-    };
-    let (whole, fraction) = mantissa.split_once('.').unwrap_or((mantissa, "0"));
-    digits(whole)
-        && digits(fraction)
-        && exponent.is_none_or(|e| digits(e.strip_prefix(['+', '-']).unwrap_or(e)))
+/// `excel_text`'s rule, stated on its own: at most 255 characters, of
+/// digits (one at least), spaces and `. , + - e E % ( ) / :`.
+fn would_convert(text: &str) -> bool {
+    text.len() <= 255
+        && text.chars().any(|c| c.is_ascii_digit())
+        && text
+            .chars()
+            .all(|c| c.is_ascii_digit() || " .,+-eE%()/:".contains(c))
 }
 
 /// Whether `encoding` can hold every character of `text`.
@@ -391,10 +387,20 @@ fn run_csv_cells(u: &mut Unstructured<'_>) -> Arbitrary<()> {
     let names: Vec<String> = (0..u.int_in_range(1..=5)?)
         .map(|_| u.arbitrary())
         .collect::<Arbitrary<_>>()?;
+    // `string` columns are where `excel_text` applies; cells are pushed as
+    // they are, so the type changes nothing else here.
     let columns: Vec<Column> = names
         .iter()
-        .map(|n| Column::new(n.clone(), ColumnType::Auto))
-        .collect();
+        .map(|n| {
+            let string = u.arbitrary::<bool>()?;
+            let column_type = if string {
+                ColumnType::String
+            } else {
+                ColumnType::Auto
+            };
+            Ok(Column::new(n.clone(), column_type))
+        })
+        .collect::<Arbitrary<_>>()?;
     // Rows, and where a batch ends: the writer keeps state across batches.
     let mut rows: Vec<(Vec<CsvCell>, bool)> = Vec::new();
     while !u.is_empty() && rows.len() < 32 {
@@ -458,14 +464,21 @@ fn run_csv_cells(u: &mut Unstructured<'_>) -> Arbitrary<()> {
     for (row, _) in &rows {
         expected.push(
             row.iter()
-                .map(|c| match c {
+                .zip(&columns)
+                .map(|(c, column)| match c {
                     CsvCell::Null => options.null_text.clone(),
                     CsvCell::Bool(true) => options.style.true_text.clone(),
                     CsvCell::Bool(false) => options.style.false_text.clone(),
                     CsvCell::Int(i) => i.to_string(),
                     // Checked below by value: the digits are the writer's choice.
                     CsvCell::Float(_) => String::new(),
-                    CsvCell::Text(t) if options.excel_text && is_numeric(t) => format!("=\"{t}\""),
+                    CsvCell::Text(t)
+                        if options.excel_text
+                            && column.column_type == ColumnType::String
+                            && would_convert(t) =>
+                    {
+                        format!("=\"{t}\"")
+                    }
                     CsvCell::Text(t) if options.formula_guard && looks_like_formula(t) => {
                         format!("'{t}")
                     }

@@ -63,26 +63,21 @@ fn text(key: &str, v: &OptionValue) -> Result<String, ExportError> {
 /// php.ini's `fluxo.*`, the environment's `FLUXO_*` above it, the options
 /// above both.
 fn settings(options: &OptionValue) -> Result<Settings, ExportError> {
+    let map = options.as_map().ok_or_else(|| {
+        ExportError::invalid_option(format!(
+            "Fluxo\\Server::start() takes an array with string keys, got {}",
+            options.type_name()
+        ))
+    })?;
     let mut given = Vec::new();
-    match options {
-        OptionValue::Map(map) => {
-            for (k, v) in map {
-                let key = k.strip_prefix("fluxo.").unwrap_or(k);
-                if !KEYS.iter().any(|(name, ..)| *name == key) {
-                    return Err(ExportError::invalid_option(format!(
-                        "unknown Fluxo\\Server option \"{k}\"; options are fluxo.* keys such as grpc_listen, status_listen, metrics_listen, auth_token"
-                    )));
-                }
-                given.push((key.to_owned(), text(key, v)?));
-            }
-        }
-        OptionValue::List(l) if l.is_empty() => {}
-        other => {
+    for (k, v) in map {
+        let key = k.strip_prefix("fluxo.").unwrap_or(k);
+        if !KEYS.iter().any(|(name, ..)| *name == key) {
             return Err(ExportError::invalid_option(format!(
-                "Fluxo\\Server::start() takes an array with string keys, got {}",
-                other.type_name()
-            )))
+                "unknown Fluxo\\Server option \"{k}\"; options are fluxo.* keys such as grpc_listen, status_listen, metrics_listen, auth_token"
+            )));
         }
+        given.push((key.to_owned(), text(key, v)?));
     }
     let ini = ext_php_rs::zend::ExecutorGlobals::get().ini_values();
     Settings::resolve_given(

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use super::{FormatWriter, HashingWriter, OutputFile, WrittenFile};
 use crate::batch::RecordBatch;
 use crate::error::{ExportError, Result};
-use crate::schema::{self, Cell, Column, TextLimit, TextStyle};
+use crate::schema::{self, Cell, Column, ColumnType, TextLimit, TextStyle};
 
 const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
 
@@ -66,9 +66,10 @@ pub struct CsvOptions {
     /// signed number) gets a leading `'`,
     /// so a spreadsheet does not run it as a formula (OWASP CSV injection).
     pub formula_guard: bool,
-    /// Text a spreadsheet would read as a number (an 18-digit id, `00123`,
-    /// `1e5`) is written as `="00123"`, which Excel and LibreOffice show as
-    /// that text instead of `1.23E+17` or `123`.
+    /// Text of a `string` column that a spreadsheet would turn into a
+    /// number, date or time (an 18-digit id, `00123`, ` 00123`, `1e5`,
+    /// `2024-01-02`) is written as `="00123"`, which Excel and LibreOffice
+    /// show as that text instead of `1.23E+17` or `123`.
     pub excel_text: bool,
     pub delimiter: u8,
     pub enclosure: u8,
@@ -253,6 +254,8 @@ pub struct CsvWriter {
     /// character the encoding may not: see [`plain_text_forms`]. Decided once
     /// per export, instead of checking each form.
     text_forms_plain: bool,
+    /// Which columns `excel_text` applies to: the `string` ones.
+    excel_text_columns: Vec<bool>,
     sheets: u32,
     rows_written: u64,
 }
@@ -281,6 +284,7 @@ impl CsvWriter {
             options,
             path: path.to_path_buf(),
             field: Vec::with_capacity(64),
+            excel_text_columns: Vec::new(),
             sheets: 0,
             rows_written: 0,
         })
@@ -384,24 +388,18 @@ fn looks_like_formula(text: &str) -> bool {
     }
 }
 
-/// What a spreadsheet reads as a number: a plain number, signed or not,
-/// with or without an exponent (`-12.50`, `007`, `1e5`).
-fn is_numeric_text(text: &[u8]) -> bool {
-    fn unsigned(t: &[u8]) -> &[u8] {
-        t.strip_prefix(b"+")
-            .or_else(|| t.strip_prefix(b"-"))
-            .unwrap_or(t)
-    }
-    let number = unsigned(text);
-    match number.iter().position(|&b| b == b'e' || b == b'E') {
-        Some(e) => {
-            let exponent = unsigned(&number[e + 1..]);
-            is_plain_number(&number[..e])
-                && !exponent.is_empty()
-                && exponent.iter().all(u8::is_ascii_digit)
-        }
-        None => is_plain_number(number),
-    }
+/// Whether a spreadsheet opening the CSV would turn this text into a number,
+/// date or time: it has a digit and nothing but digits, spaces and
+/// `. , + - e E % ( ) / :` (padded ` 00123`, `1,234`, `12%`, `(5)`,
+/// `2024-01-02`, `10:20`). Past 255 bytes it stays as it is: Excel's limit
+/// for the text in a formula.
+fn spreadsheet_would_convert(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    bytes.len() <= 255
+        && bytes.iter().any(u8::is_ascii_digit)
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_digit() || b" .,+-eE%()/:".contains(b))
 }
 
 /// `digits` or `digits.digits`.
@@ -421,6 +419,10 @@ impl FormatWriter for CsvWriter {
             ));
         }
         self.sheets = 1;
+        self.excel_text_columns = columns
+            .iter()
+            .map(|c| self.options.excel_text && c.column_type == ColumnType::String)
+            .collect();
         if self.options.header {
             for c in columns {
                 self.check_encodable(&c.name, || format!("header \"{}\"", c.name))?;
@@ -451,7 +453,7 @@ impl FormatWriter for CsvWriter {
                             self.check_encodable(t, at)?;
                         }
                         let encoding = self.options.encoding;
-                        if self.options.excel_text && is_numeric_text(t.as_bytes()) {
+                        if self.excel_text_columns[col] && spreadsheet_would_convert(t) {
                             self.field.clear();
                             self.field.extend_from_slice(b"=\"");
                             self.field.extend_from_slice(t.as_bytes());
@@ -880,38 +882,58 @@ mod tests {
     }
 
     #[test]
-    fn excel_text_wraps_text_a_spreadsheet_would_read_as_a_number() {
-        let rows = vec![vec![
-            Cell::Text("123456789012345678"),
-            Cell::Text("00123"),
-            Cell::Text("-1.50"),
-            Cell::Text("1e5"),
-            Cell::Int(42),
-            Cell::Text("12a"),
-            Cell::Text("=1+1"),
-            Cell::Text("1e"),
-        ]];
+    fn excel_text_wraps_what_a_spreadsheet_would_convert_in_string_columns() {
+        let texts = [
+            "123456789012345678",
+            " 00123",
+            "-1.50",
+            "1e5",
+            "1,234",
+            "12%",
+            "2024-01-02",
+            "12a",
+            "=1+1",
+            "e",
+        ];
+        let long = "1".repeat(256);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.csv");
         let options = CsvOptions {
             bom: false,
+            header: false,
             excel_text: true,
             ..CsvOptions::default()
         };
-        let text = String::from_utf8(write_with(options, &rows).unwrap()).unwrap();
-        assert!(
-            text.ends_with(
-                "\"=\"\"123456789012345678\"\"\",\"=\"\"00123\"\"\",\"=\"\"-1.50\"\"\",\"=\"\"1e5\"\"\",42,12a,'=1+1,1e\n"
-            ),
-            "{text}"
-        );
-        let plain = CsvOptions {
-            bom: false,
-            ..CsvOptions::default()
-        };
-        let text = String::from_utf8(write_with(plain, &rows).unwrap()).unwrap();
-        assert!(
-            text.ends_with("123456789012345678,00123,-1.50,1e5,42,12a,'=1+1,1e\n"),
-            "{text}"
-        );
+        let mut w: Box<dyn FormatWriter> = Box::new(CsvWriter::create(&path, options).unwrap());
+        let string = |n: usize| Column::new(format!("s{n}"), ColumnType::String);
+        let mut columns: Vec<Column> = (0..texts.len() + 1).map(string).collect();
+        columns.push(Column::new("auto", ColumnType::Auto));
+        w.begin_sheet("x", &columns).unwrap();
+        let mut batch = RecordBatch::new(columns.len(), 0);
+        texts.iter().for_each(|t| batch.push_cell(&Cell::Text(t)));
+        batch.push_cell(&Cell::Text(&long));
+        batch.push_cell(&Cell::Text("1234.50"));
+        batch.end_row();
+        w.write_batch(&batch).unwrap();
+        w.finish().unwrap();
+        let text = String::from_utf8(std::fs::read(&path).unwrap()).unwrap();
+        let wrapped = |t: &str| format!("\"=\"\"{t}\"\"\"");
+        let expected = [
+            wrapped("123456789012345678"),
+            wrapped(" 00123"),
+            wrapped("-1.50"),
+            wrapped("1e5"),
+            wrapped("1,234"),
+            wrapped("12%"),
+            wrapped("2024-01-02"),
+            "12a".to_owned(),
+            "'=1+1".to_owned(),
+            "e".to_owned(),
+            long.clone(),
+            // An auto column's text (PDO's DECIMAL) stays a number.
+            "1234.50".to_owned(),
+        ];
+        assert_eq!(text, expected.join(",") + "\n");
     }
 
     use sha2::Digest;

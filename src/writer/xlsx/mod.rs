@@ -306,7 +306,8 @@ impl XlsxWriter {
                     (Some(ColumnWidth::Chars(w)), None) => Some(w.min(MAX_WIDTH)),
                     // Wider than Excel's default column: #### or 1.23E+10 there.
                     (None | Some(ColumnWidth::Auto), None) => {
-                        Some(shown as f64 + 1.0).filter(|w| *w > package::DEFAULT_WIDTH)
+                        Some((shown as f64 + 1.0).min(MAX_WIDTH))
+                            .filter(|w| *w > package::DEFAULT_WIDTH)
                     }
                 },
                 hidden: c.hidden,

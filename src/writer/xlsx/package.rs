@@ -263,29 +263,46 @@ fn w3c_datetime(t: LocalDateTime) -> String {
     format!("{y:04}-{m:02}-{d:02}T{h:02}:{mi:02}:{s:02}Z")
 }
 
-/// The characters a date pattern shows: each letter or literal one (a CJK
-/// character two, as [`crate::schema::display_width`] counts), a day
-/// or month name (`dddd`, `mmmm`) up to nine, `AM/PM` two; `[...]` (colours,
-/// elapsed hours), quotes and escapes none of their own.
+/// The most characters a date pattern shows: a run of one code letter
+/// shows as many as its longest value (`d`, `m`, `h`, `s`: 2; `mmm`: 3;
+/// `mmmm`, `dddd`: a name, up to 9; `mmmmm`: 1), `AM/PM` 2, an elapsed
+/// `[h]` its digits (2 counted); a colour or locale in `[...]`, quotes and
+/// escapes none; anything else itself (a CJK character two, as
+/// [`crate::schema::display_width`] counts).
 fn shown_width(pattern: &str) -> usize {
     let lower = pattern.to_ascii_lowercase();
     let mut rest = lower.as_str();
     let mut width = 0;
     while let Some(c) = rest.chars().next() {
-        let (shown, len) = if rest.starts_with("mmmm") || rest.starts_with("dddd") {
-            (9, 4)
-        } else if rest.starts_with("am/pm") {
-            (2, 5)
-        } else if c == '[' {
-            (0, rest.find(']').map_or(rest.len(), |end| end + 1))
-        } else if matches!(c, '"' | '\\') {
-            (0, 1)
-        } else {
-            let mut utf8 = [0; 4];
-            (
-                crate::schema::display_width(c.encode_utf8(&mut utf8)),
-                c.len_utf8(),
-            )
+        let run = rest.len() - rest.trim_start_matches(c).len();
+        let (shown, len) = match c {
+            _ if rest.starts_with("am/pm") => (2, 5),
+            '[' => {
+                let end = rest.find(']').map_or(rest.len(), |end| end + 1);
+                let inside = &rest[1..end.saturating_sub(1)];
+                let elapsed = !inside.is_empty() && inside.bytes().all(|b| b"hms".contains(&b));
+                (if elapsed { inside.len().max(2) } else { 0 }, end)
+            }
+            '"' | '\\' => (0, 1),
+            'y' => (if run <= 2 { 2 } else { 4 }, run),
+            'm' | 'd' => (
+                match run {
+                    1 | 2 => 2,
+                    3 => 3,
+                    4 => 9,
+                    _ if c == 'm' => 1,
+                    _ => 9,
+                },
+                run,
+            ),
+            'h' | 's' => (run.max(2), run),
+            _ => {
+                let mut utf8 = [0; 4];
+                (
+                    crate::schema::display_width(c.encode_utf8(&mut utf8)),
+                    c.len_utf8(),
+                )
+            }
         };
         width += shown;
         rest = &rest[len..];
@@ -360,9 +377,13 @@ mod tests {
     fn date_patterns_are_as_wide_as_what_they_show() {
         assert_eq!(shown_width("yyyy-mm-dd"), 10);
         assert_eq!(shown_width("yyyy-mm-dd hh:mm:ss"), 19);
-        assert_eq!(shown_width("d mmmm yyyy"), 16);
-        assert_eq!(shown_width("[$-409]h:mm AM/PM"), 7);
-        assert_eq!(shown_width("yyyy\\年m\\月d\\日"), 12);
+        assert_eq!(shown_width("d mmmm yyyy"), 17);
+        assert_eq!(shown_width("d/m/yyyy"), 10, "28/12/2026");
+        assert_eq!(shown_width("m/d/yyyy h:mm"), 16, "12/28/2026 10:20");
+        assert_eq!(shown_width("[$-409]h:mm AM/PM"), 8);
+        assert_eq!(shown_width("[Red][h]:mm:ss"), 8);
+        assert_eq!(shown_width("mmmmm yy"), 4);
+        assert_eq!(shown_width("yyyy\\年m\\月d\\日"), 14);
         let mut styles = Styles::default();
         let date = styles.number_format("yyyy-mm-dd");
         assert_eq!(styles.shown_width(date), 10);
