@@ -227,6 +227,35 @@ async fn a_character_the_csv_encoding_cannot_hold_names_its_batch_record_and_col
     expect_refused_batch(&server, &mut call, &id, batch, at, why).await;
 }
 
+/// `csv_excel_text` and `csv_decimal_separator` are the PHP `csv` options
+/// `excel_text` and `decimal_separator`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn csv_options_keep_ids_as_text_and_write_decimal_commas() {
+    let server = TestServer::start(&[]).await;
+    let mut client = server.client().await;
+    let options = pb::FormatOptions {
+        csv_delimiter: ";".into(),
+        csv_excel_text: true,
+        csv_decimal_separator: ",".into(),
+        ..Default::default()
+    };
+    let (mut call, _) =
+        start_export(&mut client, metadata_with(ExportFormat::FormatCsv, options)).await;
+    call.send(batch_msg(pb::DataBatch {
+        records: vec![record(&["000123", "12.25", "2026-11-29", "true"])],
+        batch_sequence: 1,
+    }))
+    .await;
+    call.half_close();
+    let last = call.recv().await.unwrap();
+    assert_eq!(last.status, TaskStatus::Completed as i32, "{last:?}");
+    let text = std::fs::read_to_string(local_path(&last.oss_url)).unwrap();
+    assert!(
+        text.ends_with("\n\"=\"\"000123\"\"\";12,25;2026-11-29;TRUE\n"),
+        "{text}"
+    );
+}
+
 /// Sends `batch`, which the server must refuse with INVALID_ARGUMENT naming
 /// where (`at`: batch, record, column) and `why`; the task ends FAILED.
 async fn expect_refused_batch(

@@ -74,6 +74,12 @@ pub fn options(m: &pb::ExportMetadata) -> Result<OptionValue> {
         if o.compression_enabled {
             csv.push(("compression".to_owned(), s("gzip")));
         }
+        if o.csv_excel_text {
+            csv.push(("excel_text".to_owned(), OptionValue::Bool(true)));
+        }
+        if !o.csv_decimal_separator.is_empty() {
+            csv.push(("decimal_separator".to_owned(), s(&o.csv_decimal_separator)));
+        }
         if format == "csv" && !csv.is_empty() {
             map.push(("csv".into(), OptionValue::Map(csv)));
         }
@@ -324,6 +330,8 @@ mod tests {
             csv_encoding: "GBK".into(),
             excel_sheet_name: String::new(),
             compression_enabled: true,
+            csv_excel_text: true,
+            csv_decimal_separator: ",".into(),
         });
         let spec = spec(&m, &Settings::default()).unwrap();
         assert_eq!(spec.columns[0].width, Some(ColumnWidth::Chars(18.0)));
@@ -331,6 +339,8 @@ mod tests {
         assert_eq!(spec.csv.delimiter, b';');
         assert_eq!(spec.csv.encoding, CsvEncoding::Gbk);
         assert!(spec.csv.gzip);
+        assert!(spec.csv.excel_text);
+        assert_eq!(spec.csv.style.decimal_separator, b',');
         assert_eq!(spec.filename_for("t"), "a.csv.gz");
     }
 
