@@ -56,11 +56,12 @@ final class SpreadsheetFeaturesTest extends FluxoTestCase
                     ['name' => 'Auto', 'type' => 'date', 'width' => 'auto'],
                     ['name' => 'Id', 'type' => 'int'],
                     ['name' => 'Long id', 'type' => 'int'],
+                    ['name' => 'Amount', 'type' => 'number', 'format' => '#,##0.00', 'width' => 'auto'],
                 ],
             ],
             [
-                ['2026-11-29 10:00:00', '2026-11-29', 7, new \DateTimeImmutable('2026-11-29 10:00'), '2026-11-29', '2026-11-29', '2026-11-29', -123456789012, 7],
-                [null, null, 9_999_999_999, null, null, null, null, 5, 123456789012345678],
+                ['2026-11-29 10:00:00', '2026-11-29', 7, new \DateTimeImmutable('2026-11-29 10:00'), '2026-11-29', '2026-11-29', '2026-11-29', -123456789012, 7, 1234567890.5],
+                [null, null, 9_999_999_999, null, null, null, null, 5, 123456789012345678, -0.25],
             ]
         );
         $columns = $this->readXlsx($r->path)['sheets'][0]['columns'];
@@ -73,6 +74,7 @@ final class SpreadsheetFeaturesTest extends FluxoTestCase
         self::assertEqualsWithDelta(11.0, $columns['G']['width'], 0.8, 'auto: the date as shown, not its serial');
         self::assertEqualsWithDelta(14.0, $columns['H']['width'], 0.8, 'a 12-digit int would show as 1.23E+11');
         self::assertEqualsWithDelta(19.0, $columns['I']['width'], 0.8, 'an 18-digit id, written as text');
+        self::assertEqualsWithDelta(17.0, $columns['J']['width'], 0.8, 'auto: 1,234,567,890.50 as the format shows it');
     }
 
     public function testWorkbookProperties(): void

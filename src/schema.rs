@@ -582,7 +582,10 @@ pub fn convert(value: Value<'_>, column_type: ColumnType) -> Result<Cell<'_>, Ce
                     let text = text(b)?;
                     let dt = parse_datetime(text).ok_or(CellError::NotADate)?;
                     // Of the forms parse_datetime reads, only `Y-m-d` has ten characters.
-                    (dt, trimmed(text).len() == 10)
+                    (
+                        dt,
+                        column_type == T::DateOrDateTime && trimmed(text).len() == 10,
+                    )
                 }
                 Value::Int(unix) => (
                     LocalDateTime {

@@ -503,7 +503,7 @@ impl FormatWriter for XlsxWriter {
                         };
                         if let Some(serial) = dt.excel_serial() {
                             let style = date_style(default);
-                            let shown = self.styles.shown_width(style);
+                            let shown = self.styles.date_width(style);
                             sheet.shown_widths[col] = sheet.shown_widths[col].max(shown);
                             sheet.cells.float(xml, col, style, serial);
                         } else {
@@ -517,15 +517,24 @@ impl FormatWriter for XlsxWriter {
                     }
                     Cell::Time(dt) => {
                         let style = date_style(self.date_styles.time);
-                        let shown = self.styles.shown_width(style);
+                        let shown = self.styles.date_width(style);
                         sheet.shown_widths[col] = sheet.shown_widths[col].max(shown);
                         sheet.cells.float(xml, col, style, dt.excel_time());
                     }
                 }
                 if let Some(widest) = &mut sheet.auto_widths[col] {
-                    let width = match cell {
-                        Cell::Text(t) => schema::display_width(t),
-                        other => {
+                    let number = match *cell {
+                        Cell::Int(i) if (-MAX_EXACT_INT..=MAX_EXACT_INT).contains(&i) => {
+                            Some(i as f64)
+                        }
+                        Cell::Float(f) => Some(f),
+                        _ => None,
+                    };
+                    let formatted = number.and_then(|n| self.styles.number_width(style, n));
+                    let width = match (formatted, cell) {
+                        (Some(width), _) => width,
+                        (None, Cell::Text(t)) => schema::display_width(t),
+                        (None, other) => {
                             self.scratch.clear();
                             schema::write_text_form(other, default_text_style(), &mut self.scratch);
                             self.scratch.len()

@@ -30,7 +30,9 @@ pub struct SheetEntry {
 pub struct Styles {
     patterns: Vec<String>,
     /// How many characters each pattern shows a date or time in.
-    shown_widths: Vec<usize>,
+    date_widths: Vec<usize>,
+    /// How each pattern lays out a number.
+    number_shapes: Vec<NumberShape>,
 }
 
 impl Styles {
@@ -43,7 +45,8 @@ impl Styles {
             Some(i) => i,
             None => {
                 self.patterns.push(pattern.to_owned());
-                self.shown_widths.push(shown_width(pattern));
+                self.date_widths.push(shown_width(pattern));
+                self.number_shapes.push(NumberShape::of(pattern));
                 self.patterns.len() - 1
             }
         };
@@ -52,12 +55,23 @@ impl Styles {
 
     /// How many characters a date or time shows in with `style`: a column
     /// narrower than that shows `####` in Excel.
-    pub fn shown_width(&self, style: u32) -> usize {
+    pub fn date_width(&self, style: u32) -> usize {
         let index = (style as usize).checked_sub(2);
         index
-            .and_then(|i| self.shown_widths.get(i))
+            .and_then(|i| self.date_widths.get(i))
             .copied()
             .unwrap_or(0)
+    }
+
+    /// How many characters `value` shows in with `style`: for the width of
+    /// a `width => 'auto'` column, which its text form (`1234567890.5`)
+    /// understates when the format groups digits or fixes decimals
+    /// (`1,234,567,890.50`).
+    pub fn number_width(&self, style: u32, value: f64) -> Option<usize> {
+        let index = (style as usize).checked_sub(2)?;
+        self.number_shapes
+            .get(index)
+            .map(|shape| shape.width(value))
     }
 
     pub fn xml(&self) -> String {
@@ -263,6 +277,70 @@ fn w3c_datetime(t: LocalDateTime) -> String {
     format!("{y:04}-{m:02}-{d:02}T{h:02}:{mi:02}:{s:02}Z")
 }
 
+/// What of a number pattern decides how wide a number shows, from its first
+/// section (positive numbers; negative ones are given the sign on top).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+struct NumberShape {
+    /// `#,##0`: a separator every three digits.
+    grouping: bool,
+    /// Digit places after the point.
+    decimals: usize,
+    /// `%`: the value shows times 100.
+    percent: bool,
+    /// Other characters shown: currency signs, quoted text, spaces.
+    literals: usize,
+}
+
+impl NumberShape {
+    fn of(pattern: &str) -> Self {
+        let section = pattern.split(';').next().unwrap_or_default();
+        let mut shape = Self::default();
+        let mut after_point = false;
+        let mut chars = section.chars();
+        while let Some(c) = chars.next() {
+            match c {
+                '"' => shape.literals += chars.by_ref().take_while(|&q| q != '"').count(),
+                // `\x` shows x; `_x` leaves the width of x.
+                '\\' | '_' => shape.literals += usize::from(chars.next().is_some()),
+                // `*x` repeats x to fill the cell: no width of its own.
+                '*' => drop(chars.next()),
+                // Colours, conditions, locales.
+                '[' => chars.by_ref().take_while(|&q| q != ']').for_each(drop),
+                '.' => after_point = true,
+                '0' | '#' | '?' if after_point => shape.decimals += 1,
+                '0' | '#' | '?' => {}
+                ',' => shape.grouping |= !after_point,
+                '%' => {
+                    shape.percent = true;
+                    shape.literals += 1;
+                }
+                c => {
+                    let mut utf8 = [0; 4];
+                    shape.literals += crate::schema::display_width(c.encode_utf8(&mut utf8));
+                }
+            }
+        }
+        shape
+    }
+
+    fn width(self, value: f64) -> usize {
+        let value = if self.percent { value * 100.0 } else { value };
+        let whole = value.abs().trunc();
+        let digits = if whole < 10.0 {
+            1
+        } else {
+            whole.log10() as usize + 1
+        };
+        let groups = if self.grouping { (digits - 1) / 3 } else { 0 };
+        let decimals = if self.decimals > 0 {
+            self.decimals + 1
+        } else {
+            0
+        };
+        usize::from(value < 0.0) + digits + groups + decimals + self.literals
+    }
+}
+
 /// The most characters a date pattern shows: a run of one code letter
 /// shows as many as its longest value (`d`, `m`, `h`, `s`: 2; `mmm`: 3;
 /// `mmmm`, `dddd`: a name, up to 9; `mmmmm`: 1), `AM/PM` 2, an elapsed
@@ -374,6 +452,18 @@ mod tests {
     use super::*;
 
     #[test]
+    fn numbers_are_as_wide_as_their_pattern_shows_them() {
+        let width = |pattern: &str, value| NumberShape::of(pattern).width(value);
+        assert_eq!(width("#,##0.00", 1_234_567_890.5), "1,234,567,890.50".len());
+        assert_eq!(width("0.00%", 0.25), "25.00%".len());
+        assert_eq!(width("\"$\"#,##0", -1234.0), "-$1,234".len());
+        assert_eq!(width("[Red]0.0_);(0.0)", 7.25), "7.3 ".len());
+        assert_eq!(width("0", 999.0), 3);
+        assert_eq!(width("0", 1000.0), 4);
+        assert_eq!(width("#,##0", 0.5), 1);
+    }
+
+    #[test]
     fn date_patterns_are_as_wide_as_what_they_show() {
         assert_eq!(shown_width("yyyy-mm-dd"), 10);
         assert_eq!(shown_width("yyyy-mm-dd hh:mm:ss"), 19);
@@ -386,8 +476,8 @@ mod tests {
         assert_eq!(shown_width("yyyy\\年m\\月d\\日"), 14);
         let mut styles = Styles::default();
         let date = styles.number_format("yyyy-mm-dd");
-        assert_eq!(styles.shown_width(date), 10);
-        assert_eq!(styles.shown_width(0), 0);
+        assert_eq!(styles.date_width(date), 10);
+        assert_eq!(styles.date_width(0), 0);
     }
 
     #[test]
