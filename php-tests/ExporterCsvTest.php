@@ -510,11 +510,11 @@ final class ExporterCsvTest extends FluxoTestCase
         $r = $this->exportOne(['columns' => $columns, 'csv' => ['excel_text' => true]], $rows);
         self::assertSame(
             [
-                ['="123456789012345678"', '="00123"', '7', 'x1', '1214.50'],
+                ['="123456789012345678"', '="00123"', '7', '="x1"', '1214.50'],
                 ['="987654321098765432"', '=" 00042"', '8', '="2024-01-02"', '-0.25'],
             ],
             $this->dataRows($r),
-            'string columns: what a spreadsheet would convert is wrapped; numbers, other text and auto columns are not'
+            'string columns: text with a digit is wrapped; numbers and auto columns are not'
         );
         $plain = $this->exportOne(['columns' => $columns], $rows);
         self::assertSame(['123456789012345678', '00123', '7', 'x1', '1214.50'], $this->dataRows($plain)[0], 'off by default');

@@ -57,11 +57,13 @@ final class SpreadsheetFeaturesTest extends FluxoTestCase
                     ['name' => 'Id', 'type' => 'int'],
                     ['name' => 'Long id', 'type' => 'int'],
                     ['name' => 'Amount', 'type' => 'number', 'format' => '#,##0.00', 'width' => 'auto'],
+                    ['name' => 'Grouped', 'type' => 'int', 'format' => '#,##0'],
+                    ['name' => 'BIGINT text', 'type' => 'number'],
                 ],
             ],
             [
-                ['2026-11-29 10:00:00', '2026-11-29', 7, new \DateTimeImmutable('2026-11-29 10:00'), '2026-11-29', '2026-11-29', '2026-11-29', -123456789012, 7, 1234567890.5],
-                [null, null, 9_999_999_999, null, null, null, null, 5, 123456789012345678, -0.25],
+                ['2026-11-29 10:00:00', '2026-11-29', 7, new \DateTimeImmutable('2026-11-29 10:00'), '2026-11-29', '2026-11-29', '2026-11-29', -123456789012, 7, 1234567890.5, 12345678901, '123456789012'],
+                [null, null, 9_999_999_999, null, null, null, null, 5, 123456789012345678, -0.25, 5, '7'],
             ]
         );
         $columns = $this->readXlsx($r->path)['sheets'][0]['columns'];
@@ -75,6 +77,8 @@ final class SpreadsheetFeaturesTest extends FluxoTestCase
         self::assertEqualsWithDelta(14.0, $columns['H']['width'], 0.8, 'a 12-digit int would show as 1.23E+11');
         self::assertEqualsWithDelta(19.0, $columns['I']['width'], 0.8, 'an 18-digit id, written as text');
         self::assertEqualsWithDelta(17.0, $columns['J']['width'], 0.8, 'auto: 1,234,567,890.50 as the format shows it');
+        self::assertEqualsWithDelta(15.0, $columns['K']['width'], 0.8, '12,345,678,901 through its format');
+        self::assertEqualsWithDelta(13.0, $columns['L']['width'], 0.8, 'a BIGINT as PDO gives it: a whole double');
     }
 
     public function testWorkbookProperties(): void

@@ -27,7 +27,8 @@ pub fn parse(
         let line = raw.trim();
         let at = |e: String| format!("line {}: {e}", n + 1);
         let section = line.strip_prefix('[').map(str::to_ascii_uppercase);
-        if section.is_some_and(|s| s.starts_with("HOST=") || s.starts_with("PATH=")) {
+        // PHP takes any section named HOST… or PATH… as one of those.
+        if section.is_some_and(|s| s.starts_with("HOST") || s.starts_with("PATH")) {
             return Err(at(format!(
                 "\"{line}\": PHP applies [HOST=…] and [PATH=…] sections to some requests only; the server has none: give it a file of its own"
             )));
@@ -74,6 +75,27 @@ fn value_of(raw: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, S
         if let Some(c) = value.chars().find(|&c| operator(c)) {
             return Err(format!(
                 "an unquoted value cannot hold '{c}' (php.ini reads it as an operator, or not at all): put the value in double quotes"
+            ));
+        }
+        // PHP drops a `$` that starts no `${NAME}`.
+        if value
+            .match_indices('$')
+            .any(|(i, _)| !value[i + 1..].starts_with('{'))
+        {
+            return Err(
+                "an unquoted value cannot hold a '$' that starts no ${NAME} (php.ini drops it): put the value in double quotes"
+                    .to_owned(),
+            );
+        }
+        // PHP replaces the name of one of its constants by its value.
+        let constant_like = value.contains('_')
+            && value
+                .bytes()
+                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+            && value.bytes().next().is_some_and(|b| !b.is_ascii_digit());
+        if constant_like {
+            return Err(format!(
+                "\"{value}\" may be a PHP constant, which php.ini replaces by its value (E_ALL is 32767): put the value in double quotes"
             ));
         }
         let keyword = match value.to_ascii_lowercase().as_str() {
@@ -139,7 +161,7 @@ fn expand(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, St
         out.push_str(&rest[..start]);
         let after = &rest[start + 2..];
         let end = after.find('}').ok_or("\"${\" without its closing \"}\"")?;
-        out.push_str(&env(&after[..end]).unwrap_or_default());
+        out.push_str(&env(after[..end].trim()).unwrap_or_default());
         rest = &after[end + 1..];
     }
     out.push_str(rest);
@@ -202,6 +224,11 @@ mod tests {
                 "{value}: {err}"
             );
         }
+        assert!(read("v = 8f3kP0aZ1qW9xY7v$").unwrap_err().contains("'$'"));
+        assert!(read("v = PHP_OS").unwrap_err().contains("PHP constant"));
+        assert_eq!(read("v = \"PHP_OS\"").unwrap(), "PHP_OS");
+        assert_eq!(read("v = ${ TOKEN }").unwrap(), "t0k");
+        assert!(read("[hosts]\nv = 1").unwrap_err().contains("[HOST=…]"));
         assert!(read("[HOST=dl.example.com]\nv = 1")
             .unwrap_err()
             .contains("[HOST=…]"));

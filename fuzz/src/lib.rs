@@ -297,14 +297,14 @@ fn looks_like_formula(text: &str) -> bool {
     }
 }
 
-/// `excel_text`'s rule, stated on its own: at most 255 characters, of
-/// digits (one at least), spaces and `. , + - e E % ( ) / :`.
+/// `excel_text`'s rule, stated on its own: at most 255 bytes, with a digit,
+/// or a boolean word.
 fn would_convert(text: &str) -> bool {
     text.len() <= 255
-        && text.chars().any(|c| c.is_ascii_digit())
-        && text
-            .chars()
-            .all(|c| c.is_ascii_digit() || " .,+-eE%()/:".contains(c))
+        && (text.chars().any(|c| c.is_ascii_digit())
+            || ["true", "false"]
+                .iter()
+                .any(|w| text.eq_ignore_ascii_case(w)))
 }
 
 /// Whether `encoding` can hold every character of `text`.
@@ -477,7 +477,7 @@ fn run_csv_cells(u: &mut Unstructured<'_>) -> Arbitrary<()> {
                             && column.column_type == ColumnType::String
                             && would_convert(t) =>
                     {
-                        format!("=\"{t}\"")
+                        format!("=\"{}\"", t.replace('"', "\"\""))
                     }
                     CsvCell::Text(t) if options.formula_guard && looks_like_formula(t) => {
                         format!("'{t}")

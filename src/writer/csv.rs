@@ -254,8 +254,8 @@ pub struct CsvWriter {
     /// character the encoding may not: see [`plain_text_forms`]. Decided once
     /// per export, instead of checking each form.
     text_forms_plain: bool,
-    /// Which columns `excel_text` applies to: the `string` ones.
-    excel_text_columns: Vec<bool>,
+    /// What each column's text cells get beyond quoting.
+    text_rules: Vec<TextRule>,
     sheets: u32,
     rows_written: u64,
 }
@@ -284,7 +284,7 @@ impl CsvWriter {
             options,
             path: path.to_path_buf(),
             field: Vec::with_capacity(64),
-            excel_text_columns: Vec::new(),
+            text_rules: Vec::new(),
             sheets: 0,
             rows_written: 0,
         })
@@ -388,18 +388,38 @@ fn looks_like_formula(text: &str) -> bool {
     }
 }
 
-/// Whether a spreadsheet opening the CSV would turn this text into a number,
-/// date or time: it has a digit and nothing but digits, spaces and
-/// `. , + - e E % ( ) / :` (padded ` 00123`, `1,234`, `12%`, `(5)`,
-/// `2024-01-02`, `10:20`). Past 255 bytes it stays as it is: Excel's limit
-/// for the text in a formula.
+/// What a column's text cells get beyond quoting.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum TextRule {
+    AsIs,
+    /// `excel_text`, in a `string` column: `="…"` where a spreadsheet would
+    /// convert the text.
+    ExcelText,
+    /// `decimal_separator` other than `.`, in other columns: numeric text
+    /// (PDO's `DECIMAL`) gets the separator floats get, so that it still
+    /// reads as a number.
+    DecimalSeparator,
+}
+
+/// Whether a spreadsheet opening the CSV may turn this text into something
+/// else: a number, date, time or currency has a digit (`00123`, `1,234`,
+/// `$12`, `Jan 2024`, `2024-01-02T10:20`), a boolean is `TRUE` or `FALSE`.
+/// Past 255 bytes it stays as it is: Excel's limit for text in a formula.
 fn spreadsheet_would_convert(text: &str) -> bool {
+    text.len() <= 255
+        && (text.bytes().any(|b| b.is_ascii_digit())
+            || text.eq_ignore_ascii_case("true")
+            || text.eq_ignore_ascii_case("false"))
+}
+
+/// A plain number, signed or not: `-12.50`, `+7`, `3`.
+fn is_signed_number(text: &str) -> bool {
     let bytes = text.as_bytes();
-    bytes.len() <= 255
-        && bytes.iter().any(u8::is_ascii_digit)
-        && bytes
-            .iter()
-            .all(|b| b.is_ascii_digit() || b" .,+-eE%()/:".contains(b))
+    let unsigned = bytes
+        .strip_prefix(b"-")
+        .or_else(|| bytes.strip_prefix(b"+"))
+        .unwrap_or(bytes);
+    is_plain_number(unsigned)
 }
 
 /// `digits` or `digits.digits`.
@@ -419,9 +439,15 @@ impl FormatWriter for CsvWriter {
             ));
         }
         self.sheets = 1;
-        self.excel_text_columns = columns
+        let decimal_comma = self.options.style.decimal_separator != b'.';
+        self.text_rules = columns
             .iter()
-            .map(|c| self.options.excel_text && c.column_type == ColumnType::String)
+            .map(|c| match c.column_type {
+                ColumnType::String if self.options.excel_text => TextRule::ExcelText,
+                ColumnType::String => TextRule::AsIs,
+                _ if decimal_comma => TextRule::DecimalSeparator,
+                _ => TextRule::AsIs,
+            })
             .collect();
         if self.options.header {
             for c in columns {
@@ -453,11 +479,24 @@ impl FormatWriter for CsvWriter {
                             self.check_encodable(t, at)?;
                         }
                         let encoding = self.options.encoding;
-                        if self.excel_text_columns[col] && spreadsheet_would_convert(t) {
+                        let rule = self.text_rules[col];
+                        if rule == TextRule::ExcelText && spreadsheet_would_convert(t) {
                             self.field.clear();
                             self.field.extend_from_slice(b"=\"");
-                            self.field.extend_from_slice(t.as_bytes());
+                            for part in t.as_bytes().split_inclusive(|&b| b == b'"') {
+                                self.field.extend_from_slice(part);
+                                if part.ends_with(b"\"") {
+                                    self.field.push(b'"');
+                                }
+                            }
                             self.field.push(b'"');
+                            self.records.field(encoding, &self.field);
+                        } else if rule == TextRule::DecimalSeparator && is_signed_number(t) {
+                            self.field.clear();
+                            self.field.extend(t.bytes().map(|b| match b {
+                                b'.' => self.options.style.decimal_separator,
+                                other => other,
+                            }));
                             self.records.field(encoding, &self.field);
                         } else if self.options.formula_guard && looks_like_formula(t) {
                             self.field.clear();
@@ -860,6 +899,9 @@ mod tests {
             Cell::Float(1e20),
             Cell::Int(7),
             Cell::Float(0.25),
+            // PDO's DECIMAL text in an auto column reads as a number too.
+            Cell::Text("-1234.50"),
+            Cell::Text("v1.5"),
         ]];
         let comma = |delimiter| CsvOptions {
             bom: false,
@@ -873,11 +915,11 @@ mod tests {
         };
         assert_eq!(
             write(comma(b';'), &rows).0,
-            b"-1,5;100000000000000000000;7;0,25\n"
+            b"-1,5;100000000000000000000;7;0,25;-1234,50;v1.5\n"
         );
         assert_eq!(
             write(comma(b','), &rows).0,
-            b"\"-1,5\",100000000000000000000,7,\"0,25\"\n"
+            b"\"-1,5\",100000000000000000000,7,\"0,25\",\"-1234,50\",v1.5\n"
         );
     }
 
@@ -894,6 +936,8 @@ mod tests {
             "12a",
             "=1+1",
             "e",
+            "TRUE",
+            "say \"1\"",
         ];
         let long = "1".repeat(256);
         let dir = tempfile::tempdir().unwrap();
@@ -926,9 +970,12 @@ mod tests {
             wrapped("1,234"),
             wrapped("12%"),
             wrapped("2024-01-02"),
-            "12a".to_owned(),
-            "'=1+1".to_owned(),
+            wrapped("12a"),
+            // Text in a formula's string: shown as it is, never run.
+            wrapped("=1+1"),
             "e".to_owned(),
+            wrapped("TRUE"),
+            "\"=\"\"say \"\"\"\"1\"\"\"\"\"\"\"".to_owned(),
             long.clone(),
             // An auto column's text (PDO's DECIMAL) stays a number.
             "1234.50".to_owned(),

@@ -441,6 +441,24 @@ impl Drop for XlsxWriter {
 
 /// The text form of dates and numbers, where a sheet needs one: to measure
 /// column widths, and for dates Excel has no serial for.
+/// The characters a number needs to show in full where its column gives
+/// no width: through its format, or in General (no format) a whole number
+/// past ten digits, which a default-width column shows as `1.23E+11`. 0
+/// where the default width is enough.
+fn number_shown(styles: &Styles, style: u32, value: f64) -> usize {
+    if style != 0 {
+        return styles.number_width(style, value).unwrap_or(0);
+    }
+    let long_whole = value.fract() == 0.0
+        && value.abs() > MAX_NARROW_INT as f64
+        && value.abs() <= MAX_EXACT_INT as f64;
+    if long_whole {
+        int_width(value as i64)
+    } else {
+        0
+    }
+}
+
 /// The characters of `i` in decimal, its sign included.
 fn int_width(i: i64) -> usize {
     i.unsigned_abs()
@@ -488,12 +506,15 @@ impl FormatWriter for XlsxWriter {
                         sheet.cells.text(xml, col, 0, itoa::Buffer::new().format(i))
                     }
                     Cell::Int(i) => {
-                        if style == 0 && !(-MAX_NARROW_INT..=MAX_NARROW_INT).contains(&i) {
-                            sheet.shown_widths[col] = sheet.shown_widths[col].max(int_width(i));
-                        }
+                        let shown = number_shown(&self.styles, style, i as f64);
+                        sheet.shown_widths[col] = sheet.shown_widths[col].max(shown);
                         sheet.cells.int(xml, col, style, i)
                     }
-                    Cell::Float(f) => sheet.cells.float(xml, col, style, f),
+                    Cell::Float(f) => {
+                        let shown = number_shown(&self.styles, style, f);
+                        sheet.shown_widths[col] = sheet.shown_widths[col].max(shown);
+                        sheet.cells.float(xml, col, style, f)
+                    }
                     Cell::Text(t) => sheet.cells.text(xml, col, 0, t),
                     Cell::Date(dt) | Cell::DateTime(dt) => {
                         let default = if matches!(cell, Cell::Date(_)) {

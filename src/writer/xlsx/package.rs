@@ -31,8 +31,8 @@ pub struct Styles {
     patterns: Vec<String>,
     /// How many characters each pattern shows a date or time in.
     date_widths: Vec<usize>,
-    /// How each pattern lays out a number.
-    number_shapes: Vec<NumberShape>,
+    /// How each pattern lays out a number, where it can be sized.
+    number_shapes: Vec<Option<NumberShape>>,
 }
 
 impl Styles {
@@ -69,9 +69,8 @@ impl Styles {
     /// (`1,234,567,890.50`).
     pub fn number_width(&self, style: u32, value: f64) -> Option<usize> {
         let index = (style as usize).checked_sub(2)?;
-        self.number_shapes
-            .get(index)
-            .map(|shape| shape.width(value))
+        let shape = self.number_shapes.get(index).copied().flatten()?;
+        Some(shape.width(value))
     }
 
     pub fn xml(&self) -> String {
@@ -277,26 +276,37 @@ fn w3c_datetime(t: LocalDateTime) -> String {
     format!("{y:04}-{m:02}-{d:02}T{h:02}:{mi:02}:{s:02}Z")
 }
 
-/// What of a number pattern decides how wide a number shows, from its first
-/// section (positive numbers; negative ones are given the sign on top).
+/// What of a number pattern decides how wide a number shows, read from its
+/// first section. Patterns it cannot size (`@`, conditions, fractions,
+/// thousands scaling, a second section with its own text) are `None`: the
+/// number's own text is used for them.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 struct NumberShape {
     /// `#,##0`: a separator every three digits.
     grouping: bool,
+    /// `00000`: at least this many digits before the point.
+    min_digits: usize,
     /// Digit places after the point.
     decimals: usize,
     /// `%`: the value shows times 100.
     percent: bool,
+    /// `0.00E+00`: a mantissa and an exponent of at least this many digits.
+    exponent: Option<usize>,
     /// Other characters shown: currency signs, quoted text, spaces.
     literals: usize,
 }
 
 impl NumberShape {
-    fn of(pattern: &str) -> Self {
-        let section = pattern.split(';').next().unwrap_or_default();
+    fn of(pattern: &str) -> Option<Self> {
+        let mut sections = pattern.split(';');
+        let section = sections.next().unwrap_or_default();
+        let worded_negative = sections.next().is_some_and(|n| n.contains(['"', '\\']));
+        if section.contains(['@', '/', '<', '>', '=']) || worded_negative {
+            return None;
+        }
         let mut shape = Self::default();
         let mut after_point = false;
-        let mut chars = section.chars();
+        let mut chars = section.chars().peekable();
         while let Some(c) = chars.next() {
             match c {
                 '"' => shape.literals += chars.by_ref().take_while(|&q| q != '"').count(),
@@ -304,11 +314,21 @@ impl NumberShape {
                 '\\' | '_' => shape.literals += usize::from(chars.next().is_some()),
                 // `*x` repeats x to fill the cell: no width of its own.
                 '*' => drop(chars.next()),
-                // Colours, conditions, locales.
+                // Colours and locales (conditions were refused above).
                 '[' => chars.by_ref().take_while(|&q| q != ']').for_each(drop),
                 '.' => after_point = true,
+                'e' | 'E' => {
+                    let digits = chars
+                        .by_ref()
+                        .filter(|d| matches!(d, '0' | '#' | '?'))
+                        .count();
+                    shape.exponent = Some(digits.max(2));
+                }
                 '0' | '#' | '?' if after_point => shape.decimals += 1,
-                '0' | '#' | '?' => {}
+                '0' | '?' => shape.min_digits += 1,
+                '#' => {}
+                // A comma after the last digit divides by 1,000: not sized.
+                ',' if !matches!(chars.peek(), Some('0' | '#' | '?' | ',')) => return None,
                 ',' => shape.grouping |= !after_point,
                 '%' => {
                     shape.percent = true;
@@ -320,10 +340,21 @@ impl NumberShape {
                 }
             }
         }
-        shape
+        Some(shape)
     }
 
     fn width(self, value: f64) -> usize {
+        let sign = usize::from(value < 0.0);
+        let decimals = if self.decimals > 0 {
+            self.decimals + 1
+        } else {
+            0
+        };
+        if let Some(exponent) = self.exponent {
+            // 1.50E+100: the mantissa, then E, the exponent's sign and digits.
+            let exponent_digits = exponent.max(if value.abs() >= 1e100 { 3 } else { 2 });
+            return sign + self.min_digits.max(1) + decimals + 2 + exponent_digits + self.literals;
+        }
         let value = if self.percent { value * 100.0 } else { value };
         let whole = value.abs().trunc();
         let digits = if whole < 10.0 {
@@ -331,22 +362,18 @@ impl NumberShape {
         } else {
             whole.log10() as usize + 1
         };
+        let digits = digits.max(self.min_digits);
         let groups = if self.grouping { (digits - 1) / 3 } else { 0 };
-        let decimals = if self.decimals > 0 {
-            self.decimals + 1
-        } else {
-            0
-        };
-        usize::from(value < 0.0) + digits + groups + decimals + self.literals
+        sign + digits + groups + decimals + self.literals
     }
 }
 
 /// The most characters a date pattern shows: a run of one code letter
 /// shows as many as its longest value (`d`, `m`, `h`, `s`: 2; `mmm`: 3;
-/// `mmmm`, `dddd`: a name, up to 9; `mmmmm`: 1), `AM/PM` 2, an elapsed
-/// `[h]` its digits (2 counted); a colour or locale in `[...]`, quotes and
-/// escapes none; anything else itself (a CJK character two, as
-/// [`crate::schema::display_width`] counts).
+/// `mmmm`, `dddd`: a name, up to 9; `mmmmm`: 1; `aaaa`: a CJK weekday),
+/// `AM/PM` 2, an elapsed `[h]` the hours since 1900; a colour or locale in
+/// `[...]`, quotes and escapes none; anything else itself (a CJK character
+/// two, as [`crate::schema::display_width`] counts).
 fn shown_width(pattern: &str) -> usize {
     let lower = pattern.to_ascii_lowercase();
     let mut rest = lower.as_str();
@@ -356,11 +383,21 @@ fn shown_width(pattern: &str) -> usize {
         let (shown, len) = match c {
             _ if rest.starts_with("am/pm") => (2, 5),
             '[' => {
-                let end = rest.find(']').map_or(rest.len(), |end| end + 1);
-                let inside = &rest[1..end.saturating_sub(1)];
-                let elapsed = !inside.is_empty() && inside.bytes().all(|b| b"hms".contains(&b));
-                (if elapsed { inside.len().max(2) } else { 0 }, end)
+                let inside = rest[1..].split(']').next().unwrap_or_default();
+                let end = (1 + inside.len() + 1).min(rest.len());
+                // Elapsed time since 1900: seven digits of hours for a
+                // date of this century, nine of minutes, eleven of seconds.
+                let elapsed = match inside.bytes().next() {
+                    _ if !inside.bytes().all(|b| b"hms".contains(&b)) => 0,
+                    Some(b'h') => 7,
+                    Some(b'm') => 9,
+                    Some(b's') => 11,
+                    _ => 0,
+                };
+                (elapsed, end)
             }
+            // `aaa`, `aaaa`: a CJK weekday, 一 or 星期一.
+            'a' if run >= 3 => (if run == 3 { 2 } else { 6 }, run),
             '"' | '\\' => (0, 1),
             'y' => (if run <= 2 { 2 } else { 4 }, run),
             'm' | 'd' => (
@@ -453,7 +490,8 @@ mod tests {
 
     #[test]
     fn numbers_are_as_wide_as_their_pattern_shows_them() {
-        let width = |pattern: &str, value| NumberShape::of(pattern).width(value);
+        let sized = |pattern: &str, value| NumberShape::of(pattern).map(|s| s.width(value));
+        let width = |pattern: &str, value| sized(pattern, value).expect(pattern);
         assert_eq!(width("#,##0.00", 1_234_567_890.5), "1,234,567,890.50".len());
         assert_eq!(width("0.00%", 0.25), "25.00%".len());
         assert_eq!(width("\"$\"#,##0", -1234.0), "-$1,234".len());
@@ -461,6 +499,19 @@ mod tests {
         assert_eq!(width("0", 999.0), 3);
         assert_eq!(width("0", 1000.0), 4);
         assert_eq!(width("#,##0", 0.5), 1);
+        assert_eq!(width("00000", 501.0), 5);
+        assert_eq!(width("0.00E+00", 1.5e100), "1.50E+100".len());
+        assert_eq!(width("0.00E+00", -1.23e14), "-1.23E+14".len());
+        assert_eq!(width("#,##0.00;[Red]-#,##0.00", -1234.5), "-1,234.50".len());
+        for unsized_pattern in [
+            "@",
+            "[>=100]0;0.0",
+            "# ??/??",
+            "0.0,,\"M\"",
+            "0;\"minus \"0",
+        ] {
+            assert_eq!(NumberShape::of(unsized_pattern), None, "{unsized_pattern}");
+        }
     }
 
     #[test]
@@ -471,8 +522,11 @@ mod tests {
         assert_eq!(shown_width("d/m/yyyy"), 10, "28/12/2026");
         assert_eq!(shown_width("m/d/yyyy h:mm"), 16, "12/28/2026 10:20");
         assert_eq!(shown_width("[$-409]h:mm AM/PM"), 8);
-        assert_eq!(shown_width("[Red][h]:mm:ss"), 8);
+        assert_eq!(shown_width("[Red][h]:mm:ss"), 13, "hours since 1900");
         assert_eq!(shown_width("mmmmm yy"), 4);
+        assert_eq!(shown_width("yyyy-mm-dd aaaa"), 17);
+        assert_eq!(shown_width("0.00["), 4, "an unclosed bracket");
+        assert_eq!(shown_width("["), 0);
         assert_eq!(shown_width("yyyy\\年m\\月d\\日"), 14);
         let mut styles = Styles::default();
         let date = styles.number_format("yyyy-mm-dd");
