@@ -383,7 +383,7 @@ fn plain_text_forms(options: &CsvOptions) -> bool {
 fn looks_like_formula(text: &str) -> bool {
     match text.as_bytes().split_first() {
         Some((b'=' | b'@' | b'\t' | b'\r', _)) => true,
-        Some((b'+' | b'-', number)) => !is_plain_number(number),
+        Some((b'+' | b'-', _)) => !is_signed_number(text),
         _ => false,
     }
 }

@@ -439,15 +439,14 @@ impl Drop for XlsxWriter {
     }
 }
 
-/// The text form of dates and numbers, where a sheet needs one: to measure
-/// column widths, and for dates Excel has no serial for.
 /// The characters a number needs to show in full where its column gives
-/// no width: through its format, or in General (no format) a whole number
-/// past ten digits, which a default-width column shows as `1.23E+11`. 0
-/// where the default width is enough.
-fn number_shown(styles: &Styles, style: u32, value: f64) -> usize {
+/// no width: as its format shows it (`formatted`, where the format can be
+/// sized), or in General (no format) a whole number past ten digits, which
+/// a default-width column shows as `1.23E+11`. 0 where the default width
+/// is enough.
+fn number_shown(formatted: Option<usize>, style: u32, value: f64) -> usize {
     if style != 0 {
-        return styles.number_width(style, value).unwrap_or(0);
+        return formatted.unwrap_or(0);
     }
     let long_whole = value.fract() == 0.0
         && value.abs() > MAX_NARROW_INT as f64
@@ -467,6 +466,8 @@ fn int_width(i: i64) -> usize {
         + usize::from(i < 0)
 }
 
+/// The text form of dates and numbers, where a sheet needs one: to measure
+/// column widths, and for dates Excel has no serial for.
 fn default_text_style() -> &'static TextStyle {
     static STYLE: std::sync::OnceLock<TextStyle> = std::sync::OnceLock::new();
     STYLE.get_or_init(TextStyle::default)
@@ -498,24 +499,36 @@ impl FormatWriter for XlsxWriter {
             for (col, cell) in row.iter().enumerate() {
                 let style = sheet.styles[col];
                 let date_style = |default| if style == 0 { default } else { style };
-                match *cell {
-                    Cell::Null => {}
-                    Cell::Bool(b) => sheet.cells.bool(xml, col, b),
-                    Cell::Int(i) if !(-MAX_EXACT_INT..=MAX_EXACT_INT).contains(&i) => {
-                        sheet.shown_widths[col] = sheet.shown_widths[col].max(int_width(i));
-                        sheet.cells.text(xml, col, 0, itoa::Buffer::new().format(i))
+                let number = match *cell {
+                    Cell::Int(i) if (-MAX_EXACT_INT..=MAX_EXACT_INT).contains(&i) => Some(i as f64),
+                    Cell::Float(f) => Some(f),
+                    _ => None,
+                };
+                // As the cell's format shows it, where the format can be sized.
+                let formatted = number.and_then(|n| self.styles.number_width(style, n));
+                // The characters the cell needs where its column has no width.
+                let shown = match *cell {
+                    Cell::Null => 0,
+                    Cell::Bool(b) => {
+                        sheet.cells.bool(xml, col, b);
+                        0
+                    }
+                    Cell::Int(i) if number.is_none() => {
+                        sheet.cells.text(xml, col, 0, itoa::Buffer::new().format(i));
+                        int_width(i)
                     }
                     Cell::Int(i) => {
-                        let shown = number_shown(&self.styles, style, i as f64);
-                        sheet.shown_widths[col] = sheet.shown_widths[col].max(shown);
-                        sheet.cells.int(xml, col, style, i)
+                        sheet.cells.int(xml, col, style, i);
+                        number_shown(formatted, style, i as f64)
                     }
                     Cell::Float(f) => {
-                        let shown = number_shown(&self.styles, style, f);
-                        sheet.shown_widths[col] = sheet.shown_widths[col].max(shown);
-                        sheet.cells.float(xml, col, style, f)
+                        sheet.cells.float(xml, col, style, f);
+                        number_shown(formatted, style, f)
                     }
-                    Cell::Text(t) => sheet.cells.text(xml, col, 0, t),
+                    Cell::Text(t) => {
+                        sheet.cells.text(xml, col, 0, t);
+                        0
+                    }
                     Cell::Date(dt) | Cell::DateTime(dt) => {
                         let default = if matches!(cell, Cell::Date(_)) {
                             self.date_styles.date
@@ -524,9 +537,8 @@ impl FormatWriter for XlsxWriter {
                         };
                         if let Some(serial) = dt.excel_serial() {
                             let style = date_style(default);
-                            let shown = self.styles.date_width(style);
-                            sheet.shown_widths[col] = sheet.shown_widths[col].max(shown);
                             sheet.cells.float(xml, col, style, serial);
+                            self.styles.date_width(style)
                         } else {
                             // No serial for it: text, as Excel keeps a date
                             // typed before 1900.
@@ -534,24 +546,17 @@ impl FormatWriter for XlsxWriter {
                             schema::write_text_form(cell, default_text_style(), &mut self.scratch);
                             let text = String::from_utf8_lossy(&self.scratch);
                             sheet.cells.text(xml, col, 0, &text);
+                            0
                         }
                     }
                     Cell::Time(dt) => {
                         let style = date_style(self.date_styles.time);
-                        let shown = self.styles.date_width(style);
-                        sheet.shown_widths[col] = sheet.shown_widths[col].max(shown);
                         sheet.cells.float(xml, col, style, dt.excel_time());
+                        self.styles.date_width(style)
                     }
-                }
+                };
+                sheet.shown_widths[col] = sheet.shown_widths[col].max(shown);
                 if let Some(widest) = &mut sheet.auto_widths[col] {
-                    let number = match *cell {
-                        Cell::Int(i) if (-MAX_EXACT_INT..=MAX_EXACT_INT).contains(&i) => {
-                            Some(i as f64)
-                        }
-                        Cell::Float(f) => Some(f),
-                        _ => None,
-                    };
-                    let formatted = number.and_then(|n| self.styles.number_width(style, n));
                     let width = match (formatted, cell) {
                         (Some(width), _) => width,
                         (None, Cell::Text(t)) => schema::display_width(t),
