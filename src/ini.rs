@@ -65,48 +65,7 @@ fn value_of(raw: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, S
         let end = body.find('\'').ok_or("a single quote is not closed")?;
         (body[..end].to_owned(), &body[end + 1..])
     } else {
-        let value = raw.split(';').next().unwrap_or_default().trim_end();
-        let operator = |c| {
-            matches!(
-                c,
-                '=' | '"' | '\'' | '&' | '|' | '^' | '~' | '!' | '(' | ')'
-            )
-        };
-        if let Some(c) = value.chars().find(|&c| operator(c)) {
-            return Err(format!(
-                "an unquoted value cannot hold '{c}' (php.ini reads it as an operator, or not at all): put the value in double quotes"
-            ));
-        }
-        // PHP drops a `$` that starts no `${NAME}`.
-        if value
-            .match_indices('$')
-            .any(|(i, _)| !value[i + 1..].starts_with('{'))
-        {
-            return Err(
-                "an unquoted value cannot hold a '$' that starts no ${NAME} (php.ini drops it): put the value in double quotes"
-                    .to_owned(),
-            );
-        }
-        // PHP replaces the name of one of its constants by its value.
-        let constant_like = value.contains('_')
-            && value
-                .bytes()
-                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
-            && value.bytes().next().is_some_and(|b| !b.is_ascii_digit());
-        if constant_like {
-            return Err(format!(
-                "\"{value}\" may be a PHP constant, which php.ini replaces by its value (E_ALL is 32767): put the value in double quotes"
-            ));
-        }
-        let keyword = match value.to_ascii_lowercase().as_str() {
-            "on" | "yes" | "true" => Some("1"),
-            "off" | "no" | "false" | "none" | "null" => Some(""),
-            _ => None,
-        };
-        return match keyword {
-            Some(v) => Ok(v.to_owned()),
-            None => expand(value, env),
-        };
+        return unquoted(raw, env);
     };
     let rest = rest.trim_start();
     if !(rest.is_empty() || rest.starts_with(';')) {
@@ -115,6 +74,53 @@ fn value_of(raw: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, S
         ));
     }
     Ok(value)
+}
+
+/// An unquoted value: up to a `;` comment; what PHP would read as an
+/// expression is refused.
+fn unquoted(raw: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
+    let value = raw.split(';').next().unwrap_or_default().trim_end();
+    let operator = |c| {
+        matches!(
+            c,
+            '=' | '"' | '\'' | '&' | '|' | '^' | '~' | '!' | '(' | ')'
+        )
+    };
+    if let Some(c) = value.chars().find(|&c| operator(c)) {
+        return Err(format!(
+            "an unquoted value cannot hold '{c}' (php.ini reads it as an operator, or not at all): put the value in double quotes"
+        ));
+    }
+    // PHP drops a `$` that starts no `${NAME}`.
+    if value
+        .match_indices('$')
+        .any(|(i, _)| !value[i + 1..].starts_with('{'))
+    {
+        return Err(
+            "an unquoted value cannot hold a '$' that starts no ${NAME} (php.ini drops it): put the value in double quotes"
+                .to_owned(),
+        );
+    }
+    // PHP replaces the name of one of its constants by its value.
+    let constant_like = value.contains('_')
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+        && value.bytes().next().is_some_and(|b| !b.is_ascii_digit());
+    if constant_like {
+        return Err(format!(
+            "\"{value}\" may be a PHP constant, which php.ini replaces by its value (E_ALL is 32767): put the value in double quotes"
+        ));
+    }
+    let keyword = match value.to_ascii_lowercase().as_str() {
+        "on" | "yes" | "true" => Some("1"),
+        "off" | "no" | "false" | "none" | "null" => Some(""),
+        _ => None,
+    };
+    match keyword {
+        Some(v) => Ok(v.to_owned()),
+        None => expand(value, env),
+    }
 }
 
 /// The text up to the closing quote, escapes and `${VAR}` applied, and what
