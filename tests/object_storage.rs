@@ -508,7 +508,10 @@ fn relay(
     let length = header("content-length").map_or(0, |v| v.parse().unwrap());
     let mut body = vec![0; length];
     reader.read_exact(&mut body)?;
+    // Each request is recorded before its answer goes back: the client may
+    // act on the answer, and the test read `seen`, at once.
     if faulty {
+        record(503);
         let xml = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\
                    <Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>";
         write!(
@@ -517,7 +520,6 @@ fn relay(
              Content-Length: {}\r\nConnection: close\r\n\r\n{xml}",
             xml.len()
         )?;
-        record(503);
         return Ok(());
     }
     let is_connection = |line: &str| line.to_ascii_lowercase().starts_with("connection:");
@@ -530,6 +532,13 @@ fn relay(
     let mut answer = BufReader::new(server);
     let mut status_line = String::new();
     answer.read_line(&mut status_line)?;
+    record(
+        status_line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0),
+    );
     client.write_all(status_line.as_bytes())?;
     loop {
         let mut line = String::new();
@@ -542,13 +551,6 @@ fn relay(
     }
     client.write_all(b"Connection: close\r\n\r\n")?;
     std::io::copy(&mut answer, &mut client)?;
-    record(
-        status_line
-            .split_whitespace()
-            .nth(1)
-            .and_then(|c| c.parse().ok())
-            .unwrap_or(0),
-    );
     Ok(())
 }
 
