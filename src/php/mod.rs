@@ -102,7 +102,7 @@ impl Exporter {
             }
             Ok(Self {
                 timezone: spec.timezone.clone(),
-                export: Export::start(spec, &settings)?,
+                export: Export::start_on_this_thread(spec, &settings)?,
             })
         })
     }

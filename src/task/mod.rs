@@ -95,6 +95,12 @@ struct Task {
     last_saved: Mutex<Instant>,
     /// Released once the final status is saved.
     owner: Mutex<Option<OwnerLock>>,
+    /// The thread that feeds this task and others ([`Export::start_on_this_thread`]).
+    feeder: Option<std::thread::ThreadId>,
+    /// The worker holds a host-wide slot for this task.
+    holds_slot: AtomicBool,
+    /// The producer may still add rows: not finished nor cancelled.
+    taking_rows: AtomicBool,
 }
 
 /// How often a running task rewrites its status file with progress.
@@ -135,6 +141,7 @@ impl Task {
         if matches!(&*self.outcome(), Some(Ok(_))) {
             return false;
         }
+        self.taking_rows.store(false, Ordering::SeqCst);
         self.cancelled.store(true, Ordering::SeqCst);
         self.queue.abort();
         true
@@ -228,6 +235,26 @@ pub struct Export {
 impl Export {
     /// Creates the task (status QUEUED) and hands it to a worker.
     pub fn start(spec: ExportSpec, settings: &Settings) -> Result<Self> {
+        Self::start_fed_by(spec, settings, None)
+    }
+
+    /// Like [`Export::start`], for a front end whose one thread feeds every
+    /// export it starts (PHP's request thread). That thread blocks in
+    /// [`Export::add`] on a QUEUED export whose buffer is full; when the
+    /// exports holding the slots are its own and still take rows, no slot
+    /// would ever be freed. So this export runs past
+    /// `fluxo.max_concurrent_tasks` while another export of the same thread
+    /// holds a slot and takes rows: the thread's exports run one producer's
+    /// rows between them.
+    pub fn start_on_this_thread(spec: ExportSpec, settings: &Settings) -> Result<Self> {
+        Self::start_fed_by(spec, settings, Some(std::thread::current().id()))
+    }
+
+    fn start_fed_by(
+        spec: ExportSpec,
+        settings: &Settings,
+        feeder: Option<std::thread::ThreadId>,
+    ) -> Result<Self> {
         crate::telemetry::init(settings);
         // A folder or store that cannot work fails now, not after every row is written.
         let local_dir = spec.local_dir.as_ref().unwrap_or(&settings.local_dir);
@@ -280,6 +307,9 @@ impl Export {
             finished: Condvar::new(),
             last_saved: Mutex::new(Instant::now()),
             owner: Mutex::new(Some(owner)),
+            feeder,
+            holds_slot: AtomicBool::new(false),
+            taking_rows: AtomicBool::new(true),
         });
         live_tasks()
             .lock()
@@ -396,6 +426,7 @@ impl Export {
     pub fn finish_async(&mut self) -> Result<String> {
         self.ensure_open()?;
         self.phase = Phase::Finished;
+        self.task.taking_rows.store(false, Ordering::SeqCst);
         self.task.queue.close();
         Ok(self.task_id.clone())
     }
@@ -470,13 +501,55 @@ impl Drop for Export {
     }
 }
 
+/// The slot a running task holds, if it needed one.
+struct SlotHeld<'a> {
+    task: &'a Task,
+    _slot: Option<manager::Slot>,
+}
+
+impl Drop for SlotHeld<'_> {
+    fn drop(&mut self) {
+        self.task.holds_slot.store(false, Ordering::SeqCst);
+    }
+}
+
+/// Whether another task of this task's feeding thread holds a slot and
+/// takes rows: then that thread may be blocked on this task's full queue,
+/// and the slot would never be freed ([`Export::start_on_this_thread`]).
+fn sibling_feeds_a_slot(task: &Task) -> bool {
+    let Some(feeder) = task.feeder else {
+        return false;
+    };
+    live_tasks()
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .values()
+        .filter_map(Weak::upgrade)
+        .any(|other| {
+            !std::ptr::eq(Arc::as_ptr(&other), task)
+                && other.feeder == Some(feeder)
+                && other.holds_slot.load(Ordering::SeqCst)
+                && other.taking_rows.load(Ordering::SeqCst)
+        })
+}
+
 /// Waits for a host-wide slot while the task is QUEUED.
-fn wait_for_slot(task: &Task, settings: &Settings) -> Result<manager::Slot> {
+fn wait_for_slot<'a>(task: &'a Task, settings: &Settings) -> Result<SlotHeld<'a>> {
     let started = Instant::now();
     loop {
         task.check_cancelled()?;
-        match manager::try_acquire_slot(&settings.work_dir, settings.max_concurrent_tasks) {
-            Ok(Some(slot)) => return Ok(slot),
+        let slot = manager::try_acquire_slot(&settings.work_dir, settings.max_concurrent_tasks);
+        if matches!(slot, Ok(None)) && sibling_feeds_a_slot(task) {
+            return Ok(SlotHeld { task, _slot: None });
+        }
+        match slot {
+            Ok(Some(slot)) => {
+                task.holds_slot.store(true, Ordering::SeqCst);
+                return Ok(SlotHeld {
+                    task,
+                    _slot: Some(slot),
+                });
+            }
             Ok(None) if started.elapsed() < settings.queue_timeout => {
                 std::thread::sleep(Duration::from_millis(50))
             }
@@ -810,5 +883,73 @@ mod tests {
             TaskState::Processing
         );
         assert!(sweep_spool(&settings).is_empty(), "nothing left to end");
+    }
+
+    fn one_slot_settings(dir: &std::path::Path) -> Settings {
+        Settings::resolve_with_env(
+            |key| match key {
+                "work_dir" => Some(dir.join("work").display().to_string()),
+                "local_dir" => Some(dir.join("out").display().to_string()),
+                "max_concurrent_tasks" => Some("1".into()),
+                "queue_timeout" => Some("1".into()),
+                "buffer_size" => Some("65536".into()),
+                _ => None,
+            },
+            |_| None,
+        )
+        .unwrap()
+    }
+
+    fn one_column_spec(settings: &Settings) -> ExportSpec {
+        let options = crate::config::OptionValue::Map(vec![(
+            "columns".into(),
+            crate::config::OptionValue::List(vec![crate::config::OptionValue::Str("n".into())]),
+        )]);
+        ExportSpec::from_options(&options, settings).unwrap()
+    }
+
+    /// Feeds `exports` in turn, a batch of 1,000 rows each, 50 times: far
+    /// more than one export's buffer holds.
+    fn feed_in_turn(exports: &mut [Export]) -> Result<()> {
+        for round in 0..50 {
+            for export in exports.iter_mut() {
+                let mut batch = export.new_batch();
+                for n in 0..1000 {
+                    let value = crate::schema::Value::Int(round * 1000 + n);
+                    batch.push(value, crate::schema::ColumnType::Auto).unwrap();
+                    batch.end_row();
+                }
+                export.add(batch)?;
+            }
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn one_thread_feeding_more_exports_than_slots_does_not_wait_for_itself() {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = one_slot_settings(dir.path());
+        let mut exports: Vec<Export> = (0..3)
+            .map(|_| Export::start_on_this_thread(one_column_spec(&settings), &settings).unwrap())
+            .collect();
+        feed_in_turn(&mut exports).unwrap();
+        for mut export in exports {
+            assert_eq!(export.finish().unwrap().records, 50_000);
+        }
+    }
+
+    #[test]
+    fn exports_fed_by_their_own_threads_wait_for_a_slot() {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = one_slot_settings(dir.path());
+        let mut exports: Vec<Export> = (0..2)
+            .map(|_| Export::start(one_column_spec(&settings), &settings).unwrap())
+            .collect();
+        let err = feed_in_turn(&mut exports).unwrap_err();
+        assert!(
+            err.message.contains("waited 1 s for a free export slot"),
+            "{}",
+            err.message
+        );
     }
 }
