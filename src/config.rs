@@ -809,8 +809,21 @@ impl ExportSpec {
             Some(v) => parse_csv(v)?,
             None => CsvOptions::default(),
         };
+        // The header is written before any row: a name the encoding cannot
+        // hold is refused here, not from whichever batch the writer reaches it.
+        if let (Format::Csv, true, Some(limit)) = (format, csv.header, csv.text_limit()) {
+            for (i, c) in columns.iter().enumerate() {
+                limit.check(&c.name).map_err(|e| {
+                    ExportError::invalid_option(format!("columns[{i}] \"{}\": {e}", c.name))
+                })?;
+            }
+        }
+        // Empty is unset, as for the ini key: a blank config value must not
+        // put files in the working directory (a web root, under FPM).
         let local_dir = match get("local_dir") {
-            Some(v) => Some(absolute(Path::new(string("local_dir", v)?))),
+            Some(v) => Some(string("local_dir", v)?)
+                .filter(|dir| !dir.trim().is_empty())
+                .map(|dir| absolute(Path::new(dir))),
             None => None,
         };
         let choice = |key: &str, options: [&str; 2]| -> Result<bool> {
@@ -907,10 +920,25 @@ pub fn parse_columns(v: &OptionValue) -> Result<Vec<Column>> {
     Ok(columns)
 }
 
+/// A header is a cell: Excel holds at most 32,767 UTF-16 units in one.
+fn check_header_length(index: usize, name: &str) -> Result<()> {
+    const MAX: usize = 32_767;
+    let units = name.encode_utf16().count();
+    if units > MAX {
+        return Err(ExportError::invalid_option(format!(
+            "columns[{index}]: the name is {units} characters long; a header cell holds at most {MAX}"
+        )));
+    }
+    Ok(())
+}
+
 fn parse_column(index: usize, v: &OptionValue) -> Result<Column> {
     let at = |field: &str| format!("columns[{index}].{field}");
     let map = match v {
-        OptionValue::Str(name) => return Ok(Column::new(name.clone(), ColumnType::Auto)),
+        OptionValue::Str(name) => {
+            check_header_length(index, name)?;
+            return Ok(Column::new(name.clone(), ColumnType::Auto));
+        }
         other => other.as_map().ok_or_else(|| {
             bad(
                 &format!("columns[{index}]"),
@@ -929,6 +957,7 @@ fn parse_column(index: usize, v: &OptionValue) -> Result<Column> {
             )))
         }
     };
+    check_header_length(index, &name)?;
     let column_type = match get("type") {
         None => ColumnType::Auto,
         Some(v) => {
@@ -1265,6 +1294,38 @@ mod tests {
     }
 
     #[test]
+    fn headers_must_fit_the_encoding_and_a_cell() {
+        let st = Settings::resolve_with_env(|_| None, |_| None).unwrap();
+        let spec = |names: Vec<OptionValue>, csv: Vec<(&str, OptionValue)>| {
+            let options = map(vec![
+                ("columns", OptionValue::List(names)),
+                ("csv", map(csv)),
+            ]);
+            ExportSpec::from_options(&options, &st)
+        };
+        let gbk = || vec![("encoding", s("gbk"))];
+        let err = spec(vec![s("id"), s("😀")], gbk()).unwrap_err();
+        assert_eq!(
+            err.message,
+            "columns[1] \"😀\": character '😀' (U+1F600) cannot be written in GBK; \
+             use encoding GB18030 or UTF-8, or csv option unencodable => 'replace'"
+        );
+        let mut no_header = gbk();
+        no_header.push(("header", OptionValue::Bool(false)));
+        assert!(spec(vec![s("😀")], no_header).is_ok());
+        let mut replaced = gbk();
+        replaced.push(("unencodable", s("replace")));
+        assert!(spec(vec![s("😀")], replaced).is_ok());
+        let long = "é".repeat(32_768);
+        let err = spec(vec![s("id"), s(&long)], vec![]).unwrap_err();
+        assert_eq!(
+            err.message,
+            "columns[1]: the name is 32768 characters long; a header cell holds at most 32767"
+        );
+        assert!(spec(vec![s(&long[2..])], vec![]).is_ok());
+    }
+
+    #[test]
     fn column_names_are_unique_and_xlsx_sheets_narrow_enough() {
         let names = |n: usize| {
             OptionValue::List((0..n).map(|i| OptionValue::Str(format!("c{i}"))).collect())
@@ -1370,6 +1431,16 @@ mod tests {
         assert_eq!(spec.filename, "orders.xlsx");
         assert_eq!(spec.columns[1].column_type, ColumnType::Number);
         assert_eq!(spec.columns[1].lookup_key(), "7");
+        let with_dir = |dir: &str| {
+            let options = map(vec![
+                ("columns", OptionValue::List(vec![s("a")])),
+                ("local_dir", s(dir)),
+            ]);
+            ExportSpec::from_options(&options, &st).unwrap().local_dir
+        };
+        assert_eq!(with_dir(""), None, "empty: fluxo.local_dir");
+        assert_eq!(with_dir("  "), None);
+        assert_eq!(with_dir("/srv/out"), Some(PathBuf::from("/srv/out")));
 
         let err = |o: OptionValue| ExportSpec::from_options(&o, &st).unwrap_err().message;
         assert!(

@@ -842,8 +842,10 @@ impl DatePattern {
                 DateField::Year => match u32::try_from(y) {
                     Ok(year) if year <= 9999 => year,
                     _ => {
+                        // As PHP's `Y`: at least four digits after the sign.
                         use std::io::Write;
-                        let _ = write!(out, "{y:04}");
+                        let sign = if y < 0 { "-" } else { "" };
+                        let _ = write!(out, "{sign}{:04}", y.unsigned_abs());
                         continue;
                     }
                 },
@@ -1630,5 +1632,22 @@ mod tests {
         assert_eq!(String::from_utf8(out).unwrap(), "2026年1月2日 \\");
         assert!(DatePattern::new("Y-m-d \\T H:i").is_ok());
         assert_eq!(DatePattern::new("D, d M Y"), Err('D'));
+        let ymd = DatePattern::new("Y-m-d").unwrap();
+        for (year, shown) in [
+            (-44, "-0044-03-15"),
+            (10_000, "10000-03-15"),
+            (7, "0007-03-15"),
+        ] {
+            let mut out = Vec::new();
+            ymd.write(
+                &LocalDateTime::from_parts((year, 3, 15), (0, 0, 0), 0),
+                &mut out,
+            );
+            assert_eq!(
+                String::from_utf8(out).unwrap(),
+                shown,
+                "as PHP's date('Y-m-d')"
+            );
+        }
     }
 }

@@ -10,7 +10,7 @@ use ext_php_rs::zend::{ClassEntry, ExecutorGlobals};
 use crate::batch::RecordBatch;
 use crate::config::OptionValue;
 use crate::error::ExportError;
-use crate::schema::{self, CellError, Column, LocalDateTime, Value};
+use crate::schema::{CellError, Column, LocalDateTime, Value};
 
 /// A PHP array of options as an option tree.
 pub fn options(ht: &ZendHashTable) -> OptionValue {
@@ -125,25 +125,23 @@ impl DateZone {
             .ok_or_else(|| ExportError::invalid_option(format!("cannot open time zone \"{name}\"")))
     }
 
-    /// The wall-clock time of a `DateTimeInterface` in this zone.
+    /// The wall-clock time of a `DateTimeInterface` in this zone, or in its
+    /// own. From the timestamp and the zone's offset, not from formatted
+    /// text: that is any year PHP holds, `-0044` or `10000` as well.
     fn local_time(&self, date: &Zval) -> Result<LocalDateTime, Fault> {
         let call = |target: &Zval, method: &str, args| {
             call_method(target, "DateTimeInterface", method, args)
         };
-        let Some(zone) = &self.0 else {
-            let text = call(date, "format", vec![&"Y-m-d\\TH:i:s.u"])?;
-            return text
-                .str()
-                .and_then(schema::parse_datetime)
-                .ok_or(Fault::Cell(CellError::NotADate));
-        };
         let seconds = call(date, "getTimestamp", vec![])?.long();
-        let offset = call(zone, "getOffset", vec![date])?.long();
+        let offset = match &self.0 {
+            Some(zone) => call(zone, "getOffset", vec![date])?.long(),
+            None => call(date, "getOffset", vec![])?.long(),
+        };
         let micros = call(date, "format", vec![&"u"])?
             .str()
             .and_then(|u| u.parse::<u32>().ok());
         match (seconds, offset, micros) {
-            (Some(s), Some(o), Some(u)) => Ok(LocalDateTime {
+            (Some(s), Some(o), Some(u)) if s.checked_add(o).is_some() => Ok(LocalDateTime {
                 seconds: s + o,
                 nanos: u * 1000,
             }),

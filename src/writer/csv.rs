@@ -312,6 +312,20 @@ impl CsvWriter {
 
     /// With `unencodable` = error, names the first character the encoding
     /// cannot hold.
+    /// Writes `text` as a field, behind a `'` if a spreadsheet would run it
+    /// as a formula (with `formula_guard`).
+    fn text_field(&mut self, text: &str) {
+        let encoding = self.options.encoding;
+        if self.options.formula_guard && looks_like_formula(text) {
+            self.field.clear();
+            self.field.push(b'\'');
+            self.field.extend_from_slice(text.as_bytes());
+            self.records.field(encoding, &self.field);
+        } else {
+            self.records.field(encoding, text.as_bytes());
+        }
+    }
+
     fn check_encodable(&self, text: &str, at: impl FnOnce() -> String) -> Result<()> {
         match self.options.text_limit() {
             Some(limit) => limit
@@ -453,8 +467,9 @@ impl FormatWriter for CsvWriter {
             for c in columns {
                 self.check_encodable(&c.name, || format!("header \"{}\"", c.name))?;
             }
+            // A header is text from the application too, perhaps a user's.
             for c in columns {
-                self.records.field(self.options.encoding, c.name.as_bytes());
+                self.text_field(&c.name);
             }
             self.records.end_record();
         }
@@ -498,13 +513,8 @@ impl FormatWriter for CsvWriter {
                                 other => other,
                             }));
                             self.records.field(encoding, &self.field);
-                        } else if self.options.formula_guard && looks_like_formula(t) {
-                            self.field.clear();
-                            self.field.push(b'\'');
-                            self.field.extend_from_slice(t.as_bytes());
-                            self.records.field(encoding, &self.field);
                         } else {
-                            self.records.field(encoding, t.as_bytes());
+                            self.text_field(t);
                         }
                     }
                     Cell::Null => self
@@ -890,6 +900,33 @@ mod tests {
             text.ends_with("\"=HYPERLINK(\"\"http://x\"\")\",-5+A1,-5,@SUM(A1),plain,-12.50\n"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn headers_are_guarded_as_cells_are() {
+        let header = |formula_guard| {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("h.csv");
+            let options = CsvOptions {
+                bom: false,
+                formula_guard,
+                ..CsvOptions::default()
+            };
+            let mut w: Box<dyn FormatWriter> = Box::new(CsvWriter::create(&path, options).unwrap());
+            let cols: Vec<Column> = ["=1+1", "-1", "@x", "Amount"]
+                .into_iter()
+                .map(|name| Column::new(name.to_owned(), ColumnType::Auto))
+                .collect();
+            w.begin_sheet("x", &cols).unwrap();
+            w.finish().unwrap();
+            String::from_utf8(std::fs::read(&path).unwrap()).unwrap()
+        };
+        assert_eq!(
+            header(true),
+            "'=1+1,-1,'@x,Amount\n",
+            "-1 is a plain number"
+        );
+        assert_eq!(header(false), "=1+1,-1,@x,Amount\n");
     }
 
     #[test]
