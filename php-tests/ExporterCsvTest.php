@@ -8,6 +8,7 @@ use Fluxo\ExportException;
 use Fluxo\Exporter;
 use Fluxo\ExportResult;
 use Fluxo\InvalidOptionException;
+use Fluxo\Tests\Support\ChildPhp;
 use Fluxo\Tests\Support\Env;
 use Fluxo\Tests\Support\FluxoTestCase;
 
@@ -323,6 +324,33 @@ final class ExporterCsvTest extends FluxoTestCase
         self::assertStringStartsWith($dir . '/', $r->path);
     }
 
+    public function testAnEmptyLocalDirOptionMeansTheIniFolder(): void
+    {
+        $r = $this->exportOne(['columns' => ['a'], 'local_dir' => ''], [['x']]);
+        self::assertStringStartsWith(self::localDir() . '/', $r->path, 'not the working directory');
+        self::assertStringStartsWith('file://' . self::localDir() . '/', $r->url);
+    }
+
+    public function testOneScriptFeedingMoreExportsThanSlotsFinishesThemAll(): void
+    {
+        // Three exports fed in turn with one slot on the host: the second and
+        // third must not wait for a slot only this script could free.
+        $child = ChildPhp::run(<<<'PHP'
+            $exports = [];
+            for ($n = 0; $n < 3; $n++) {
+                $exports[] = new Fluxo\Exporter(['columns' => ['n']]);
+            }
+            for ($round = 0; $round < 40; $round++) {
+                foreach ($exports as $e) {
+                    $e->addBatch(array_map(static fn (int $i): array => [$i], range(1, 1000)));
+                }
+            }
+            echo json_encode(array_map(static fn ($e): int => $e->finish()->records, $exports)), "\n";
+            PHP, [], ['fluxo.max_concurrent_tasks' => '1', 'fluxo.queue_timeout' => '20', 'fluxo.buffer_size' => '65536']);
+        self::assertSame(0, $child->exitCode, $child->describe());
+        self::assertSame([40000, 40000, 40000], $child->json());
+    }
+
     public function testStorageLocalIsAccepted(): void
     {
         $r = $this->exportOne(['columns' => ['a'], 'storage' => 'local'], [['x']]);
@@ -495,6 +523,14 @@ final class ExporterCsvTest extends FluxoTestCase
         $r = $e->finish();
         self::assertSame(2, $r->records);
         self::assertSame("a\nfirst\nlast\n", file_get_contents($r->path));
+
+        // A header is written before any row: refused by the constructor.
+        try {
+            new Exporter(['columns' => ['id', '😀'], 'csv' => ['encoding' => 'GBK']]);
+            self::fail('a header GBK cannot hold was accepted');
+        } catch (InvalidOptionException $x) {
+            self::assertStringContainsString('columns[1] "😀": character \'😀\' (U+1F600) cannot be written in GBK', $x->getMessage());
+        }
     }
 
     public function testExcelTextKeepsIdsAndLeadingZerosAsText(): void

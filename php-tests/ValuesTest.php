@@ -204,6 +204,9 @@ final class ValuesTest extends FluxoTestCase
         yield 'date: timestamp' => ['date', 0, '1970-01-01'];
         yield 'date: null' => ['date', null, ''];
         // datetime
+        yield 'datetime: DateTimeImmutable in its own zone' => ['datetime', new \DateTimeImmutable('2026-11-29 10:20:30.5', new \DateTimeZone('Asia/Shanghai')), '2026-11-29 10:20:30'];
+        yield 'datetime: DateTimeImmutable in year 10000' => ['datetime', self::utc('2026-01-01 08:00:00')->setDate(10000, 1, 1), '10000-01-01 08:00:00'];
+        yield 'date: DateTimeImmutable in year -44' => ['date', self::utc('2026-01-01 00:00:00')->setDate(-44, 3, 15), '-0044-03-15'];
         yield 'datetime: DateTime' => ['datetime', new \DateTime('2026-11-29 10:20:30', new \DateTimeZone('UTC')), '2026-11-29 10:20:30'];
         yield 'datetime: Y-m-d' => ['datetime', '2026-11-29', '2026-11-29 00:00:00'];
         yield 'datetime: Y-m-d H:i:s' => ['datetime', '2026-11-29 10:20:30', '2026-11-29 10:20:30'];
