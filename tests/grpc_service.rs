@@ -720,6 +720,50 @@ async fn shutdown_fails_streams_that_outlive_the_timeout() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn shutdown_fails_a_stream_whose_upload_hangs() {
+    // A store that takes connections and never answers.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://{}", silent.local_addr().unwrap());
+    let mut server = TestServer::start(&[
+        ("shutdown_timeout", "1"),
+        ("storage", "s3"),
+        ("s3_endpoint", &endpoint),
+        ("s3_bucket", "exports"),
+        ("s3_access_key_id", "key"),
+        ("s3_secret_access_key", "secret"),
+        ("upload_timeout", "600"),
+        ("max_retries", "0"),
+    ])
+    .await;
+    let mut client = server.client().await;
+    let (mut call, id) = start_export(&mut client, metadata("", ExportFormat::FormatCsv)).await;
+    call.send(batch_msg(rows(1, 0, 100))).await;
+    call.half_close();
+    while query(&mut client, &id).await.status != pb::TaskStatus::Uploading as i32 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    server.shutdown();
+    let err = call.recv().await.unwrap_err();
+    assert_eq!(err.code(), Code::Unavailable, "{err:?}");
+    assert!(err.message().contains("shut down"), "{err:?}");
+    tokio::time::timeout(Duration::from_secs(60), server.done.take().unwrap())
+        .await
+        .expect("the server stops while the upload still hangs")
+        .unwrap();
+    let status = fluxo::task::status(&server.settings, &id).unwrap().unwrap();
+    assert_eq!(status.state, fluxo::task::registry::TaskState::Failed);
+    assert!(
+        status
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("fluxo.shutdown_timeout"),
+        "{status:?}"
+    );
+    drop(silent);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_message_over_the_size_limit_fails_the_task() {
     let server = TestServer::start(&[("max_message_size", "4096")]).await;
     let mut client = server.client().await;

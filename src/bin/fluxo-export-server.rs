@@ -103,6 +103,9 @@ fn main() -> ExitCode {
         let bound = Server::bind(settings).await?;
         bound.serve(shutdown_signal()).await
     });
+    // Blocking tasks still waiting on an export (an upload to a store that
+    // hangs) would hold the exit for as long as the store takes.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     let code = match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -220,6 +220,7 @@ impl BoundServer {
                 running,
                 "exports still running at exit"
             );
+            crate::task::abandon_running(&super::service::shutdown_reason(&settings));
         }
         // Connections close once their streams have ended.
         let _ = tokio::time::timeout(Duration::from_secs(5), grpc).await;

@@ -206,7 +206,7 @@ async fn next(io: &mut Io) -> Inbound {
     }
 }
 
-fn shutdown_reason(settings: &Settings) -> String {
+pub(super) fn shutdown_reason(settings: &Settings) -> String {
     format!(
         "the server shut down before the export finished (fluxo.shutdown_timeout = {} s)",
         settings.shutdown_timeout.as_secs()
@@ -400,6 +400,13 @@ async fn session(shared: Arc<Shared>, mut io: Io) -> Result<(), Status> {
     });
     let finished = tokio::select! {
         finished = &mut finishing => finished,
+        // Past the shutdown grace period: the client hears why now, not
+        // when an upload to a store that hangs gives up.
+        () = async { let _ = io.abort.wait_for(|a| *a).await; } => {
+            let reason = shutdown_reason(settings);
+            canceller.fail(ExportError::export(reason.clone()));
+            return Err(Status::unavailable(reason));
+        }
         // A client that cancels after its half-close, while the file is
         // finished: the task ends CANCELLED, as for a cancel mid-stream.
         _ = io.out.closed() => {

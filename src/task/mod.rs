@@ -147,6 +147,15 @@ impl Task {
         true
     }
 
+    /// Cancels with `reason` as the error the task ends with.
+    fn fail(&self, reason: ExportError) -> bool {
+        if matches!(&*self.outcome(), Some(Ok(_))) {
+            return false;
+        }
+        *self.abort_reason.lock().unwrap_or_else(|p| p.into_inner()) = Some(reason);
+        self.cancel()
+    }
+
     /// The abort error, if the task has been cancelled.
     fn check_cancelled(&self) -> Result<()> {
         if self.cancelled.load(Ordering::SeqCst) {
@@ -205,6 +214,28 @@ pub fn status(settings: &Settings, task_id: &str) -> Result<Option<TaskStatus>> 
 /// so an async export is not lost when a script ends.
 pub fn wait_for_running(timeout: Duration) -> usize {
     manager::wait_idle(timeout)
+}
+
+/// Saves the tasks this process still runs as FAILED with `reason`, for a
+/// server that exits before they end (an upload to a store that hangs):
+/// their status then says why, not only that their process died. A task
+/// that completes before the process exits saves COMPLETED over it.
+pub fn abandon_running(reason: &str) {
+    let running: Vec<Arc<Task>> = live_tasks()
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .values()
+        .filter_map(Weak::upgrade)
+        .collect();
+    for task in running {
+        task.update(true, |s| {
+            if !s.state.is_final() {
+                s.state = TaskState::Failed;
+                s.error = Some(reason.to_owned());
+                s.error_kind = Some(ErrorKind::Export);
+            }
+        });
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -460,21 +491,20 @@ impl Canceller {
     pub fn cancel(&self) {
         self.0.cancel();
     }
+
+    /// Cancels like [`Export::fail`]: the task ends FAILED with `reason`.
+    pub fn fail(&self, reason: ExportError) {
+        self.0.fail(reason);
+    }
 }
 
 impl Export {
     /// Abandons the export like [`Export::cancel`], but the task ends FAILED
     /// with `reason` (a front end's protocol or data error). No file is left.
     pub fn fail(&mut self, reason: ExportError) {
-        if self.phase == Phase::Cancelled || matches!(&*self.task.outcome(), Some(Ok(_))) {
-            return;
+        if self.phase != Phase::Cancelled && self.task.fail(reason) {
+            self.phase = Phase::Cancelled;
         }
-        *self
-            .task
-            .abort_reason
-            .lock()
-            .unwrap_or_else(|p| p.into_inner()) = Some(reason);
-        self.cancel();
     }
 }
 
