@@ -885,7 +885,7 @@ impl ExportSpec {
         if self.gzip() {
             "application/gzip"
         } else {
-            self.format.content_type()
+            self.format.content_type(self.csv.encoding)
         }
     }
 }
@@ -1291,6 +1291,39 @@ mod tests {
         assert!(csv("gbk", "true", "是").is_ok());
         assert!(csv("gb18030", "false", "😀").is_ok());
         assert!(csv("utf-8", "null", "😀").is_ok());
+    }
+
+    #[test]
+    fn a_stored_csv_names_the_charset_it_is_written_in() {
+        let st = Settings::resolve_with_env(|_| None, |_| None).unwrap();
+        let content_type = |format: &str, csv: Vec<(&str, OptionValue)>| {
+            let options = map(vec![
+                ("format", s(format)),
+                ("columns", OptionValue::List(vec![s("a")])),
+                ("csv", map(csv)),
+            ]);
+            ExportSpec::from_options(&options, &st)
+                .unwrap()
+                .content_type()
+        };
+        assert_eq!(content_type("csv", vec![]), "text/csv; charset=utf-8");
+        assert_eq!(
+            content_type("csv", vec![("encoding", s("gbk"))]),
+            "text/csv; charset=GBK"
+        );
+        assert_eq!(
+            content_type("csv", vec![("encoding", s("GB18030"))]),
+            "text/csv; charset=GB18030"
+        );
+        assert_eq!(
+            content_type("csv", vec![("encoding", s("utf-16le"))]),
+            "text/csv; charset=UTF-16LE"
+        );
+        assert_eq!(
+            content_type("csv", vec![("compression", s("gzip"))]),
+            "application/gzip"
+        );
+        assert_eq!(content_type("xlsx", vec![]), crate::writer::XLSX_MEDIA_TYPE);
     }
 
     #[test]

@@ -189,11 +189,21 @@ async fn signed_downloads_serve_local_files_and_refuse_tampering() {
     assert_eq!(ok.code, 200, "{}", ok.text());
     assert!(ok.text().contains("000000000000000049"));
     let head = ok.head.to_ascii_lowercase();
-    assert!(head.contains("content-type: text/csv"), "{head}");
+    assert!(
+        head.contains("content-type: text/csv; charset=utf-8\r\n"),
+        "the BOM says UTF-8: {head}"
+    );
     assert!(
         head.contains("filename*=utf-8''%e8%ae%a2%e5%8d%95%2011.csv"),
         "{head}"
     );
+    // A key that names a folder, correctly signed: 404, not a dropped connection.
+    let encoded_key = rest.strip_prefix("/v1/files/").unwrap();
+    // The folders are the date and the task id: nothing to decode.
+    let folder = &encoded_key[..encoded_key.rfind('/').unwrap()];
+    let url = fluxo::storage::signed::sign_url("", b"download-secret-16", folder, u64::MAX / 2);
+    let r = get(server.status, &url, &[]).await;
+    assert_eq!(r.code, 404, "{url}: {}", r.text());
 
     // Tampered signature, key or expiry: 403.
     let (path, query) = rest.split_once('?').unwrap();

@@ -14,6 +14,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 use crate::config::StorageKind;
 use crate::grpc::convert;
@@ -113,12 +114,19 @@ struct Signed {
     signature: Option<String>,
 }
 
-fn content_type(key: &str) -> &'static str {
+/// The media type of a stored file, from its name and, for a CSV, its
+/// byte-order mark: the only sign of its encoding a file keeps. A CSV
+/// without one (GBK, GB18030, UTF-8 with `bom` off) gets no charset rather
+/// than a wrong one.
+fn content_type(key: &str, head: &[u8]) -> &'static str {
     match Path::new(key).extension().and_then(|e| e.to_str()) {
-        Some(e) if e.eq_ignore_ascii_case("xlsx") => {
-            "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
-        }
-        Some(e) if e.eq_ignore_ascii_case("csv") => "text/csv; charset=utf-8",
+        Some(e) if e.eq_ignore_ascii_case("xlsx") => crate::writer::XLSX_MEDIA_TYPE,
+        Some(e) if e.eq_ignore_ascii_case("gz") => "application/gzip",
+        Some(e) if e.eq_ignore_ascii_case("csv") => match head {
+            [0xEF, 0xBB, 0xBF, ..] => "text/csv; charset=utf-8",
+            [0xFF, 0xFE, ..] => "text/csv; charset=UTF-16LE",
+            _ => "text/csv",
+        },
         _ => "application/octet-stream",
     }
 }
@@ -166,11 +174,21 @@ async fn download(
         return error(StatusCode::FORBIDDEN, "bad file key");
     }
     let path = shared.settings.local_dir.join(relative);
-    let file = match tokio::fs::File::open(&path).await {
+    let mut file = match tokio::fs::File::open(&path).await {
         Ok(f) => f,
         Err(_) => return error(StatusCode::NOT_FOUND, "no such file"),
     };
-    let len = file.metadata().await.map(|m| m.len()).unwrap_or(0);
+    // A key that names a folder opens, and reading it fails mid-response.
+    let len = match file.metadata().await {
+        Ok(m) if m.is_file() => m.len(),
+        _ => return error(StatusCode::NOT_FOUND, "no such file"),
+    };
+    let mut head = [0u8; 3];
+    // A regular file gives all the bytes asked for that it has.
+    let read = file.read(&mut head).await.unwrap_or(0);
+    if file.rewind().await.is_err() {
+        return error(StatusCode::INTERNAL_SERVER_ERROR, "cannot read the file");
+    }
     let filename = key.rsplit('/').next().unwrap_or("export");
     let body = Body::from_stream(tokio_util::io::ReaderStream::with_capacity(
         file,
@@ -178,7 +196,10 @@ async fn download(
     ));
     (
         [
-            (header::CONTENT_TYPE, content_type(&key).to_owned()),
+            (
+                header::CONTENT_TYPE,
+                content_type(&key, &head[..read]).to_owned(),
+            ),
             (header::CONTENT_LENGTH, len.to_string()),
             (
                 header::CONTENT_DISPOSITION,
@@ -258,4 +279,33 @@ async fn metrics_text(State(shared): State<Arc<Shared>>) -> Response {
         text,
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::content_type;
+
+    #[test]
+    fn a_csv_is_served_with_the_charset_its_bom_shows() {
+        assert_eq!(
+            content_type("a/x.csv", b"\xEF\xBB\xBFid"),
+            "text/csv; charset=utf-8"
+        );
+        assert_eq!(
+            content_type("a/x.CSV", b"\xFF\xFEi"),
+            "text/csv; charset=UTF-16LE"
+        );
+        assert_eq!(
+            content_type("a/x.csv", b"\xD5\xC5"),
+            "text/csv",
+            "GBK: no BOM, no charset"
+        );
+        assert_eq!(content_type("a/x.csv", b""), "text/csv");
+        assert_eq!(content_type("a/x.csv.gz", b"\x1F\x8B"), "application/gzip");
+        assert_eq!(
+            content_type("a/x.xlsx", b"PK\x03"),
+            crate::writer::XLSX_MEDIA_TYPE
+        );
+        assert_eq!(content_type("a/x", b""), "application/octet-stream");
+    }
 }

@@ -14,6 +14,9 @@ use crate::batch::RecordBatch;
 use crate::error::{ExportError, Result};
 use crate::schema::Column;
 
+pub const XLSX_MEDIA_TYPE: &str =
+    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet";
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Format {
     Csv,
@@ -36,10 +39,14 @@ impl Format {
         }
     }
 
-    pub fn content_type(self) -> &'static str {
-        match self {
-            Self::Csv => "text/csv; charset=utf-8",
-            Self::Xlsx => "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    /// The media type; a CSV's names the charset it is written in.
+    pub fn content_type(self, encoding: csv::CsvEncoding) -> &'static str {
+        match (self, encoding) {
+            (Self::Csv, csv::CsvEncoding::Utf8) => "text/csv; charset=utf-8",
+            (Self::Csv, csv::CsvEncoding::Gbk) => "text/csv; charset=GBK",
+            (Self::Csv, csv::CsvEncoding::Gb18030) => "text/csv; charset=GB18030",
+            (Self::Csv, csv::CsvEncoding::Utf16Le) => "text/csv; charset=UTF-16LE",
+            (Self::Xlsx, _) => XLSX_MEDIA_TYPE,
         }
     }
 }
