@@ -14,6 +14,8 @@ pub enum ErrorKind {
     Storage,
     /// The export was cancelled.
     Cancelled,
+    /// No export slot came free within `fluxo.queue_timeout`: retry later.
+    Busy,
     /// Anything else: a writer failure, a wrong call order.
     Export,
 }
@@ -44,6 +46,10 @@ impl ExportError {
 
     pub fn export(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::Export, message)
+    }
+
+    pub fn busy(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Busy, message)
     }
 
     pub fn cancelled() -> Self {

@@ -720,6 +720,22 @@ async fn shutdown_fails_streams_that_outlive_the_timeout() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_stream_that_waits_past_the_queue_timeout_is_told_to_retry_later() {
+    let server = TestServer::start(&[("max_concurrent_tasks", "1"), ("queue_timeout", "1")]).await;
+    let mut client = server.client().await;
+    let (_holder, _) = start_export(&mut client, metadata("", ExportFormat::FormatCsv)).await;
+    let (call, id) = start_export(&mut client, metadata("", ExportFormat::FormatCsv)).await;
+    let status = wait_final(&mut client, &id).await;
+    assert_eq!(status.status, TaskStatus::Failed as i32, "{status:?}");
+    assert_eq!(status.error_code, "BUSY", "{status:?}");
+    call.send(batch_msg(rows(1, 0, 10))).await;
+    let mut call = call;
+    let err = call.recv().await.unwrap_err();
+    assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
+    assert!(err.message().contains("fluxo.queue_timeout"), "{err:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn shutdown_fails_a_stream_whose_upload_hangs() {
     // A store that takes connections and never answers.
     let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

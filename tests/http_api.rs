@@ -118,6 +118,32 @@ async fn metrics_use_the_seed_names() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_stream_refused_for_its_options_counts_as_an_option_error() {
+    let server = TestServer::start(&[]).await;
+    let option_errors = || async {
+        let text = get(server.metrics, "/metrics", &[]).await.text();
+        let line = r#"export_errors_total{kind="invalid_option"} "#;
+        text.lines()
+            .find_map(|l| l.strip_prefix(line))
+            .unwrap_or_else(|| panic!("{line} missing:\n{text}"))
+            .parse::<u64>()
+            .unwrap()
+    };
+    let before = option_errors().await;
+    let mut client = server.client().await;
+    let mut call = Call::open(&mut client).await.unwrap();
+    let mut meta = metadata("", ExportFormat::FormatCsv);
+    meta.columns.clear();
+    call.send(meta_msg(meta)).await;
+    let err = call.recv().await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
+    assert!(
+        option_errors().await > before,
+        "the refusal was not counted"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_status_api_answers_json_with_the_proto_field_names() {
     let server = TestServer::start(&[("auth_token", "t0ken")]).await;
     let (id, url) = export(&server, Some("t0ken")).await;

@@ -180,6 +180,7 @@ pub fn error_code(kind: ErrorKind) -> &'static str {
         ErrorKind::InvalidRow => "INVALID_ROW",
         ErrorKind::Storage => "STORAGE",
         ErrorKind::Cancelled => "CANCELLED",
+        ErrorKind::Busy => "BUSY",
         ErrorKind::Export => "EXPORT_FAILED",
     }
 }

@@ -22,7 +22,7 @@ use crate::error::{ErrorKind, ExportError};
 use crate::schema::ColumnType;
 use crate::task::idempotency::IdempotencyMap;
 use crate::task::registry::{now_ms, TaskState};
-use crate::task::{self, Export};
+use crate::task::{self, metrics, Export};
 
 /// What every session of one server shares.
 pub struct Shared {
@@ -146,6 +146,7 @@ fn status_of(e: &ExportError) -> Status {
         ErrorKind::InvalidOption | ErrorKind::InvalidRow => Status::invalid_argument(&e.message),
         ErrorKind::Cancelled => Status::cancelled(&e.message),
         ErrorKind::Storage => Status::unavailable(&e.message),
+        ErrorKind::Busy => Status::resource_exhausted(&e.message),
         ErrorKind::Export => Status::internal(&e.message),
     }
 }
@@ -266,7 +267,7 @@ async fn session(shared: Arc<Shared>, mut io: Io) -> Result<(), Status> {
         }
     }
 
-    let spec = convert::spec(&metadata, settings).map_err(|e| status_of(&e))?;
+    let spec = convert::spec(&metadata, settings).map_err(|e| refused(&e))?;
     let mut types: Arc<[ColumnType]> = spec.columns.iter().map(|c| c.column_type).collect();
     let mut names: Arc<[String]> = spec.columns.iter().map(|c| c.name.clone()).collect();
     let mut export = {
@@ -284,7 +285,7 @@ async fn session(shared: Arc<Shared>, mut io: Io) -> Result<(), Status> {
         }
         let s = settings.clone();
         joined(tokio::task::spawn_blocking(move || Export::start(spec, &s)).await)?
-            .map_err(|e| status_of(&e))?
+            .map_err(|e| refused(&e))?
     };
     let task_id = export.task_id().to_owned();
     if !request_id.is_empty() {
@@ -330,7 +331,7 @@ async fn session(shared: Arc<Shared>, mut io: Io) -> Result<(), Status> {
                 Some(Payload::Sheet(sheet)) => {
                     let columns = match convert::sheet_columns(&sheet.columns) {
                         Ok(c) => c,
-                        Err(e) => return Err(fail(&mut export, &e.message)),
+                        Err(e) => return Err(fail_with(&mut export, e)),
                     };
                     let (returned, result) = joined(
                         tokio::task::spawn_blocking(move || {
@@ -341,7 +342,7 @@ async fn session(shared: Arc<Shared>, mut io: Io) -> Result<(), Status> {
                     )?;
                     export = returned;
                     if let Err(e) = result {
-                        return Err(fail(&mut export, &e.message));
+                        return Err(fail_with(&mut export, e));
                     }
                     types = export.columns().iter().map(|c| c.column_type).collect();
                     names = export.columns().iter().map(|c| c.name.clone()).collect();
@@ -424,9 +425,21 @@ async fn session(shared: Arc<Shared>, mut io: Io) -> Result<(), Status> {
 
 /// Ends the task FAILED with `reason`; the stream gets INVALID_ARGUMENT.
 fn fail(export: &mut Export, reason: &str) -> Status {
-    tracing::warn!(task_id = %export.task_id(), component = "grpc", event = "protocol_error", reason, "stream rejected");
-    export.fail(ExportError::invalid_row(reason));
-    Status::invalid_argument(reason)
+    fail_with(export, ExportError::invalid_row(reason))
+}
+
+/// Ends the task FAILED with `error`; the stream gets its status.
+fn fail_with(export: &mut Export, error: ExportError) -> Status {
+    tracing::warn!(task_id = %export.task_id(), component = "grpc", event = "protocol_error", reason = %error, "stream rejected");
+    let status = status_of(&error);
+    export.fail(error);
+    status
+}
+
+/// A stream refused before it had a task: counted as a failed export is.
+fn refused(e: &ExportError) -> Status {
+    metrics::count_failure(e.kind);
+    status_of(e)
 }
 
 /// A retried request: answers with the existing task, ignores the batches,

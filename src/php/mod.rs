@@ -28,7 +28,7 @@ fn exception(err: ExportError) -> PhpException {
         ErrorKind::InvalidRow => INVALID_ROW_EXCEPTION,
         ErrorKind::InvalidOption => INVALID_OPTION_EXCEPTION,
         ErrorKind::Storage => STORAGE_EXCEPTION,
-        ErrorKind::Cancelled | ErrorKind::Export => EXPORT_EXCEPTION,
+        ErrorKind::Cancelled | ErrorKind::Busy | ErrorKind::Export => EXPORT_EXCEPTION,
     };
     match ClassEntry::try_find(class) {
         Some(ce) => PhpException::new(err.message, 0, ce),

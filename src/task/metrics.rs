@@ -58,9 +58,9 @@ static RECORDS: AtomicU64 = AtomicU64::new(0);
 static COMPLETED: AtomicU64 = AtomicU64::new(0);
 static CANCELLED: AtomicU64 = AtomicU64::new(0);
 static BYTES: AtomicU64 = AtomicU64::new(0);
-/// Failures by kind: invalid_option, invalid_row, storage, export.
-static ERRORS: [AtomicU64; 4] = [const { AtomicU64::new(0) }; 4];
-const ERROR_KINDS: [&str; 4] = ["invalid_option", "invalid_row", "storage", "export"];
+/// Failures by kind.
+static ERRORS: [AtomicU64; 5] = [const { AtomicU64::new(0) }; 5];
+const ERROR_KINDS: [&str; 5] = ["invalid_option", "invalid_row", "storage", "busy", "export"];
 
 /// Rows handed to a writer.
 pub fn add_records(rows: u64) {
@@ -80,19 +80,24 @@ pub fn task_ended(result: &Result<(u64, Duration), ExportError>) {
             BYTES.fetch_add(*bytes, Ordering::Relaxed);
             DURATION.observe(*duration);
         }
-        Err(e) if e.kind == ErrorKind::Cancelled => {
-            CANCELLED.fetch_add(1, Ordering::Relaxed);
-        }
-        Err(e) => {
-            let i = match e.kind {
-                ErrorKind::InvalidOption => 0,
-                ErrorKind::InvalidRow => 1,
-                ErrorKind::Storage => 2,
-                _ => 3,
-            };
-            ERRORS[i].fetch_add(1, Ordering::Relaxed);
-        }
+        Err(e) => count_failure(e.kind),
     }
+}
+
+/// An export that failed, or a request refused before it had one.
+pub fn count_failure(kind: ErrorKind) {
+    let i = match kind {
+        ErrorKind::Cancelled => {
+            CANCELLED.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        ErrorKind::InvalidOption => 0,
+        ErrorKind::InvalidRow => 1,
+        ErrorKind::Storage => 2,
+        ErrorKind::Busy => 3,
+        ErrorKind::Export => 4,
+    };
+    ERRORS[i].fetch_add(1, Ordering::Relaxed);
 }
 
 /// Prometheus text exposition of the counters, plus the live task gauges.

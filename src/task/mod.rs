@@ -584,7 +584,7 @@ fn wait_for_slot<'a>(task: &'a Task, settings: &Settings) -> Result<SlotHeld<'a>
                 std::thread::sleep(Duration::from_millis(50))
             }
             Ok(None) => {
-                return Err(ExportError::export(format!(
+                return Err(ExportError::busy(format!(
                     "waited {} s for a free export slot (fluxo.max_concurrent_tasks = {}); \
                      raise fluxo.queue_timeout or the limit",
                     settings.queue_timeout.as_secs(),
