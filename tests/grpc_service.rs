@@ -780,6 +780,38 @@ async fn shutdown_fails_a_stream_whose_upload_hangs() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn gzip_compressed_messages_are_accepted_and_held_to_the_size_limit_inflated() {
+    use tonic::codec::CompressionEncoding::Gzip;
+    let server = TestServer::start(&[("max_message_size", "65536")]).await;
+    let mut client = server
+        .client()
+        .await
+        .send_compressed(Gzip)
+        .accept_compressed(Gzip);
+    let (mut call, _) = start_export(&mut client, metadata("", ExportFormat::FormatCsv)).await;
+    call.send(batch_msg(rows(1, 0, 300))).await;
+    call.half_close();
+    let done = call.recv().await.unwrap();
+    assert_eq!(done.status, TaskStatus::Completed as i32, "{done:?}");
+    assert_eq!(done.record_count, 300);
+
+    // 1 MiB of one letter: a few kilobytes on the wire, 16 times the limit inflated.
+    let (mut call, id) = start_export(&mut client, metadata("", ExportFormat::FormatCsv)).await;
+    let big = "a".repeat(1 << 20);
+    let mut batch = rows(1, 0, 1);
+    batch.records[0].values[0] = big;
+    call.send(batch_msg(batch)).await;
+    let err = call.recv().await.unwrap_err();
+    assert!(
+        err.message().contains("fluxo.max_message_size"),
+        "{:?} {err:?}",
+        err.code()
+    );
+    let status = wait_final(&mut client, &id).await;
+    assert_eq!(status.status, TaskStatus::Failed as i32, "{status:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_message_over_the_size_limit_fails_the_task() {
     let server = TestServer::start(&[("max_message_size", "4096")]).await;
     let mut client = server.client().await;

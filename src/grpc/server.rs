@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_stream::wrappers::TcpListenerStream;
+use tonic::codec::CompressionEncoding;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Identity, ServerTlsConfig};
 
@@ -145,7 +146,10 @@ impl BoundServer {
                 })?;
         }
         let max = settings.server.max_message_size;
+        // tonic holds a gzip message to the same limit once inflated (0.14.3+).
         let service = ExportServiceServer::new(ExportGrpc::new(shared.clone()))
+            .accept_compressed(CompressionEncoding::Gzip)
+            .send_compressed(CompressionEncoding::Gzip)
             .max_decoding_message_size(max)
             .max_encoding_message_size(max);
         let service = super::cancel::WatchCancel(InterceptedService::new(

@@ -193,8 +193,9 @@ async fn next(io: &mut Io) -> Inbound {
             Ok(None) if gone.is_set() => Inbound::Gone("the client cancelled the call".into()),
             Ok(None) => Inbound::HalfClosed,
             Err(status) if gone.is_set() => Inbound::Gone(status.message().to_owned()),
-            // tonic's own text does not name the setting that limits it.
-            Err(status) if status.code() == tonic::Code::OutOfRange => Inbound::Bad(Status::out_of_range(format!(
+            // tonic's own text does not name the setting that limits it
+            // (OUT_OF_RANGE as sent, RESOURCE_EXHAUSTED once inflated).
+            Err(status) if matches!(status.code(), tonic::Code::OutOfRange | tonic::Code::ResourceExhausted) => Inbound::Bad(Status::new(status.code(), format!(
                 "{} (the server's fluxo.max_message_size): send smaller DataBatches",
                 status.message()
             ))),
