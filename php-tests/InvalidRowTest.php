@@ -144,8 +144,8 @@ final class InvalidRowTest extends FluxoTestCase
             'time column: garbage' => [
                 $typed('time'),
                 [1, '2026-11-29 10:00:00'],
-                static fn () => [2, 'noon'],
-                ['row 1, column "val"', 'not a date', '(got string)'],
+                static fn () => [2, '25:00:00'],
+                ['row 1, column "val"', 'not a time (expected H:i:s', '(got string)'],
             ],
             'bool column: "maybe"' => [
                 $typed('bool'),

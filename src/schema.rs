@@ -379,6 +379,8 @@ pub enum CellError {
     NotANumber,
     NotABool,
     NotADate,
+    /// Text a `time` column cannot read.
+    NotATime,
     /// A type no column can hold (nested array, resource, object ...).
     Unsupported,
     /// Text longer than its file's cells hold ([`TextLimit::Chars`]).
@@ -406,6 +408,7 @@ impl fmt::Display for CellError {
             Self::NotANumber => f.write_str("not a number"),
             Self::NotABool => f.write_str("not a boolean"),
             Self::NotADate => f.write_str("not a date (expected Y-m-d, Y-m-d H:i:s or ISO 8601)"),
+            Self::NotATime => f.write_str("not a time (expected H:i:s, Y-m-d H:i:s or ISO 8601)"),
             Self::TooManyChars { chars, max } => write!(
                 f,
                 "{chars} characters of text, more than the {max} an Excel cell holds \
@@ -575,7 +578,7 @@ pub fn convert(value: Value<'_>, column_type: ColumnType) -> Result<Cell<'_>, Ce
             let (dt, date_only) = match v {
                 Value::DateTime(dt) => (dt, false),
                 Value::Bytes(b) if column_type == T::Time => {
-                    let dt = parse_time_or_datetime(text(b)?).ok_or(CellError::NotADate)?;
+                    let dt = parse_time_or_datetime(text(b)?).ok_or(CellError::NotATime)?;
                     (dt, false)
                 }
                 Value::Bytes(b) => {
@@ -1566,6 +1569,12 @@ mod tests {
         assert_eq!(t.parts(), (1970, 1, 1, 3, 4, 5));
         assert_eq!(cell(bare(), T::Date), Err(CellError::NotADate));
         assert_eq!(cell(bare(), T::DateTime), Err(CellError::NotADate));
+        assert_eq!(
+            cell(Value::Bytes(b"25:00:00"), T::Time)
+                .unwrap_err()
+                .to_string(),
+            "not a time (expected H:i:s, Y-m-d H:i:s or ISO 8601)"
+        );
     }
 
     #[test]

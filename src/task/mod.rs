@@ -195,6 +195,8 @@ fn live_tasks() -> &'static Mutex<HashMap<String, Weak<Task>>> {
 /// ended longer than `fluxo.status_retention` ago (its file may wait for the
 /// next hourly prune).
 pub fn status(settings: &Settings, task_id: &str) -> Result<Option<TaskStatus>> {
+    // A UUID is the same in capitals; the files are named in lower case.
+    let task_id = &task_id.to_ascii_lowercase();
     registry::check_task_id(task_id)?;
     let live = live_tasks()
         .lock()
@@ -391,10 +393,14 @@ impl Export {
     fn ensure_open(&self) -> Result<()> {
         match self.phase {
             Phase::Open => Ok(()),
-            Phase::Finished => Err(ExportError::export(format!(
-                "export {} is already finished",
-                self.task_id
-            ))),
+            // An export that stopped on an error says so again, not that it finished.
+            Phase::Finished => Err(match &*self.task.outcome() {
+                Some(Err(e)) => ExportError::new(
+                    e.kind,
+                    format!("export {} failed: {}", self.task_id, e.message),
+                ),
+                _ => ExportError::export(format!("export {} is already finished", self.task_id)),
+            }),
             Phase::Cancelled => Err(ExportError::cancelled()),
         }
     }
@@ -965,6 +971,12 @@ mod tests {
         feed_in_turn(&mut exports).unwrap();
         for mut export in exports {
             assert_eq!(export.finish().unwrap().records, 50_000);
+            let shouted = status(&settings, &export.task_id().to_uppercase()).unwrap();
+            assert_eq!(
+                shouted.unwrap().state,
+                TaskState::Completed,
+                "a UUID in capitals"
+            );
         }
     }
 
@@ -980,6 +992,17 @@ mod tests {
             err.message.contains("waited 1 s for a free export slot"),
             "{}",
             err.message
+        );
+        assert_eq!(err.kind, ErrorKind::Busy);
+        // The export that failed says so again when it is used.
+        let again = exports[1].finish().unwrap_err();
+        let id = exports[1].task_id().to_owned();
+        assert!(
+            again
+                .message
+                .starts_with(&format!("export {id} failed: waited 1 s")),
+            "{}",
+            again.message
         );
     }
 }
