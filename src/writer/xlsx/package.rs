@@ -32,7 +32,7 @@ pub struct Styles {
     /// How many characters each pattern shows a date or time in.
     date_widths: Vec<usize>,
     /// How each pattern lays out a number, where it can be sized.
-    number_shapes: Vec<Option<NumberShape>>,
+    number_shapes: Vec<Option<PatternShape>>,
 }
 
 impl Styles {
@@ -46,7 +46,7 @@ impl Styles {
             None => {
                 self.patterns.push(pattern.to_owned());
                 self.date_widths.push(shown_width(pattern));
-                self.number_shapes.push(NumberShape::of(pattern));
+                self.number_shapes.push(PatternShape::of(pattern));
                 self.patterns.len() - 1
             }
         };
@@ -276,10 +276,61 @@ fn w3c_datetime(t: LocalDateTime) -> String {
     format!("{y:04}-{m:02}-{d:02}T{h:02}:{mi:02}:{s:02}Z")
 }
 
-/// What of a number pattern decides how wide a number shows, read from its
-/// first section. Patterns it cannot size (`@`, conditions, fractions,
-/// thousands scaling, a second section with its own text) are `None`: the
+/// How a number pattern lays out numbers: its first section, and its
+/// second for negative numbers if it has one (Excel shows those without a
+/// minus of their own: `(1,234.50)`, `-"€"1,234.50`). Patterns it cannot
+/// size (`@`, conditions, fractions, thousands scaling) are `None`: the
 /// number's own text is used for them.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct PatternShape {
+    positive: NumberShape,
+    negative: Option<NumberShape>,
+}
+
+impl PatternShape {
+    fn of(pattern: &str) -> Option<Self> {
+        let mut sections = sections(pattern);
+        let positive = NumberShape::of(sections.next().unwrap_or_default())?;
+        let negative = match sections.next() {
+            Some(section) if !section.is_empty() => Some(NumberShape::of(section)?),
+            _ => None,
+        };
+        Some(Self { positive, negative })
+    }
+
+    fn width(self, value: f64) -> usize {
+        match self.negative {
+            Some(negative) if value < 0.0 => negative.width(-value),
+            _ => self.positive.width(value),
+        }
+    }
+}
+
+/// The `;`-separated sections of a pattern, past quoted text and escapes.
+fn sections(pattern: &str) -> impl Iterator<Item = &str> {
+    let mut rest = Some(pattern);
+    std::iter::from_fn(move || {
+        let text = rest?;
+        let (mut quoted, mut escaped) = (false, false);
+        for (at, c) in text.char_indices() {
+            match c {
+                _ if escaped => escaped = false,
+                '\\' if !quoted => escaped = true,
+                '"' => quoted = !quoted,
+                ';' if !quoted => {
+                    rest = Some(&text[at + 1..]);
+                    return Some(&text[..at]);
+                }
+                _ => {}
+            }
+        }
+        rest = None;
+        Some(text)
+    })
+}
+
+/// What of one section of a number pattern decides how wide a number
+/// shows in it.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 struct NumberShape {
     /// `#,##0`: a separator every three digits.
@@ -297,11 +348,8 @@ struct NumberShape {
 }
 
 impl NumberShape {
-    fn of(pattern: &str) -> Option<Self> {
-        let mut sections = pattern.split(';');
-        let section = sections.next().unwrap_or_default();
-        let worded_negative = sections.next().is_some_and(|n| n.contains(['"', '\\']));
-        if section.contains(['@', '/', '<', '>', '=']) || worded_negative {
+    fn of(section: &str) -> Option<Self> {
+        if section.contains(['@', '/', '<', '>', '=']) {
             return None;
         }
         let mut shape = Self::default();
@@ -490,7 +538,7 @@ mod tests {
 
     #[test]
     fn numbers_are_as_wide_as_their_pattern_shows_them() {
-        let sized = |pattern: &str, value| NumberShape::of(pattern).map(|s| s.width(value));
+        let sized = |pattern: &str, value| PatternShape::of(pattern).map(|s| s.width(value));
         let width = |pattern: &str, value| sized(pattern, value).expect(pattern);
         assert_eq!(width("#,##0.00", 1_234_567_890.5), "1,234,567,890.50".len());
         assert_eq!(width("0.00%", 0.25), "25.00%".len());
@@ -503,14 +551,16 @@ mod tests {
         assert_eq!(width("0.00E+00", 1.5e100), "1.50E+100".len());
         assert_eq!(width("0.00E+00", -1.23e14), "-1.23E+14".len());
         assert_eq!(width("#,##0.00;[Red]-#,##0.00", -1234.5), "-1,234.50".len());
-        for unsized_pattern in [
-            "@",
-            "[>=100]0;0.0",
-            "# ??/??",
-            "0.0,,\"M\"",
-            "0;\"minus \"0",
-        ] {
-            assert_eq!(NumberShape::of(unsized_pattern), None, "{unsized_pattern}");
+        // A negative section shows the number without a minus of its own.
+        let euro = "\"€\"#,##0.00;[Red]-\"€\"#,##0.00";
+        assert_eq!(width(euro, -1_234_567.5), "-€1,234,567.50".chars().count());
+        assert_eq!(width(euro, 1_234_567.5), "€1,234,567.50".chars().count());
+        assert_eq!(width("[Red]0.0_);(0.0)", -7.25), "(7.3)".len());
+        assert_eq!(width("0;\"minus \"0", -12.0), "minus 12".len());
+        assert_eq!(width("0;\"a;b\"0", -12.0), "a;b12".len(), "a quoted ;");
+        assert_eq!(width("0;;0", -12.0), "-12".len(), "an empty section");
+        for unsized_pattern in ["@", "[>=100]0;0.0", "# ??/??", "0.0,,\"M\"", "0;0/0"] {
+            assert_eq!(PatternShape::of(unsized_pattern), None, "{unsized_pattern}");
         }
     }
 
