@@ -168,9 +168,9 @@ class TaskStatus
     public $records;
     /** @var int|null */
     public $totalRows;
-    /** @var int */
+    /** @var int the file's size; while PROCESSING, what is written so far (an XLSX counts its compressed rows) */
     public $bytes;
-    /** @var int XLSX sheets written (a sheet past 1,048,575 rows continues on "Name (2)") */
+    /** @var int XLSX sheets begun (a sheet past 1,048,575 rows continues on "Name (2)") */
     public $sheets;
     /** @var string|null */
     public $url;

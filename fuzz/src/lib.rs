@@ -457,9 +457,17 @@ fn run_csv_cells(u: &mut Unstructured<'_>) -> Arbitrary<()> {
     let bytes = std::fs::read(&path).expect("the CSV file reads");
     check_written(&written, &bytes);
 
+    let guarded = |t: &str| {
+        if options.formula_guard && looks_like_formula(t) {
+            format!("'{t}")
+        } else {
+            t.to_owned()
+        }
+    };
     let mut expected: Vec<Vec<String>> = Vec::new();
     if options.header {
-        expected.push(names.clone());
+        // A header is guarded as a text cell is.
+        expected.push(names.iter().map(|n| guarded(n)).collect());
     }
     for (row, _) in &rows {
         expected.push(
@@ -479,10 +487,7 @@ fn run_csv_cells(u: &mut Unstructured<'_>) -> Arbitrary<()> {
                     {
                         format!("=\"{}\"", t.replace('"', "\"\""))
                     }
-                    CsvCell::Text(t) if options.formula_guard && looks_like_formula(t) => {
-                        format!("'{t}")
-                    }
-                    CsvCell::Text(t) => t.clone(),
+                    CsvCell::Text(t) => guarded(t),
                 })
                 .collect(),
         );

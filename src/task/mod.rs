@@ -812,7 +812,12 @@ fn write_and_store(
                 // Caught up with the producer: save now, or the status file
                 // would show stale progress for as long as the producer is idle.
                 let caught_up = task.queue.queued_bytes() == 0;
-                task.update(caught_up, |s| s.records = records);
+                let (bytes, sheets) = writer.written_so_far();
+                task.update(caught_up, |s| {
+                    s.records = records;
+                    s.bytes = bytes;
+                    s.sheets = sheets;
+                });
             }
             Message::Sheet { name, columns } => writer.begin_sheet(&name, &columns)?,
         }
@@ -976,6 +981,42 @@ mod tests {
                 shouted.unwrap().state,
                 TaskState::Completed,
                 "a UUID in capitals"
+            );
+        }
+    }
+
+    #[test]
+    fn a_running_export_shows_the_bytes_written_so_far() {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = one_slot_settings(dir.path());
+        for format in [Format::Csv, Format::Xlsx] {
+            let mut spec = one_column_spec(&settings);
+            spec.format = format;
+            let mut export = Export::start(spec, &settings).unwrap();
+            feed_in_turn(std::slice::from_mut(&mut export)).unwrap();
+            let id = export.task_id().to_owned();
+            let caught_up = (0..1000)
+                .map(|_| {
+                    std::thread::sleep(Duration::from_millis(10));
+                    status(&settings, &id).unwrap().unwrap()
+                })
+                .find(|s| s.records == 50_000)
+                .expect("the writer takes every row");
+            assert_eq!(caught_up.state, TaskState::Processing, "{format:?}");
+            assert_eq!(caught_up.sheets, 1, "{format:?}");
+            let done = export.finish().unwrap();
+            // 50,000 numbers make 290 KB of CSV, less its last record
+            // buffer (128 KB); XLSX counts the compressed pieces written,
+            // the ones still being compressed not yet.
+            let least = match format {
+                Format::Csv => done.bytes / 2,
+                Format::Xlsx => 1,
+            };
+            assert!(
+                (least..=done.bytes).contains(&caught_up.bytes),
+                "{format:?}: {} of {} bytes",
+                caught_up.bytes,
+                done.bytes
             );
         }
     }

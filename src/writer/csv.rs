@@ -122,6 +122,13 @@ enum Compressor<W: Write> {
 }
 
 impl<W: Write> Compressor<W> {
+    fn get_ref(&self) -> &W {
+        match self {
+            Self::Plain(w) => w,
+            Self::Gzip(gz) => gz.get_ref(),
+        }
+    }
+
     fn finish(self) -> std::io::Result<W> {
         match self {
             Self::Plain(w) => Ok(w),
@@ -527,6 +534,10 @@ impl FormatWriter for CsvWriter {
             self.drain(false)?;
         }
         Ok(())
+    }
+
+    fn written_so_far(&self) -> (u64, u32) {
+        (self.sink.inner.get_ref().bytes(), self.sheets)
     }
 
     fn finish(self: Box<Self>) -> Result<WrittenFile> {

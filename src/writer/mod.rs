@@ -64,6 +64,9 @@ pub trait FormatWriter: Send {
     /// Starts a sheet (the first one too) and writes its header.
     fn begin_sheet(&mut self, name: &str, columns: &[Column]) -> Result<()>;
     fn write_batch(&mut self, batch: &RecordBatch) -> Result<()>;
+    /// Bytes written so far (an XLSX file's compressed sheets) and sheets
+    /// begun: what a progress page shows while the rows come in.
+    fn written_so_far(&self) -> (u64, u32);
     /// Completes the file.
     fn finish(self: Box<Self>) -> Result<WrittenFile>;
 }
@@ -142,6 +145,10 @@ impl<W: Write> HashingWriter<W> {
             hasher: Sha256::new(),
             bytes: 0,
         }
+    }
+
+    pub fn bytes(&self) -> u64 {
+        self.bytes
     }
 
     /// (inner writer, byte count, hex SHA-256)

@@ -583,6 +583,13 @@ impl FormatWriter for XlsxWriter {
         Ok(())
     }
 
+    fn written_so_far(&self) -> (u64, u32) {
+        let finished = self.finished.iter().map(|s| s.body_summary.compressed_len);
+        let open = self.sheet.iter().map(|s| s.body_summary.compressed_len);
+        let sheets = self.finished.len() + self.sheet.iter().count();
+        (finished.chain(open).sum(), sheets as u32)
+    }
+
     fn finish(mut self: Box<Self>) -> Result<WrittenFile> {
         self.close_sheet()?;
         let (bytes, sha256) = self
