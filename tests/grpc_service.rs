@@ -667,10 +667,13 @@ async fn shutdown_lets_running_streams_finish() {
     let mut call = Call::open(&mut client).await.unwrap();
     call.send(meta_msg(metadata("", ExportFormat::FormatCsv)))
         .await;
-    call.recv().await.unwrap();
+    let id = call.recv().await.unwrap().task_id;
     server.shutdown();
     tokio::time::sleep(Duration::from_millis(200)).await;
-    // New connections and streams are refused while draining.
+    // A client whose export runs can still ask for its status.
+    let running = query(&mut client, &id).await;
+    assert_eq!(running.status, TaskStatus::Processing as i32, "{running:?}");
+    // New streams are refused while draining.
     let refused = match fluxo::grpc::pb::export_service_client::ExportServiceClient::connect(
         format!("http://{}", server.grpc),
     )

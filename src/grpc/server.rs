@@ -195,8 +195,10 @@ impl BoundServer {
             streams = shared.sessions(),
             "shutting down: no new streams"
         );
+        // New streams are refused from here (UNAVAILABLE), but the gRPC
+        // listener stays up while the running ones finish: their clients
+        // may still ask QueryTaskStatus on the connections they have.
         shared.start_draining();
-        stop_grpc.send_replace(true);
         if tokio::time::timeout(grace, shared.sessions_finished())
             .await
             .is_err()
@@ -227,6 +229,7 @@ impl BoundServer {
             crate::task::abandon_running(&super::service::shutdown_reason(&settings));
         }
         // Connections close once their streams have ended.
+        stop_grpc.send_replace(true);
         let _ = tokio::time::timeout(Duration::from_secs(5), grpc).await;
         stop_http.send_replace(true);
         for h in http {
