@@ -926,7 +926,7 @@ fn check_header_length(index: usize, name: &str) -> Result<()> {
     let units = name.encode_utf16().count();
     if units > MAX {
         return Err(ExportError::invalid_option(format!(
-            "columns[{index}]: the name is {units} characters long; a header cell holds at most {MAX}"
+            "columns[{index}]: the name is {units} characters long as Excel counts them (an emoji is two); a header cell holds at most {MAX}"
         )));
     }
     Ok(())
@@ -1353,7 +1353,8 @@ mod tests {
         let err = spec(vec![s("id"), s(&long)], vec![]).unwrap_err();
         assert_eq!(
             err.message,
-            "columns[1]: the name is 32768 characters long; a header cell holds at most 32767"
+            "columns[1]: the name is 32768 characters long as Excel counts them (an emoji is two); \
+             a header cell holds at most 32767"
         );
         assert!(spec(vec![s(&long[2..])], vec![]).is_ok());
     }

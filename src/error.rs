@@ -16,7 +16,10 @@ pub enum ErrorKind {
     Cancelled,
     /// No export slot came free within `fluxo.queue_timeout`: retry later.
     Busy,
-    /// Anything else: a writer failure, a wrong call order.
+    /// Anything else: a writer failure, a wrong call order. Also what a
+    /// status file written by a newer build with a kind this one does not
+    /// know reads as.
+    #[serde(other)]
     Export,
 }
 
@@ -97,5 +100,12 @@ mod tests {
         assert!(ExportError::from_panic(payload.as_ref(), "x")
             .message
             .ends_with("unknown panic"));
+    }
+
+    #[test]
+    fn a_kind_from_a_newer_build_reads_as_export() {
+        let read = |json: &str| serde_json::from_str::<ErrorKind>(json).unwrap();
+        assert_eq!(read("\"busy\""), ErrorKind::Busy);
+        assert_eq!(read("\"quota_exceeded\""), ErrorKind::Export);
     }
 }

@@ -226,7 +226,6 @@ impl BoundServer {
                 running,
                 "exports still running at exit"
             );
-            crate::task::abandon_running(&super::service::shutdown_reason(&settings));
         }
         // Connections close once their streams have ended.
         stop_grpc.send_replace(true);

@@ -208,7 +208,7 @@ async fn next(io: &mut Io) -> Inbound {
     }
 }
 
-pub(super) fn shutdown_reason(settings: &Settings) -> String {
+fn shutdown_reason(settings: &Settings) -> String {
     format!(
         "the server shut down before the export finished (fluxo.shutdown_timeout = {} s)",
         settings.shutdown_timeout.as_secs()
@@ -401,6 +401,8 @@ async fn session(shared: Arc<Shared>, mut io: Io) -> Result<(), Status> {
         (export, outcome)
     });
     let finished = tokio::select! {
+        // A file finished as the grace period ends is still reported.
+        biased;
         finished = &mut finishing => finished,
         // Past the shutdown grace period: the client hears why now, not
         // when an upload to a store that hangs gives up.

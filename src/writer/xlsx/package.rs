@@ -278,13 +278,22 @@ fn w3c_datetime(t: LocalDateTime) -> String {
 
 /// How a number pattern lays out numbers: its first section, and its
 /// second for negative numbers if it has one (Excel shows those without a
-/// minus of their own: `(1,234.50)`, `-"€"1,234.50`). Patterns it cannot
-/// size (`@`, conditions, fractions, thousands scaling) are `None`: the
-/// number's own text is used for them.
+/// minus of their own: `(1,234.50)`, `-"€"1,234.50`; an empty one shows
+/// nothing). Patterns it cannot size (`@`, conditions, fractions, thousands
+/// scaling) are `None`: the number's own text is used for them.
 #[derive(Clone, Copy, Debug, PartialEq)]
 struct PatternShape {
     positive: NumberShape,
-    negative: Option<NumberShape>,
+    negative: Negative,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Negative {
+    /// No second section: the first, with a minus.
+    AsPositive,
+    Section(NumberShape),
+    /// An empty second section.
+    Hidden,
 }
 
 impl PatternShape {
@@ -292,40 +301,55 @@ impl PatternShape {
         let mut sections = sections(pattern);
         let positive = NumberShape::of(sections.next().unwrap_or_default())?;
         let negative = match sections.next() {
-            Some(section) if !section.is_empty() => Some(NumberShape::of(section)?),
-            _ => None,
+            None => Negative::AsPositive,
+            Some("") => Negative::Hidden,
+            Some(section) => Negative::Section(NumberShape::of(section)?),
         };
         Some(Self { positive, negative })
     }
 
     fn width(self, value: f64) -> usize {
         match self.negative {
-            Some(negative) if value < 0.0 => negative.width(-value),
+            Negative::Section(negative) if value < 0.0 => negative.width(-value),
+            Negative::Hidden if value < 0.0 => 0,
             _ => self.positive.width(value),
         }
     }
 }
 
-/// The `;`-separated sections of a pattern, past quoted text and escapes.
+/// The `;`-separated sections of a pattern, past quoted text and the
+/// character after `\\`, `_` or `*`.
 fn sections(pattern: &str) -> impl Iterator<Item = &str> {
     let mut rest = Some(pattern);
     std::iter::from_fn(move || {
         let text = rest?;
-        let (mut quoted, mut escaped) = (false, false);
-        for (at, c) in text.char_indices() {
-            match c {
-                _ if escaped => escaped = false,
-                '\\' if !quoted => escaped = true,
-                '"' => quoted = !quoted,
-                ';' if !quoted => {
-                    rest = Some(&text[at + 1..]);
-                    return Some(&text[..at]);
-                }
-                _ => {}
-            }
+        let at = unquoted(text).find(|&(_, c)| c == ';').map(|(at, _)| at);
+        rest = at.map(|at| &text[at + 1..]);
+        Some(at.map_or(text, |at| &text[..at]))
+    })
+}
+
+/// The characters of a pattern outside quoted text, with their byte
+/// offsets, less the character each `\\`, `_` or `*` applies to.
+fn unquoted(pattern: &str) -> impl Iterator<Item = (usize, char)> + '_ {
+    let (mut quoted, mut taken) = (false, false);
+    pattern.char_indices().filter(move |&(_, c)| {
+        if taken {
+            taken = false;
+            return false;
         }
-        rest = None;
-        Some(text)
+        match c {
+            '"' => {
+                quoted = !quoted;
+                false
+            }
+            _ if quoted => false,
+            '\\' | '_' | '*' => {
+                taken = true;
+                true
+            }
+            _ => true,
+        }
     })
 }
 
@@ -345,11 +369,15 @@ struct NumberShape {
     exponent: Option<usize>,
     /// Other characters shown: currency signs, quoted text, spaces.
     literals: usize,
+    /// Any digit placeholder: a section of text alone (`"n/a"`) shows no number.
+    digits: bool,
 }
 
 impl NumberShape {
     fn of(section: &str) -> Option<Self> {
-        if section.contains(['@', '/', '<', '>', '=']) {
+        // `General` shows the number as its own text: what None leads to.
+        let general = section.to_ascii_lowercase().contains("general");
+        if general || unquoted(section).any(|(_, c)| matches!(c, '@' | '/' | '<' | '>' | '=')) {
             return None;
         }
         let mut shape = Self::default();
@@ -372,9 +400,15 @@ impl NumberShape {
                         .count();
                     shape.exponent = Some(digits.max(2));
                 }
-                '0' | '#' | '?' if after_point => shape.decimals += 1,
-                '0' | '?' => shape.min_digits += 1,
-                '#' => {}
+                '0' | '#' | '?' if after_point => {
+                    shape.digits = true;
+                    shape.decimals += 1;
+                }
+                '0' | '?' => {
+                    shape.digits = true;
+                    shape.min_digits += 1;
+                }
+                '#' => shape.digits = true,
                 // A comma after the last digit divides by 1,000: not sized.
                 ',' if !matches!(chars.peek(), Some('0' | '#' | '?' | ',')) => return None,
                 ',' => shape.grouping |= !after_point,
@@ -392,6 +426,9 @@ impl NumberShape {
     }
 
     fn width(self, value: f64) -> usize {
+        if !self.digits {
+            return self.literals;
+        }
         let sign = usize::from(value < 0.0);
         let decimals = if self.decimals > 0 {
             self.decimals + 1
@@ -558,8 +595,22 @@ mod tests {
         assert_eq!(width("[Red]0.0_);(0.0)", -7.25), "(7.3)".len());
         assert_eq!(width("0;\"minus \"0", -12.0), "minus 12".len());
         assert_eq!(width("0;\"a;b\"0", -12.0), "a;b12".len(), "a quoted ;");
-        assert_eq!(width("0;;0", -12.0), "-12".len(), "an empty section");
-        for unsized_pattern in ["@", "[>=100]0;0.0", "# ??/??", "0.0,,\"M\"", "0;0/0"] {
+        assert_eq!(width("0;;0", -12.0), 0, "an empty section shows nothing");
+        assert_eq!(
+            width("0_;", -5.0),
+            "-5 ".len(),
+            "_; leaves the width of ;, no section"
+        );
+        assert_eq!(width("0;\"n/a\"", -5.0), "n/a".len(), "quoted /");
+        assert_eq!(width("0;-0;0;@", -5.0), "-5".len());
+        for unsized_pattern in [
+            "@",
+            "[>=100]0;0.0",
+            "# ??/??",
+            "0.0,,\"M\"",
+            "0;0/0",
+            "General",
+        ] {
             assert_eq!(PatternShape::of(unsized_pattern), None, "{unsized_pattern}");
         }
     }
