@@ -177,6 +177,17 @@ final class AssocRowsTest extends FluxoTestCase
         );
     }
 
+    public function testPdoFetchBothRowsAreReadByName(): void
+    {
+        // PDO::FETCH_BOTH, PDO's default: each value by name, then by number.
+        $e = new Exporter(['columns' => ['id', 'name']]);
+        $e->addBatch([
+            ['id' => 1, 0 => 1, 'name' => 'Ann', 1 => 'Ann'],
+            ['id' => 2, 0 => 2, 'name' => 'Bob', 1 => 'Bob'],
+        ]);
+        self::assertSame([['1', 'Ann'], ['2', 'Bob']], $this->dataRows($e->finish()));
+    }
+
     public function testMissingIntKeyIsReported(): void
     {
         $e = new Exporter(['columns' => [['name' => 'Ten', 'key' => 10], 'x']]);

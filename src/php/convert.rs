@@ -339,9 +339,12 @@ pub fn batch<'a>(
             )));
         };
         // A list row holds its cells by position: read in place when PHP
-        // packed it, else by key 0, 1, … (keys out of order, say).
+        // packed it, else by key 0, 1, … (keys out of order, say). A row
+        // whose first key is text is read by key even with a key 0:
+        // PDO's default FETCH_BOTH rows hold each value by name and number.
         let packed = list_values(cells);
-        if packed.is_some() || cells.is_empty() || cells.get_index(0).is_some() {
+        let named_first = buckets(cells).first().is_some_and(|b| !b.key.is_null());
+        if packed.is_some() || cells.is_empty() || (!named_first && cells.get_index(0).is_some()) {
             let len = packed.map_or_else(|| cells.len(), <[Zval]>::len);
             if len != columns.len() {
                 return Err(ExportError::invalid_row(format!(
