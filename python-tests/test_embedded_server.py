@@ -2,8 +2,9 @@
 built with `--features php,server`), sharing its task manager with an
 in-process Fluxo\\Exporter. Skipped when no such extension is given.
 
-    CARGO_TARGET_DIR=... cargo build --release --features php,server --lib
-    FLUXO_SERVER_SO=$CARGO_TARGET_DIR/release/libfluxo.so pytest python-tests
+    make build && make python-test
+    (or FLUXO_SERVER_SO=/path/to/libfluxo.so pytest python-tests; the default is
+    ~/.cache/fluxo/target/php/libfluxo.so, or under $CARGO_TARGET_DIR)
 """
 
 import os
@@ -44,7 +45,9 @@ echo Fluxo\Server::running() ? "STILL RUNNING\n" : "STOPPED\n";
 def extension():
     so = os.environ.get("FLUXO_SERVER_SO")
     if not so:
-        default = Path.home() / ".cache/fluxo/target-phpserver/release/libfluxo.so"
+        # Where `make build` puts the extension (built with php,server).
+        target = os.environ.get("CARGO_TARGET_DIR", str(Path.home() / ".cache/fluxo/target"))
+        default = Path(target) / "php/libfluxo.so"
         so = str(default) if default.exists() else None
     return so
 

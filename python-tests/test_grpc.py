@@ -4,8 +4,10 @@ Stubs are generated from proto/export.proto at test time (grpcio-tools), and
 the real `fluxo-export-server` binary is started on free loopback ports.
 
     pip install grpcio grpcio-tools pytest
-    cargo build --release --features server --bin fluxo-export-server
-    FLUXO_SERVER_BIN=$CARGO_TARGET_DIR/release/fluxo-export-server pytest python-tests
+    make build && make python-test
+    (or FLUXO_SERVER_BIN=/path/to/fluxo-export-server pytest python-tests; the
+    default is ~/.cache/fluxo/target/release/fluxo-export-server, or under
+    $CARGO_TARGET_DIR)
 """
 
 import hashlib
