@@ -632,6 +632,41 @@ async fn the_same_request_id_returns_the_existing_task() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn retries_racing_each_other_share_one_task() {
+    let server = TestServer::start(&[]).await;
+    let client = server.client().await;
+    let opened = (0..8).map(|_| {
+        let mut client = client.clone();
+        tokio::spawn(async move {
+            let mut call = Call::open(&mut client).await.unwrap();
+            call.send(meta_msg(metadata("raced", ExportFormat::FormatCsv)))
+                .await;
+            let id = call.recv().await.unwrap().task_id;
+            (call, id)
+        })
+    });
+    let mut calls = Vec::new();
+    for call in opened.collect::<Vec<_>>() {
+        calls.push(call.await.unwrap());
+    }
+    let first = calls[0].1.clone();
+    assert!(
+        calls.iter().all(|(_, id)| *id == first),
+        "one task for one request id"
+    );
+    for (call, _) in &mut calls {
+        call.send(batch_msg(rows(1, 0, 10))).await;
+        call.half_close();
+    }
+    for (call, _) in &mut calls {
+        let last = call.recv().await.unwrap();
+        assert_eq!(last.status, TaskStatus::Completed as i32, "{last:?}");
+        assert_eq!(last.record_count, 10);
+    }
+    assert_eq!(walk(&server.dir.path().join("out")).len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn beyond_the_queue_limit_is_resource_exhausted() {
     let server =
         TestServer::start(&[("max_concurrent_tasks", "1"), ("task_queue_size", "1")]).await;

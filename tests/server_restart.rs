@@ -284,3 +284,35 @@ async fn sigterm_lets_a_running_stream_finish_then_exits() {
     assert_eq!(spool, Vec::<PathBuf>::new());
     assert_eq!(common::walk(&dir.path().join("out")).len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_id_is_remembered_across_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let export = |client: &mut ExportServiceClient<Channel>| {
+        let mut client = client.clone();
+        async move {
+            let mut call = Call::open(&mut client).await.unwrap();
+            call.send(meta_msg(metadata(
+                "orders-2026-11",
+                pb::ExportFormat::FormatCsv,
+            )))
+            .await;
+            let id = call.recv().await.unwrap().task_id;
+            call.send(batch_msg(rows(1, 0, 100))).await;
+            call.half_close();
+            let done = call.recv().await.unwrap();
+            assert_eq!(done.status, pb::TaskStatus::Completed as i32, "{done:?}");
+            (id, done.oss_url)
+        }
+    };
+    let mut first = ServerRun::start(dir.path(), &[]);
+    let (id, url) = export(&mut first.client().await).await;
+    first.terminate();
+    assert!(first.exited().await.success());
+
+    let second = ServerRun::start(dir.path(), &[]);
+    let (again, again_url) = export(&mut second.client().await).await;
+    assert_eq!(again, id, "the retry after the restart gets the same task");
+    assert_eq!(again_url, url);
+    assert_eq!(common::walk(&dir.path().join("out")).len(), 1, "one file");
+}

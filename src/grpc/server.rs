@@ -73,8 +73,12 @@ impl Server {
         // Before the first request: exports a killed predecessor left behind
         // read FAILED, and their spool files no longer take disk.
         crate::task::sweep_spool(&settings);
+        let shared = Shared::new(settings);
+        shared
+            .idempotency
+            .prune(shared.settings.server.idempotency_ttl);
         Ok(BoundServer {
-            shared: Shared::new(settings),
+            shared,
             grpc,
             status,
             ops,

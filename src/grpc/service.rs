@@ -40,8 +40,8 @@ pub struct Shared {
 impl Shared {
     pub fn new(settings: Settings) -> Arc<Self> {
         Arc::new(Self {
+            idempotency: IdempotencyMap::new(&settings.work_dir),
             settings,
-            idempotency: IdempotencyMap::new(),
             admit: tokio::sync::Mutex::new(()),
             abort: watch::channel(false).0,
             draining: AtomicBool::new(false),
@@ -253,6 +253,9 @@ async fn session(shared: Arc<Shared>, mut io: Io) -> Result<(), Status> {
     };
 
     let request_id = metadata.request_id.clone();
+    // One stream at a time from the request id's lookup to its task's
+    // start: two retries racing each other must not both start an export.
+    let admit = shared.admit.lock().await;
     if !request_id.is_empty() {
         if let Some(task_id) = shared
             .idempotency
@@ -262,6 +265,7 @@ async fn session(shared: Arc<Shared>, mut io: Io) -> Result<(), Status> {
             if let Some(status) =
                 existing.filter(|s| !matches!(s.state, TaskState::Failed | TaskState::Cancelled))
             {
+                drop(admit);
                 tracing::info!(task_id = %task_id, request_id = %request_id, component = "grpc", event = "idempotent_replay", "request_id seen before: returning its task");
                 return replay(&shared, status.task_id, io).await;
             }
@@ -272,7 +276,6 @@ async fn session(shared: Arc<Shared>, mut io: Io) -> Result<(), Status> {
     let mut types: Arc<[ColumnType]> = spec.columns.iter().map(|c| c.column_type).collect();
     let mut names: Arc<[String]> = spec.columns.iter().map(|c| c.name.clone()).collect();
     let mut export = {
-        let _admit = shared.admit.lock().await;
         let live = task::live_states(&settings.work_dir)
             .into_iter()
             .filter(|s| !s.is_final())
@@ -290,8 +293,11 @@ async fn session(shared: Arc<Shared>, mut io: Io) -> Result<(), Status> {
     };
     let task_id = export.task_id().to_owned();
     if !request_id.is_empty() {
-        shared.idempotency.insert(&request_id, &task_id);
+        if let Err(e) = shared.idempotency.insert(&request_id, &task_id) {
+            tracing::warn!(task_id = %task_id, request_id = %request_id, component = "grpc", error = %e, "request id not recorded: a retry would start another export");
+        }
     }
+    drop(admit);
     tracing::info!(task_id = %task_id, request_id = %request_id, component = "grpc", event = "stream_started", "export stream started");
     let first = match task::status(settings, &task_id) {
         Ok(Some(s)) => convert::export_response(&s),

@@ -1,39 +1,76 @@
 //! `request_id` → task id for `fluxo.idempotency_ttl`: a client that retries
-//! a request gets the task it already started instead of a second export.
+//! a request gets the task it already started instead of a second export,
+//! after a server restart too. Each entry is a file in `{work_dir}/requests`
+//! named by the SHA-256 of the request id (any text makes a safe name) and
+//! holding the task id; its age is the file's.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
-#[derive(Default)]
+use sha2::{Digest, Sha256};
+
+use super::registry::check_task_id;
+
 pub struct IdempotencyMap {
-    entries: Mutex<HashMap<String, (String, Instant)>>,
+    dir: PathBuf,
 }
 
 impl IdempotencyMap {
-    pub fn new() -> Self {
-        Self::default()
+    pub fn new(work_dir: &Path) -> Self {
+        Self {
+            dir: work_dir.join("requests"),
+        }
+    }
+
+    fn path(&self, request_id: &str) -> PathBuf {
+        self.dir
+            .join(hex::encode(Sha256::digest(request_id.as_bytes())))
     }
 
     /// The task remembered for `request_id`, if younger than `ttl`.
     pub fn get(&self, request_id: &str, ttl: Duration) -> Option<String> {
-        let mut map = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        map.retain(|_, (_, at)| at.elapsed() < ttl);
-        map.get(request_id).map(|(task, _)| task.clone())
+        let path = self.path(request_id);
+        let modified = fs::metadata(&path).and_then(|m| m.modified()).ok()?;
+        if modified.elapsed().unwrap_or_default() >= ttl {
+            let _ = fs::remove_file(&path);
+            return None;
+        }
+        // A damaged entry is no entry: the retry starts a new export.
+        let task_id = fs::read_to_string(&path).ok()?;
+        check_task_id(&task_id).ok()?;
+        Some(task_id)
     }
 
-    pub fn insert(&self, request_id: &str, task_id: &str) {
-        self.entries
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(request_id.to_owned(), (task_id.to_owned(), Instant::now()));
+    /// Remembers `task_id` for `request_id`, replacing an older entry.
+    pub fn insert(&self, request_id: &str, task_id: &str) -> std::io::Result<()> {
+        fs::create_dir_all(&self.dir)?;
+        let target = self.path(request_id);
+        let temp = self.dir.join(format!(".{task_id}.tmp"));
+        let written = fs::File::create(&temp)
+            .and_then(|mut f| f.write_all(task_id.as_bytes()))
+            .and_then(|()| fs::rename(&temp, &target));
+        if written.is_err() {
+            let _ = fs::remove_file(&temp);
+        }
+        written
     }
 
-    pub fn remove(&self, request_id: &str) {
-        self.entries
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(request_id);
+    /// Removes the entries older than `ttl`: a server does when it starts.
+    pub fn prune(&self, ttl: Duration) {
+        let Ok(entries) = fs::read_dir(&self.dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let expired = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| t.elapsed().unwrap_or_default() >= ttl);
+            if expired {
+                let _ = fs::remove_file(entry.path());
+            }
+        }
     }
 }
 
@@ -42,14 +79,36 @@ mod tests {
     use super::*;
 
     #[test]
-    fn entries_expire_after_the_ttl() {
-        let map = IdempotencyMap::new();
-        map.insert("r1", "t1");
+    fn entries_outlive_the_process_until_the_ttl() {
+        let dir = tempfile::tempdir().unwrap();
+        let task = uuid::Uuid::now_v7().to_string();
+        let minute = Duration::from_secs(60);
+        IdempotencyMap::new(dir.path())
+            .insert("orders/2026-11 ../x", &task)
+            .unwrap();
+        // A new map on the same folder: a restarted server.
+        let map = IdempotencyMap::new(dir.path());
+        assert_eq!(map.get("orders/2026-11 ../x", minute), Some(task.clone()));
+        assert_eq!(map.get("other", minute), None);
+        map.prune(minute);
         assert_eq!(
-            map.get("r1", Duration::from_secs(60)).as_deref(),
-            Some("t1")
+            map.get("orders/2026-11 ../x", minute),
+            Some(task),
+            "young: kept"
         );
-        assert_eq!(map.get("r1", Duration::ZERO), None);
-        assert_eq!(map.get("r1", Duration::from_secs(60)), None);
+        assert_eq!(map.get("orders/2026-11 ../x", Duration::ZERO), None);
+        assert_eq!(
+            map.get("orders/2026-11 ../x", minute),
+            None,
+            "expired: removed"
+        );
+
+        map.insert("r", "not a task id").unwrap();
+        assert_eq!(map.get("r", minute), None, "a damaged entry");
+        map.prune(Duration::ZERO);
+        assert_eq!(
+            fs::read_dir(dir.path().join("requests")).unwrap().count(),
+            0
+        );
     }
 }
