@@ -165,6 +165,23 @@ fn owner_pid(dir: &Path, id: &str) -> u64 {
     status["owner_pid"].as_u64().unwrap()
 }
 
+/// A CSV export of 100 rows under `request_id`: its task id and URL.
+async fn small_export(
+    client: &mut ExportServiceClient<Channel>,
+    request_id: &str,
+) -> (String, String) {
+    let mut call = Call::open(client).await.unwrap();
+    call.send(meta_msg(metadata(request_id, pb::ExportFormat::FormatCsv)))
+        .await;
+    let id = call.recv().await.unwrap().task_id;
+    call.send(batch_msg(rows(1, 0, 100))).await;
+    call.half_close();
+    let done = call.recv().await.unwrap();
+    assert_eq!(done.status, pb::TaskStatus::Completed as i32, "{done:?}");
+    assert_eq!(done.record_count, 100);
+    (id, done.oss_url)
+}
+
 /// Starts a stream, kills the server once rows are being written, restarts
 /// it; returns the folder, the orphaned task's id and that of an export the
 /// restarted server ran.
@@ -212,15 +229,7 @@ async fn killed_and_restarted(wrapper: &[&str]) -> (tempfile::TempDir, String, S
     assert_eq!(json["error_message"], s.error_message.as_str(), "{json}");
 
     // The restarted server exports as usual.
-    let mut call = Call::open(&mut client).await.unwrap();
-    call.send(meta_msg(metadata("", pb::ExportFormat::FormatCsv)))
-        .await;
-    let next = call.recv().await.unwrap().task_id;
-    call.send(batch_msg(rows(1, 0, 100))).await;
-    call.half_close();
-    let done = call.recv().await.unwrap();
-    assert_eq!(done.status, pb::TaskStatus::Completed as i32, "{done:?}");
-    assert_eq!(done.record_count, 100);
+    let (next, _) = small_export(&mut client, "").await;
     assert_eq!(
         wait_final(&mut client, &next).await.status,
         pb::TaskStatus::Completed as i32
@@ -288,30 +297,13 @@ async fn sigterm_lets_a_running_stream_finish_then_exits() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_id_is_remembered_across_a_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let export = |client: &mut ExportServiceClient<Channel>| {
-        let mut client = client.clone();
-        async move {
-            let mut call = Call::open(&mut client).await.unwrap();
-            call.send(meta_msg(metadata(
-                "orders-2026-11",
-                pb::ExportFormat::FormatCsv,
-            )))
-            .await;
-            let id = call.recv().await.unwrap().task_id;
-            call.send(batch_msg(rows(1, 0, 100))).await;
-            call.half_close();
-            let done = call.recv().await.unwrap();
-            assert_eq!(done.status, pb::TaskStatus::Completed as i32, "{done:?}");
-            (id, done.oss_url)
-        }
-    };
     let mut first = ServerRun::start(dir.path(), &[]);
-    let (id, url) = export(&mut first.client().await).await;
+    let (id, url) = small_export(&mut first.client().await, "orders-2026-11").await;
     first.terminate();
     assert!(first.exited().await.success());
 
     let second = ServerRun::start(dir.path(), &[]);
-    let (again, again_url) = export(&mut second.client().await).await;
+    let (again, again_url) = small_export(&mut second.client().await, "orders-2026-11").await;
     assert_eq!(again, id, "the retry after the restart gets the same task");
     assert_eq!(again_url, url);
     assert_eq!(common::walk(&dir.path().join("out")).len(), 1, "one file");
