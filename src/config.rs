@@ -883,7 +883,7 @@ impl ExportSpec {
     /// The stored file's media type.
     pub fn content_type(&self) -> &'static str {
         if self.gzip() {
-            "application/gzip"
+            crate::writer::GZIP_MEDIA_TYPE
         } else {
             self.format.content_type(self.csv.encoding)
         }
@@ -920,16 +920,14 @@ pub fn parse_columns(v: &OptionValue) -> Result<Vec<Column>> {
     Ok(columns)
 }
 
-/// A header is a cell: Excel holds at most 32,767 UTF-16 units in one.
+/// A header is a cell: it holds no more characters than an Excel cell.
 fn check_header_length(index: usize, name: &str) -> Result<()> {
-    const MAX: usize = 32_767;
-    let units = name.encode_utf16().count();
-    if units > MAX {
-        return Err(ExportError::invalid_option(format!(
-            "columns[{index}]: the name is {units} characters long as Excel counts them (an emoji is two); a header cell holds at most {MAX}"
-        )));
+    match TextLimit::Chars(xlsx::MAX_TEXT_CHARS).check(name) {
+        Err(schema::CellError::TooManyChars { chars, max }) => Err(ExportError::invalid_option(format!(
+            "columns[{index}]: the name is {chars} characters long as Excel counts them (an emoji is two); a header cell holds at most {max}"
+        ))),
+        _ => Ok(()),
     }
-    Ok(())
 }
 
 fn parse_column(index: usize, v: &OptionValue) -> Result<Column> {

@@ -119,12 +119,13 @@ struct Signed {
 /// without one (GBK, GB18030, UTF-8 with `bom` off) gets no charset rather
 /// than a wrong one.
 fn content_type(key: &str, head: &[u8]) -> &'static str {
+    use crate::writer::{csv::CsvEncoding, Format};
     match Path::new(key).extension().and_then(|e| e.to_str()) {
         Some(e) if e.eq_ignore_ascii_case("xlsx") => crate::writer::XLSX_MEDIA_TYPE,
-        Some(e) if e.eq_ignore_ascii_case("gz") => "application/gzip",
+        Some(e) if e.eq_ignore_ascii_case("gz") => crate::writer::GZIP_MEDIA_TYPE,
         Some(e) if e.eq_ignore_ascii_case("csv") => match head {
-            [0xEF, 0xBB, 0xBF, ..] => "text/csv; charset=utf-8",
-            [0xFF, 0xFE, ..] => "text/csv; charset=UTF-16LE",
+            [0xEF, 0xBB, 0xBF, ..] => Format::Csv.content_type(CsvEncoding::Utf8),
+            [0xFF, 0xFE, ..] => Format::Csv.content_type(CsvEncoding::Utf16Le),
             _ => "text/csv",
         },
         _ => "application/octet-stream",

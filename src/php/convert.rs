@@ -343,7 +343,8 @@ pub fn batch<'a>(
         // whose first key is text is read by key even with a key 0:
         // PDO's default FETCH_BOTH rows hold each value by name and number.
         let packed = list_values(cells);
-        let named_first = buckets(cells).first().is_some_and(|b| !b.key.is_null());
+        let buckets = buckets(cells);
+        let named_first = buckets.first().is_some_and(|b| !b.key.is_null());
         if packed.is_some() || cells.is_empty() || (!named_first && cells.get_index(0).is_some()) {
             let len = packed.map_or_else(|| cells.len(), <[Zval]>::len);
             if len != columns.len() {
@@ -372,7 +373,6 @@ pub fn batch<'a>(
                 }
             }
         } else {
-            let buckets = buckets(cells);
             let mut next = 0;
             for column in columns {
                 let key = column.lookup_key();

@@ -5,13 +5,18 @@
 //! holding the task id; its age is the file's.
 
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use sha2::{Digest, Sha256};
 
-use super::registry::check_task_id;
+use super::registry::{check_task_id, write_atomically};
+
+/// Whether an entry written at `at` is `ttl` old (one dated in the future
+/// only when `ttl` is zero).
+fn has_expired(at: SystemTime, ttl: Duration) -> bool {
+    at.elapsed().unwrap_or_default() >= ttl
+}
 
 pub struct IdempotencyMap {
     dir: PathBuf,
@@ -33,7 +38,7 @@ impl IdempotencyMap {
     pub fn get(&self, request_id: &str, ttl: Duration) -> Option<String> {
         let path = self.path(request_id);
         let modified = fs::metadata(&path).and_then(|m| m.modified()).ok()?;
-        if modified.elapsed().unwrap_or_default() >= ttl {
+        if has_expired(modified, ttl) {
             let _ = fs::remove_file(&path);
             return None;
         }
@@ -46,15 +51,8 @@ impl IdempotencyMap {
     /// Remembers `task_id` for `request_id`, replacing an older entry.
     pub fn insert(&self, request_id: &str, task_id: &str) -> std::io::Result<()> {
         fs::create_dir_all(&self.dir)?;
-        let target = self.path(request_id);
         let temp = self.dir.join(format!(".{task_id}.tmp"));
-        let written = fs::File::create(&temp)
-            .and_then(|mut f| f.write_all(task_id.as_bytes()))
-            .and_then(|()| fs::rename(&temp, &target));
-        if written.is_err() {
-            let _ = fs::remove_file(&temp);
-        }
-        written
+        write_atomically(&temp, &self.path(request_id), task_id.as_bytes())
     }
 
     /// Removes the entries older than `ttl`: a server does when it starts.
@@ -66,7 +64,7 @@ impl IdempotencyMap {
             let expired = entry
                 .metadata()
                 .and_then(|m| m.modified())
-                .is_ok_and(|t| t.elapsed().unwrap_or_default() >= ttl);
+                .is_ok_and(|t| has_expired(t, ttl));
             if expired {
                 let _ = fs::remove_file(entry.path());
             }

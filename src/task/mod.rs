@@ -147,11 +147,9 @@ impl Task {
         true
     }
 
-    /// Cancels with `reason` as the error the task ends with.
+    /// Cancels with `reason` as the error the task ends with. The reason is
+    /// read only once cancelled: a completed task (`cancel` false) ignores it.
     fn fail(&self, reason: ExportError) -> bool {
-        if matches!(&*self.outcome(), Some(Ok(_))) {
-            return false;
-        }
         *self.abort_reason.lock().unwrap_or_else(|p| p.into_inner()) = Some(reason);
         self.cancel()
     }

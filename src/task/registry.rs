@@ -178,6 +178,18 @@ fn is_younger(at: SystemTime, age: Duration) -> bool {
     at.elapsed().map_or(true, |elapsed| elapsed < age)
 }
 
+/// Writes `bytes` to `temp`, then renames it to `target`: a reader sees the
+/// old file or the new one, never part of one. No `temp` is left on failure.
+pub(super) fn write_atomically(temp: &Path, target: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let written = File::create(temp)
+        .and_then(|mut f| f.write_all(bytes))
+        .and_then(|()| fs::rename(temp, target));
+    if written.is_err() {
+        let _ = fs::remove_file(temp);
+    }
+    written
+}
+
 /// Status files under `{work_dir}/tasks`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StatusFiles {
@@ -204,13 +216,8 @@ impl StatusFiles {
             .dir
             .join(format!(".{}.{}.tmp", status.task_id, std::process::id()));
         let json = serde_json::to_vec(status).expect("a status always serializes");
-        fs::File::create(&temp)
-            .and_then(|mut f| f.write_all(&json))
-            .and_then(|_| fs::rename(&temp, &target))
-            .map_err(|e| {
-                let _ = fs::remove_file(&temp);
-                ExportError::io("cannot write status file", &target, e)
-            })
+        write_atomically(&temp, &target, &json)
+            .map_err(|e| ExportError::io("cannot write status file", &target, e))
     }
 
     fn lock_path(&self, id: &str) -> PathBuf {

@@ -16,6 +16,8 @@ use crate::schema::Column;
 
 pub const XLSX_MEDIA_TYPE: &str =
     "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet";
+/// A gzipped CSV (`.csv.gz`).
+pub const GZIP_MEDIA_TYPE: &str = "application/gzip";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Format {

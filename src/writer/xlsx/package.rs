@@ -416,10 +416,7 @@ impl NumberShape {
                     shape.percent = true;
                     shape.literals += 1;
                 }
-                c => {
-                    let mut utf8 = [0; 4];
-                    shape.literals += crate::schema::display_width(c.encode_utf8(&mut utf8));
-                }
+                c => shape.literals += crate::schema::char_width(c),
             }
         }
         Some(shape)
@@ -496,13 +493,7 @@ fn shown_width(pattern: &str) -> usize {
                 run,
             ),
             'h' | 's' => (run.max(2), run),
-            _ => {
-                let mut utf8 = [0; 4];
-                (
-                    crate::schema::display_width(c.encode_utf8(&mut utf8)),
-                    c.len_utf8(),
-                )
-            }
+            _ => (crate::schema::char_width(c), c.len_utf8()),
         };
         width += shown;
         rest = &rest[len..];
