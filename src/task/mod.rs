@@ -614,10 +614,10 @@ pub fn sweep_spool(settings: &Settings) -> Vec<String> {
     for entry in entries.flatten() {
         let path = entry.path();
         if path.extension().is_some_and(|e| e == "failed") {
-            let expired = entry.metadata().and_then(|m| m.modified()).is_ok_and(|t| {
-                t.elapsed()
-                    .is_ok_and(|age| age >= settings.upload.temp_retention)
-            });
+            let expired = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| !registry::is_younger(t, settings.upload.temp_retention));
             if expired {
                 let _ = std::fs::remove_file(&path);
             }
@@ -900,6 +900,35 @@ mod tests {
             TaskState::Processing
         );
         assert!(sweep_spool(&settings).is_empty(), "nothing left to end");
+    }
+
+    #[test]
+    fn the_spool_sweep_deletes_failed_uploads_past_their_retention() {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = Settings::resolve_with_env(
+            |key| match key {
+                "work_dir" => Some(dir.path().display().to_string()),
+                "temp_retention" => Some("3600".into()),
+                _ => None,
+            },
+            |_| None,
+        )
+        .unwrap();
+        let spool = dir.path().join("spool");
+        std::fs::create_dir_all(&spool).unwrap();
+        let dated = |name: &str, age: Duration| {
+            let path = spool.join(name);
+            let file = std::fs::File::create(&path).unwrap();
+            file.set_modified(std::time::SystemTime::now() - age)
+                .unwrap();
+            path
+        };
+        let expired = dated("a.csv.failed", Duration::from_secs(3601));
+        let kept = dated("b.csv.failed", Duration::from_secs(3500));
+
+        assert!(sweep_spool(&settings).is_empty(), "no task ended");
+        assert!(!expired.exists(), "older than fluxo.temp_retention");
+        assert!(kept.exists(), "within fluxo.temp_retention");
     }
 
     fn one_slot_settings(dir: &std::path::Path) -> Settings {

@@ -174,7 +174,7 @@ fn process_alive(pid: u32) -> bool {
 pub const PRUNE_INTERVAL: Duration = Duration::from_secs(3600);
 
 /// Whether `at` is less than `age` ago (a time in the future is).
-fn is_younger(at: SystemTime, age: Duration) -> bool {
+pub(super) fn is_younger(at: SystemTime, age: Duration) -> bool {
     at.elapsed().map_or(true, |elapsed| elapsed < age)
 }
 
