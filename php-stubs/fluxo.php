@@ -129,7 +129,11 @@ class ExportResult
 {
     /** @var string */
     public $taskId;
-    /** @var string file:// URL (local storage) or a signed download URL (oss, s3) */
+    /**
+     * @var string a signed download URL: from the store (oss, s3), or, for local
+     *     storage, from fluxo.public_base_url when fluxo.download_secret is set;
+     *     else the file:// URL of the local file
+     */
     public $url;
     /** @var string object key: {key_prefix/}{YYYY}/{MM}/{DD}/{taskId}/{filename} */
     public $key;

@@ -98,6 +98,34 @@ final class IniConfigTest extends FluxoTestCase
         self::assertFileExists($out['path']);
     }
 
+    public function testLogFormatShapesTheExtensionsLogLines(): void
+    {
+        $code = <<<'PHP'
+            $e = new Fluxo\Exporter(['columns' => ['a']]);
+            $e->addRow(['x']);
+            echo json_encode(['taskId' => $e->finish()->taskId]), "\n";
+            PHP;
+        $lines = [];
+        foreach (['json', 'text'] as $format) {
+            $child = ChildPhp::run($code, [], ['fluxo.log_level' => 'info', 'fluxo.log_format' => $format]);
+            self::assertSame(0, $child->exitCode, $child->describe());
+            $taskId = $child->json()['taskId'];
+            $completed = array_values(array_filter(
+                explode("\n", $child->stderr),
+                static fn (string $line): bool => str_contains($line, 'export completed'),
+            ));
+            self::assertCount(1, $completed, "one completion line in $format: " . $child->stderr);
+            $lines[$format] = $completed[0];
+            self::assertStringContainsString($taskId, $completed[0]);
+        }
+        $json = json_decode($lines['json'], true);
+        self::assertIsArray($json, 'json: one object a line');
+        self::assertSame('INFO', $json['level']);
+        self::assertSame('export completed', $json['message']);
+        self::assertNull(json_decode($lines['text']), 'text: not JSON');
+        self::assertMatchesRegularExpression('/INFO .*export completed .*task_id=/', $lines['text']);
+    }
+
     public function testEnvironmentVariableOverridesIni(): void
     {
         $iniDir = Env::$root . '/ini-dir';

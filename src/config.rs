@@ -106,7 +106,8 @@ pub const KEYS: &[(&str, &str, &str)] = &[
         "seconds a failed upload's spool file is kept",
     ),
     ("log_level", "warn", "off, error, warn, info, debug, trace"),
-    ("log_file", "", "JSON log file; empty: stderr"),
+    ("log_file", "", "log file; empty: stderr"),
+    ("log_format", "json", "log lines: json or text"),
     // fluxo-export-server and Fluxo\Server (see ServerSettings)
     ("grpc_listen", "0.0.0.0:9090", "gRPC address"),
     (
@@ -155,7 +156,6 @@ pub const KEYS: &[(&str, &str, &str)] = &[
         "",
         "HMAC secret signing local download URLs",
     ),
-    ("log_format", "json", "server logs: json or text"),
 ];
 
 /// Other names the environment may use for a key (below `FLUXO_<KEY>`).

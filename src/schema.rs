@@ -400,7 +400,11 @@ impl fmt::Display for CellError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::InvalidUtf8 { valid_up_to } => {
-                write!(f, "invalid UTF-8 at byte {valid_up_to}")
+                write!(
+                    f,
+                    "invalid UTF-8 at byte {valid_up_to} \
+                     (set invalid_utf8 to replace to write U+FFFD in its place)"
+                )
             }
             Self::NotFinite => {
                 f.write_str("NAN, INF and numbers beyond ±1.8e308 cannot be written to a file")

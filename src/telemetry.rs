@@ -1,23 +1,24 @@
-//! JSON logs through `tracing`, set up once per process on first use.
+//! The extension's logs through `tracing` (JSON lines, or text with
+//! `fluxo.log_format = text`), set up once per process on first use.
 
 use std::fs::OpenOptions;
 use std::sync::{Mutex, OnceLock};
 
+use tracing_subscriber::fmt::writer::BoxMakeWriter;
 use tracing_subscriber::EnvFilter;
 
 use crate::config::Settings;
 
-/// Installs the JSON log subscriber (stderr, or `fluxo.log_file`) at
-/// `fluxo.log_level`. Later calls do nothing.
+/// Installs the log subscriber (stderr, or `fluxo.log_file`) at
+/// `fluxo.log_level`, in `fluxo.log_format`. Later calls do nothing.
 pub fn init(settings: &Settings) {
     static DONE: OnceLock<()> = OnceLock::new();
     DONE.get_or_init(|| {
         let filter = EnvFilter::try_new(format!("fluxo={}", settings.log_level))
             .unwrap_or_else(|_| EnvFilter::new("fluxo=warn"));
+        // No colours: stderr is PHP-FPM's error log more often than a terminal.
         let builder = tracing_subscriber::fmt()
-            .json()
-            .flatten_event(true)
-            .with_current_span(false)
+            .with_ansi(false)
             .with_env_filter(filter);
         // A log file that cannot be opened must not fail the export: say so
         // once on stderr (PHP-FPM's error log) and log there instead.
@@ -34,10 +35,19 @@ pub fn init(settings: &Settings) {
                 })
                 .ok()
         });
+        let builder = builder.with_writer(match file {
+            Some(f) => BoxMakeWriter::new(Mutex::new(f)),
+            None => BoxMakeWriter::new(std::io::stderr),
+        });
         // Another subscriber may already be set (a host application's): keep it.
-        let _ = match file {
-            Some(f) => builder.with_writer(Mutex::new(f)).try_init(),
-            None => builder.with_writer(std::io::stderr).try_init(),
+        let _ = if settings.server.log_format == "text" {
+            builder.try_init()
+        } else {
+            builder
+                .json()
+                .flatten_event(true)
+                .with_current_span(false)
+                .try_init()
         };
     });
 }

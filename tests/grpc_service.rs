@@ -256,6 +256,38 @@ async fn csv_options_keep_ids_as_text_and_write_decimal_commas() {
     );
 }
 
+/// A bad option of the other format is refused too, as PHP refuses it: a
+/// mistake there is one whichever format is asked for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn bad_options_of_the_other_format_are_refused() {
+    let server = TestServer::start(&[]).await;
+    let mut client = server.client().await;
+    for (format, options, named) in [
+        (
+            ExportFormat::FormatExcel,
+            pb::FormatOptions {
+                csv_delimiter: "ab".into(),
+                ..Default::default()
+            },
+            "delimiter",
+        ),
+        (
+            ExportFormat::FormatCsv,
+            pb::FormatOptions {
+                excel_sheet_name: "a/b".into(),
+                ..Default::default()
+            },
+            "sheet",
+        ),
+    ] {
+        let mut call = Call::open(&mut client).await.unwrap();
+        call.send(meta_msg(metadata_with(format, options))).await;
+        let err = call.recv().await.unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument, "{format:?}");
+        assert!(err.message().contains(named), "{err:?}");
+    }
+}
+
 /// Sends `batch`, which the server must refuse with INVALID_ARGUMENT naming
 /// where (`at`: batch, record, column) and `why`; the task ends FAILED.
 async fn expect_refused_batch(

@@ -60,8 +60,13 @@ pub fn options(m: &pb::ExportMetadata) -> Result<OptionValue> {
         map.push(("total_rows".into(), OptionValue::Int(total)));
     }
     if let Some(o) = &m.options {
-        if format == "xlsx" && !o.excel_sheet_name.is_empty() {
+        // Each format's options are checked whichever format is asked for,
+        // as PHP's are: a bad value is a mistake even where it is unused.
+        if !o.excel_sheet_name.is_empty() {
             map.push(("sheet".into(), s(&o.excel_sheet_name)));
+        }
+        if !o.long_text.is_empty() {
+            map.push(("long_text".into(), s(&o.long_text)));
         }
         let mut csv = Vec::new();
         if !o.csv_delimiter.is_empty() {
@@ -80,7 +85,10 @@ pub fn options(m: &pb::ExportMetadata) -> Result<OptionValue> {
         if !o.csv_decimal_separator.is_empty() {
             csv.push(("decimal_separator".to_owned(), s(&o.csv_decimal_separator)));
         }
-        if format == "csv" && !csv.is_empty() {
+        if !o.csv_unencodable.is_empty() {
+            csv.push(("unencodable".to_owned(), s(&o.csv_unencodable)));
+        }
+        if !csv.is_empty() {
             map.push(("csv".into(), OptionValue::Map(csv)));
         }
     }
@@ -173,6 +181,44 @@ pub fn status_enum(state: TaskState) -> pb::TaskStatus {
     }
 }
 
+/// The engine's messages name PHP's options; a gRPC caller sets these.
+const PROTO_NAMES: &[(&str, &str)] = &[
+    ("option \"total_rows\"", "field \"total_records\""),
+    ("option \"sheet\"", "field \"options.excel_sheet_name\""),
+    ("option \"long_text\"", "field \"options.long_text\""),
+    (
+        "option \"csv.delimiter\"",
+        "field \"options.csv_delimiter\"",
+    ),
+    ("option \"csv.encoding\"", "field \"options.csv_encoding\""),
+    (
+        "option \"csv.decimal_separator\"",
+        "field \"options.csv_decimal_separator\"",
+    ),
+    (
+        "option \"csv.unencodable\"",
+        "field \"options.csv_unencodable\"",
+    ),
+    // "options "csv.delimiter" and "csv.enclosure" must differ"
+    ("\"csv.delimiter\"", "\"options.csv_delimiter\""),
+    (", or \"auto\"", ", or negative for auto"),
+    (
+        "set long_text to truncate",
+        "set options.long_text to \"truncate\"",
+    ),
+    (
+        "csv option unencodable => 'replace'",
+        "options.csv_unencodable \"replace\"",
+    ),
+];
+
+/// An engine message in the terms of the proto.
+pub fn in_proto_terms(message: &str) -> String {
+    PROTO_NAMES
+        .iter()
+        .fold(message.to_owned(), |m, (php, proto)| m.replace(php, proto))
+}
+
 /// `error_code` for an error kind.
 pub fn error_code(kind: ErrorKind) -> &'static str {
     match kind {
@@ -211,7 +257,7 @@ pub fn status_response(s: &TaskStatus) -> pb::TaskStatusResponse {
         record_count: s.records as i64,
         progress_percent: i32::from(s.progress()),
         checksum_sha256: s.sha256.clone().unwrap_or_default(),
-        error_message: s.error.clone().unwrap_or_default(),
+        error_message: s.error.as_deref().map(in_proto_terms).unwrap_or_default(),
         error_code: code.into(),
         start_time: s.created_ms as i64,
         completion_time: if s.state.is_final() {
@@ -268,7 +314,7 @@ pub fn outcome_response(
             } else {
                 pb::TaskStatus::Failed
             } as i32,
-            error_message: e.message.clone(),
+            error_message: in_proto_terms(&e.message),
             error_code: error_code(e.kind).into(),
             start_time: start_ms as i64,
             completion_time: now,
@@ -333,6 +379,8 @@ mod tests {
             compression_enabled: true,
             csv_excel_text: true,
             csv_decimal_separator: ",".into(),
+            long_text: "truncate".into(),
+            csv_unencodable: "replace".into(),
         });
         let spec = spec(&m, &Settings::default()).unwrap();
         assert_eq!(spec.columns[0].width, Some(ColumnWidth::Chars(18.0)));
@@ -343,6 +391,57 @@ mod tests {
         assert!(spec.csv.excel_text);
         assert_eq!(spec.csv.style.decimal_separator, b',');
         assert_eq!(spec.filename_for("t"), "a.csv.gz");
+        assert!(spec.xlsx.truncate_long_text);
+        assert!(spec.csv.replace_unencodable);
+    }
+
+    #[test]
+    fn errors_name_the_fields_a_grpc_caller_sets() {
+        use crate::schema::CellError;
+        let refused = |change: &dyn Fn(&mut pb::ExportMetadata)| {
+            let mut m = meta();
+            change(&mut m);
+            in_proto_terms(&spec(&m, &Settings::default()).unwrap_err().message)
+        };
+        let options =
+            |o: pb::FormatOptions| move |m: &mut pb::ExportMetadata| m.options = Some(o.clone());
+        let cases: [(&dyn Fn(&mut pb::ExportMetadata), &str); 5] = [
+            (&|m| m.total_records = Some(-1), "field \"total_records\""),
+            (&|m| m.columns[0].width = 300, "or negative for auto"),
+            (
+                &options(pb::FormatOptions {
+                    csv_delimiter: "ab".into(),
+                    ..Default::default()
+                }),
+                "field \"options.csv_delimiter\"",
+            ),
+            (
+                &options(pb::FormatOptions {
+                    long_text: "cut".into(),
+                    ..Default::default()
+                }),
+                "field \"options.long_text\"",
+            ),
+            (
+                &options(pb::FormatOptions {
+                    csv_unencodable: "drop".into(),
+                    ..Default::default()
+                }),
+                "field \"options.csv_unencodable\"",
+            ),
+        ];
+        for (change, named) in cases {
+            let message = refused(change);
+            assert!(message.contains(named), "{message}");
+            assert!(!message.contains("option \""), "{message}");
+        }
+        let hint = CellError::Unencodable {
+            character: '😀',
+            encoding: encoding_rs::GBK,
+        };
+        assert!(
+            in_proto_terms(&hint.to_string()).ends_with("or options.csv_unencodable \"replace\"")
+        );
     }
 
     #[test]

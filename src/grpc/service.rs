@@ -142,12 +142,13 @@ impl ExportGrpc {
 }
 
 fn status_of(e: &ExportError) -> Status {
+    let message = convert::in_proto_terms(&e.message);
     match e.kind {
-        ErrorKind::InvalidOption | ErrorKind::InvalidRow => Status::invalid_argument(&e.message),
-        ErrorKind::Cancelled => Status::cancelled(&e.message),
-        ErrorKind::Storage => Status::unavailable(&e.message),
-        ErrorKind::Busy => Status::resource_exhausted(&e.message),
-        ErrorKind::Export => Status::internal(&e.message),
+        ErrorKind::InvalidOption | ErrorKind::InvalidRow => Status::invalid_argument(message),
+        ErrorKind::Cancelled => Status::cancelled(message),
+        ErrorKind::Storage => Status::unavailable(message),
+        ErrorKind::Busy => Status::resource_exhausted(message),
+        ErrorKind::Export => Status::internal(message),
     }
 }
 
