@@ -148,7 +148,7 @@ final class ExporterXlsxTest extends FluxoTestCase
             $sheet['rows'][3],
             'ISO 8601 with offset keeps the wall-clock time as written'
         );
-        self::assertSame(['1970-01-01T00:00:00', '1970-01-01T00:00:00', '01:01:01', null], $sheet['rows'][4], 'ints are Unix timestamps (UTC)');
+        self::assertSame(['1970-01-01T00:00:00', '1970-01-01T00:00:00', '01:01:01', null], $sheet['rows'][4], 'ints are Unix timestamps (in PHP\'s default zone, UTC here)');
         for ($i = 1; $i <= 4; $i++) {
             self::assertSame(['datetime', 'datetime', 'time'], array_slice($sheet['types'][$i], 0, 3), "row {$i}: real dates");
             self::assertSame('yyyy-mm-dd', $sheet['number_formats'][$i][0], 'date default format');

@@ -212,7 +212,7 @@ final class ValuesTest extends FluxoTestCase
         yield 'datetime: Y-m-d H:i:s' => ['datetime', '2026-11-29 10:20:30', '2026-11-29 10:20:30'];
         yield 'datetime: ISO 8601 keeps wall clock' => ['datetime', '2026-11-29T23:30:00+08:00', '2026-11-29 23:30:00'];
         yield 'datetime: ISO 8601 Z' => ['datetime', '2026-11-29T10:00:00Z', '2026-11-29 10:00:00'];
-        yield 'datetime: timestamp is UTC' => ['datetime', 1764410400, gmdate('Y-m-d H:i:s', 1764410400)];
+        yield 'datetime: timestamp in the default zone (UTC here)' => ['datetime', 1764410400, gmdate('Y-m-d H:i:s', 1764410400)];
         yield 'datetime: null' => ['datetime', null, ''];
         // time
         yield 'time: DateTimeImmutable' => ['time', self::utc('2026-11-29 10:20:30'), '10:20:30'];
@@ -232,6 +232,45 @@ final class ValuesTest extends FluxoTestCase
             [[$value, 'm']]
         );
         self::assertSame([['v', 'marker'], [$expected, 'm']], $this->readCsv($r->path));
+    }
+
+    public function testTimestampsAreShownInTheTimezoneOption(): void
+    {
+        $r = $this->exportOne(
+            [
+                'columns' => [['name' => 'at', 'type' => 'datetime'], ['name' => 'day', 'type' => 'date']],
+                'timezone' => 'Asia/Shanghai',
+                'csv' => ['bom' => false],
+            ],
+            // 2023-11-14 22:13:20 and 17:30:00 UTC: the next day in Shanghai.
+            [[1700000000, 1699983000]]
+        );
+        self::assertSame([['at', 'day'], ['2023-11-15 06:13:20', '2023-11-15']], $this->readCsv($r->path));
+
+        $e = new \Fluxo\Exporter(['columns' => ['a'], 'timezone' => 'US/Eastern']);
+        $e->cancel();
+        $this->addToAssertionCount(1); // PHP's older zone names are taken too
+    }
+
+    public function testTimestampsAreShownInPhpsDefaultTimezoneAsDateShowsThem(): void
+    {
+        $timestamps = [
+            0, -1, 1772953200 - 1, 1772953200, 1793512800 - 1, 1793512800, // 2026's DST changes
+            -2717650800 - 1, -2717650800, // 1883: local mean time ends
+            -8520336000, 10430000000, // 1700 and 2300: beyond the table read once
+        ];
+        $default = date_default_timezone_get();
+        date_default_timezone_set('America/New_York');
+        try {
+            $r = $this->exportOne(
+                ['columns' => [['name' => 'at', 'type' => 'datetime']], 'csv' => ['bom' => false]],
+                array_map(static fn (int $t): array => [$t], $timestamps)
+            );
+            $expected = array_map(static fn (int $t): array => [date('Y-m-d H:i:s', $t)], $timestamps);
+        } finally {
+            date_default_timezone_set($default);
+        }
+        self::assertSame([['at'], ...$expected], $this->readCsv($r->path));
     }
 
     public function testCsvAllTypesInOneFile(): void

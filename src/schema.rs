@@ -25,6 +25,17 @@ pub enum ColumnType {
 }
 
 impl ColumnType {
+    /// A date, date and time or time column: one that reads a Unix
+    /// timestamp as a point in time.
+    pub fn is_temporal(self) -> bool {
+        matches!(
+            self,
+            Self::Date | Self::DateTime | Self::Time | Self::DateOrDateTime
+        )
+    }
+}
+
+impl ColumnType {
     pub const NAMES: &'static str =
         "auto, string, int, number, bool, date, datetime, time, date_or_datetime";
 

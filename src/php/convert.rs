@@ -72,6 +72,11 @@ fn push(batch: &mut RecordBatch, zv: &Zval, column: &Column, zone: &DateZone) ->
     let pushed = if let Some(s) = zv.zend_str() {
         batch.push(Value::Bytes(s.as_bytes()), ty)
     } else if let Some(i) = zv.long() {
+        let i = if ty.is_temporal() {
+            zone.timestamps.wall_clock(i)?
+        } else {
+            i
+        };
         batch.push(Value::Int(i), ty)
     } else if let Some(f) = zv.double() {
         batch.push(Value::Float(f), ty)
@@ -89,16 +94,98 @@ fn push(batch: &mut RecordBatch, zv: &Zval, column: &Column, zone: &DateZone) ->
     pushed.map_err(Fault::Cell)
 }
 
-/// The zone `DateTimeInterface` values are shown in: their own, or the
-/// export's `timezone` (a PHP `DateTimeZone`, made once per batch).
-pub struct DateZone(Option<Zval>);
+/// Calls a PHP function; `None` if it cannot be called.
+fn call_function(name: &str, args: Vec<&dyn IntoZvalDyn>) -> Option<Zval> {
+    ZendCallable::try_from_name(name)
+        .and_then(|f| f.try_call(args))
+        .ok()
+}
 
-impl DateZone {
-    /// Checks a zone name against PHP's own list (no warning for a bad one).
+/// Where Unix timestamps are shown, as `date()` shows them: in the
+/// export's `timezone`, else in PHP's default time zone. Its UTC offsets
+/// from 1800 to 2200 are read from PHP once, at the first timestamp.
+pub struct TimestampZone {
+    name: Option<String>,
+    offsets: std::cell::OnceCell<Option<ZoneOffsets>>,
+}
+
+struct ZoneOffsets {
+    zone: Zval,
+    /// (from, UTC offset in seconds), in order; the first is from `FIRST`.
+    transitions: Vec<(i64, i64)>,
+}
+
+impl ZoneOffsets {
+    /// 1800-01-01 and 2200-01-01 UTC.
+    const FIRST: i64 = -5_364_662_400;
+    const END: i64 = 7_258_118_400;
+
+    fn read(name: Option<&str>) -> Option<Self> {
+        let name = match name {
+            Some(name) => name.to_owned(),
+            None => call_function("date_default_timezone_get", vec![])?.string()?,
+        };
+        let zone = call_function("timezone_open", vec![&name]).filter(Zval::is_object)?;
+        let list = call_function(
+            "timezone_transitions_get",
+            vec![&zone, &Self::FIRST, &Self::END],
+        )?;
+        let transitions: Vec<(i64, i64)> = list
+            .array()?
+            .values()
+            .filter_map(|t| {
+                let t = t.array()?;
+                Some((t.get("ts")?.long()?, t.get("offset")?.long()?))
+            })
+            .collect();
+        (!transitions.is_empty()).then_some(Self { zone, transitions })
+    }
+
+    fn offset_at(&self, unix: i64) -> Option<i64> {
+        if (Self::FIRST..Self::END).contains(&unix) {
+            let after = self.transitions.partition_point(|&(from, _)| from <= unix);
+            return Some(self.transitions[after.saturating_sub(1)].1);
+        }
+        // Outside the table, rare: PHP's own answer for this one.
+        let date = call_function("date_create", vec![&format!("@{unix}")])?;
+        call_function("timezone_offset_get", vec![&self.zone, &date])?.long()
+    }
+}
+
+impl TimestampZone {
+    pub fn new(name: Option<String>) -> Self {
+        Self {
+            name,
+            offsets: std::cell::OnceCell::new(),
+        }
+    }
+
+    /// `unix` as the zone's wall-clock seconds.
+    fn wall_clock(&self, unix: i64) -> Result<i64, Fault> {
+        self.offsets
+            .get_or_init(|| ZoneOffsets::read(self.name.as_deref()))
+            .as_ref()
+            .and_then(|offsets| offsets.offset_at(unix))
+            .and_then(|offset| unix.checked_add(offset))
+            .ok_or(Fault::Cell(CellError::NotADate))
+    }
+}
+
+/// The zone `DateTimeInterface` values are shown in: their own, or the
+/// export's `timezone` (a PHP `DateTimeZone`, made once per batch); and
+/// the export's zone for timestamps.
+pub struct DateZone<'a> {
+    zone: Option<Zval>,
+    timestamps: &'a TimestampZone,
+}
+
+impl<'a> DateZone<'a> {
+    /// Checks a zone name against PHP's own list, with the older names it
+    /// also takes (`US/Eastern`, `Asia/Calcutta`); no warning for a bad one.
     pub fn check(name: &str) -> Result<(), ExportError> {
-        let known = ZendCallable::try_from_name("timezone_identifiers_list")
-            .and_then(|f| f.try_call(vec![]))
-            .ok()
+        /// `DateTimeZone::ALL_WITH_BC`
+        const ALL_WITH_BC: i64 = 4095;
+        let known = call_function("timezone_identifiers_list", vec![&ALL_WITH_BC])
             .and_then(|list| {
                 list.array()
                     .map(|a| a.values().any(|v| v.str() == Some(name)))
@@ -113,15 +200,19 @@ impl DateZone {
         }
     }
 
-    pub fn open(name: Option<&str>) -> Result<Self, ExportError> {
-        let Some(name) = name else {
-            return Ok(Self(None));
+    pub fn open(timestamps: &'a TimestampZone) -> Result<Self, ExportError> {
+        let Some(name) = timestamps.name.as_deref() else {
+            return Ok(Self {
+                zone: None,
+                timestamps,
+            });
         };
-        ZendCallable::try_from_name("timezone_open")
-            .and_then(|f| f.try_call(vec![&name]))
-            .ok()
-            .filter(|zone| zone.is_object())
-            .map(|zone| Self(Some(zone)))
+        call_function("timezone_open", vec![&name])
+            .filter(Zval::is_object)
+            .map(|zone| Self {
+                zone: Some(zone),
+                timestamps,
+            })
             .ok_or_else(|| ExportError::invalid_option(format!("cannot open time zone \"{name}\"")))
     }
 
@@ -133,7 +224,7 @@ impl DateZone {
             call_method(target, "DateTimeInterface", method, args)
         };
         let seconds = call(date, "getTimestamp", vec![])?.long();
-        let offset = match &self.0 {
+        let offset = match &self.zone {
             Some(zone) => call(zone, "getOffset", vec![date])?.long(),
             None => call(date, "getOffset", vec![])?.long(),
         };

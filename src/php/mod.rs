@@ -74,8 +74,8 @@ fn current_settings() -> Result<Settings, ExportError> {
 #[php(name = "Fluxo\\Exporter")]
 pub struct Exporter {
     export: Export,
-    /// The `timezone` option: where date objects are shown.
-    timezone: Option<String>,
+    /// The `timezone` option: where date objects and timestamps are shown.
+    timezone: convert::TimestampZone,
 }
 
 impl Exporter {
@@ -83,7 +83,7 @@ impl Exporter {
         &mut self,
         rows: impl Iterator<Item = &'a ext_php_rs::types::Zval>,
     ) -> Result<i64, ExportError> {
-        let zone = convert::DateZone::open(self.timezone.as_deref())?;
+        let zone = convert::DateZone::open(&self.timezone)?;
         let batch = convert::batch(rows, self.export.columns(), self.export.new_batch(), &zone)?;
         self.export.add(batch).map(|n| n as i64)
     }
@@ -101,7 +101,7 @@ impl Exporter {
                 convert::DateZone::check(zone)?;
             }
             Ok(Self {
-                timezone: spec.timezone.clone(),
+                timezone: convert::TimestampZone::new(spec.timezone.clone()),
                 export: Export::start_on_this_thread(spec, &settings)?,
             })
         })
