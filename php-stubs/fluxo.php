@@ -92,7 +92,9 @@ class Exporter
     }
 
     /**
-     * Waits for the file.
+     * Waits for the file (also after finishAsync(): the script may do other work
+     * in between). Throws if PHP's time limit runs out meanwhile; PHP then ends
+     * the script with its own "Maximum execution time" error.
      *
      * @throws ExportException
      * @throws StorageException
@@ -101,7 +103,10 @@ class Exporter
     {
     }
 
-    /** Returns the task id at once; the file is completed in the background. */
+    /**
+     * Returns the task id at once; the file is completed in the background.
+     * Exporter::status() tells its progress; finish() waits for it.
+     */
     public function finishAsync(): string
     {
     }
@@ -153,7 +158,7 @@ class ExportResult
     public $durationMs;
     /** @var int */
     public $sheets;
-    /** @internal made by the extension; an object made in PHP holds nulls */
+    /** @internal made by the extension: `new` in PHP throws */
     public function __construct()
     {
     }
@@ -186,7 +191,7 @@ class TaskStatus
     public $sha256;
     /** @var string|null */
     public $error;
-    /** @internal made by the extension; an object made in PHP holds nulls */
+    /** @internal made by the extension: `new` in PHP throws */
     public function __construct()
     {
     }
@@ -199,7 +204,7 @@ class TaskStatus
  */
 class Server
 {
-    /** @internal the class is used through its static methods */
+    /** @internal the class is used through its static methods: `new` throws */
     public function __construct()
     {
     }

@@ -149,4 +149,47 @@ final class CancelTest extends FluxoTestCase
         $id = $result->json()['id'];
         $this->assertCancelledAndClean($id);
     }
+    /**
+     * pcntl_fork() while an export runs: the child holds a copy of the Exporter but
+     * none of the threads writing it. Its calls are refused at once (finish() used to
+     * wait for ever), its status() reads the file, and its exit does not wait
+     * fluxo.shutdown_timeout for the parent's export.
+     */
+    public function testAForkedChildCannotUseItsParentsExport(): void
+    {
+        if (!function_exists('pcntl_fork')) {
+            self::markTestSkipped('needs pcntl');
+        }
+        $child = ChildPhp::run(<<<'PHP'
+            $marker = tempnam(sys_get_temp_dir(), 'fluxo-fork-');
+            unlink($marker);
+            $e = new Fluxo\Exporter(['columns' => ['n']]);
+            $e->addBatch([[1], [2]]);
+            $pid = pcntl_fork();
+            if ($pid === 0) {
+                try {
+                    $e->finish();
+                    $finish = 'returned';
+                } catch (Fluxo\ExportException $ex) {
+                    $finish = $ex->getMessage();
+                }
+                for ($i = 0; $i < 3000 && !file_exists($marker); $i++) {
+                    usleep(10000);
+                }
+                $status = Fluxo\Exporter::status($e->taskId());
+                fwrite(STDERR, json_encode(['finish' => $finish, 'state' => $status?->state]) . "\n");
+                exit(0);
+            }
+            $r = $e->finish();
+            touch($marker);
+            pcntl_waitpid($pid, $childStatus);
+            echo json_encode(['child_exit' => pcntl_wexitstatus($childStatus), 'records' => $r->records]), "\n";
+            PHP, [], ['fluxo.shutdown_timeout' => '20']);
+        self::assertSame(0, $child->exitCode, $child->describe());
+        $parent = $child->json();
+        self::assertSame(['child_exit' => 0, 'records' => 2], $parent);
+        self::assertMatchesRegularExpression('/"finish":"export [0-9a-f-]+ belongs to process \d+: a child of fork\(\) cannot use it"/', $child->stderr);
+        self::assertStringContainsString('"state":"COMPLETED"', $child->stderr, 'the file, not the copy of fork time');
+        self::assertStringNotContainsString('abandoned', $child->stderr, 'the child did not wait for the parent\'s export');
+    }
 }

@@ -395,6 +395,21 @@ final class ExporterCsvTest extends FluxoTestCase
         self::assertIsArray(json_decode((string) file_get_contents(self::workDir() . '/tasks/' . $r->taskId . '.json'), true));
     }
 
+    public function testFinishAfterFinishAsyncWaitsForTheFile(): void
+    {
+        $e = new Exporter(['columns' => ['a']]);
+        $e->addBatch(array_map(static fn (int $i): array => [$i], range(1, 50000)));
+        $id = $e->finishAsync();
+        $r = $e->finish();
+        self::assertSame($id, $r->taskId);
+        self::assertSame(50000, $r->records);
+        self::assertSame(hash_file('sha256', $r->path), $r->sha256);
+        self::assertSame('COMPLETED', Exporter::status($id)?->state);
+        $this->expectException(ExportException::class);
+        $this->expectExceptionMessage('already finished');
+        $e->finish();
+    }
+
     public function testFinishTwiceThrowsAlreadyFinished(): void
     {
         $e = new Exporter(['columns' => ['a']]);
@@ -411,7 +426,6 @@ final class ExporterCsvTest extends FluxoTestCase
      */
     public static function afterFinishProvider(): iterable
     {
-        yield 'finish' => [static fn (Exporter $e) => $e->finish()];
         yield 'finishAsync' => [static fn (Exporter $e) => $e->finishAsync()];
         yield 'addBatch' => [static fn (Exporter $e) => $e->addBatch([['y']])];
         yield 'addRow' => [static fn (Exporter $e) => $e->addRow(['y'])];
@@ -450,7 +464,7 @@ final class ExporterCsvTest extends FluxoTestCase
             $call($e);
             self::fail('expected ExportException after finishAsync()');
         } catch (ExportException $ex) {
-            self::assertStringContainsString('already finished', $ex->getMessage());
+            self::assertStringContainsString('already finished: finishAsync() was called', $ex->getMessage());
         }
         $s = $this->waitForState($id);
         self::assertNotNull($s);

@@ -61,6 +61,20 @@ fn panic_if_asked() {
     }
 }
 
+/// Whether PHP's time limit (`max_execution_time`) has run out. PHP then
+/// only sets this flag for the running code to see, and kills the process
+/// `hard_timeout` seconds of CPU later (exit 124, the FPM worker and every
+/// export in it gone) if the thread has not got back to PHP by then. On a
+/// non-thread-safe build the limit counts the CPU of every thread,
+/// Fluxo's writers too.
+fn time_limit_reached() -> bool {
+    let globals = ext_php_rs::zend::ExecutorGlobals::get();
+    // SAFETY: `timed_out` is a field of the executor globals, alive for the
+    // whole process; PHP's SIGPROF handler sets it from whichever thread the
+    // signal lands on, hence a volatile read of a bool that is 0 or 1.
+    unsafe { std::ptr::read_volatile(&raw const globals.timed_out.value) }
+}
+
 /// Settings from php.ini (`fluxo.*`), overridden by `FLUXO_*` variables.
 fn current_settings() -> Result<Settings, ExportError> {
     let ini = ext_php_rs::zend::ExecutorGlobals::get().ini_values();
@@ -100,9 +114,15 @@ impl Exporter {
             if let Some(zone) = &spec.timezone {
                 convert::DateZone::check(zone)?;
             }
+            let spec_timezone = spec.timezone.clone();
+            let mut export = Export::start_on_this_thread(spec, &settings)?;
+            export.give_up_when(
+                time_limit_reached,
+                "the script's time limit (max_execution_time) ran out while it waited",
+            );
             Ok(Self {
-                timezone: convert::TimestampZone::new(spec.timezone.clone()),
-                export: Export::start_on_this_thread(spec, &settings)?,
+                timezone: convert::TimestampZone::new(spec_timezone),
+                export,
             })
         })
     }

@@ -27,10 +27,11 @@ struct Pool {
     spawned: usize,
 }
 
-/// Tasks running in this process, for a bounded wait at shutdown.
+/// Tasks running in this process, for a bounded wait at shutdown: (pid,
+/// count), as a child of fork() inherits the count but none of the threads.
 #[derive(Default)]
 struct Active {
-    count: Mutex<usize>,
+    count: Mutex<(u32, usize)>,
     idle: Condvar,
 }
 
@@ -87,7 +88,11 @@ pub fn submit(job: impl FnOnce() + Send + 'static) {
         pool.spawned += 1;
     }
     {
-        *active().count.lock().unwrap_or_else(|p| p.into_inner()) += 1;
+        let mut count = active().count.lock().unwrap_or_else(|p| p.into_inner());
+        if count.0 != pid {
+            *count = (pid, 0);
+        }
+        count.1 += 1;
     }
     let counted = move || {
         // The count drops even if the job panics.
@@ -95,8 +100,7 @@ pub fn submit(job: impl FnOnce() + Send + 'static) {
         impl Drop for Done {
             fn drop(&mut self) {
                 let a = active();
-                let mut n = a.count.lock().unwrap_or_else(|p| p.into_inner());
-                *n -= 1;
+                a.count.lock().unwrap_or_else(|p| p.into_inner()).1 -= 1;
                 a.idle.notify_all();
             }
         }
@@ -117,7 +121,10 @@ pub fn wait_idle(timeout: Duration) -> usize {
     let a = active();
     let deadline = Instant::now() + timeout;
     let mut n = a.count.lock().unwrap_or_else(|p| p.into_inner());
-    while *n > 0 {
+    if n.0 != std::process::id() {
+        return 0; // the parent's, before a fork
+    }
+    while n.1 > 0 {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
             break;
@@ -128,7 +135,7 @@ pub fn wait_idle(timeout: Duration) -> usize {
             .unwrap_or_else(|p| p.into_inner())
             .0;
     }
-    *n
+    n.1
 }
 
 /// One of `fluxo.max_concurrent_tasks` host-wide slots: a lock file held

@@ -172,13 +172,37 @@ impl Task {
             .unwrap_or_else(ExportError::cancelled)
     }
 
+    /// Whether this process runs the task: not so in a child of fork().
+    fn runs_here(&self) -> bool {
+        self.status().owner_pid == std::process::id()
+    }
+
     fn wait_outcome(&self) -> Result<ExportOutcome> {
+        self.wait_outcome_or_give_up(None)
+            .expect("only a give_up test ends the wait early")
+    }
+
+    /// The outcome once there is one; `None` if `give_up` (tested every
+    /// [`queue::GIVE_UP_POLL`] meanwhile) turned true first.
+    fn wait_outcome_or_give_up(
+        &self,
+        give_up: Option<fn() -> bool>,
+    ) -> Option<Result<ExportOutcome>> {
         let mut guard = self.outcome();
         loop {
             if let Some(result) = guard.as_ref() {
-                return result.clone();
+                return Some(result.clone());
             }
-            guard = self.finished.wait(guard).unwrap_or_else(|p| p.into_inner());
+            guard = match give_up {
+                None => self.finished.wait(guard).unwrap_or_else(|p| p.into_inner()),
+                Some(test) if test() => return None,
+                Some(_) => {
+                    self.finished
+                        .wait_timeout(guard, queue::GIVE_UP_POLL)
+                        .unwrap_or_else(|p| p.into_inner())
+                        .0
+                }
+            };
         }
     }
 }
@@ -196,11 +220,14 @@ pub fn status(settings: &Settings, task_id: &str) -> Result<Option<TaskStatus>> 
     // A UUID is the same in capitals; the files are named in lower case.
     let task_id = &task_id.to_ascii_lowercase();
     registry::check_task_id(task_id)?;
+    // A child of fork() inherits its parent's tasks frozen: only the file
+    // follows them.
     let live = live_tasks()
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .get(task_id)
-        .and_then(Weak::upgrade);
+        .and_then(Weak::upgrade)
+        .filter(|task| task.runs_here());
     match live {
         Some(task) => Ok(Some(task.status().clone())),
         None => {
@@ -219,6 +246,8 @@ pub fn wait_for_running(timeout: Duration) -> usize {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Phase {
     Open,
+    /// `finish_async()` was called: no more rows; `finish()` waits.
+    Closed,
     Finished,
     Cancelled,
 }
@@ -239,6 +268,8 @@ pub struct Export {
     /// that filling it does not reallocate and copy.
     last_batch_bytes: usize,
     phase: Phase,
+    /// See [`Export::give_up_when`].
+    give_up: Option<(fn() -> bool, &'static str)>,
 }
 
 impl Export {
@@ -335,6 +366,7 @@ impl Export {
             rows: 0,
             last_batch_bytes: 0,
             phase: Phase::Open,
+            give_up: None,
         };
         let settings = settings.clone();
         manager::submit(move || run(task, spec, settings, store));
@@ -366,7 +398,21 @@ impl Export {
         }
     }
 
+    /// Refuses a call from a child of fork(): no thread of the child runs
+    /// the task, so its rows would go nowhere and its outcome never come.
+    fn ensure_here(&self) -> Result<()> {
+        if self.task.runs_here() {
+            return Ok(());
+        }
+        Err(ExportError::export(format!(
+            "export {} belongs to process {}: a child of fork() cannot use it",
+            self.task_id,
+            self.task.status().owner_pid
+        )))
+    }
+
     fn ensure_open(&self) -> Result<()> {
+        self.ensure_here()?;
         match self.phase {
             Phase::Open => Ok(()),
             // An export that stopped on an error says so again, not that it finished.
@@ -377,6 +423,10 @@ impl Export {
                 ),
                 _ => ExportError::export(format!("export {} is already finished", self.task_id)),
             }),
+            Phase::Closed => Err(ExportError::export(format!(
+                "export {} is already finished: finishAsync() was called (finish() waits for its file)",
+                self.task_id
+            ))),
             Phase::Cancelled => Err(ExportError::cancelled()),
         }
     }
@@ -384,14 +434,37 @@ impl Export {
     fn send(&mut self, message: Message) -> Result<()> {
         self.ensure_open()?;
         let bytes = message.byte_size();
-        if self.task.queue.push(message, bytes).is_err() {
+        match self
+            .task
+            .queue
+            .push(message, bytes, self.give_up.map(|(test, _)| test))
+        {
+            Ok(()) => Ok(()),
+            Err(queue::Refused::GaveUp) => Err(self.give_up_now()),
             // The worker stopped early: its outcome says why.
-            self.phase = Phase::Finished;
-            return Err(self.task.wait_outcome().err().unwrap_or_else(|| {
-                ExportError::export("the export ended before all rows were written")
-            }));
+            Err(queue::Refused::Aborted) => {
+                self.phase = Phase::Finished;
+                Err(self.task.wait_outcome().err().unwrap_or_else(|| {
+                    ExportError::export("the export ended before all rows were written")
+                }))
+            }
         }
-        Ok(())
+    }
+
+    /// Makes the producer stop waiting (for room in the queue, for the
+    /// outcome) once `test` is true, and fail the export with `reason`: a
+    /// PHP script whose time limit ran out must get back to PHP, which then
+    /// ends it, instead of being killed inside the wait.
+    pub fn give_up_when(&mut self, test: fn() -> bool, reason: &'static str) {
+        self.give_up = Some((test, reason));
+    }
+
+    fn give_up_now(&mut self) -> ExportError {
+        let reason = self.give_up.map_or("gave up waiting", |(_, reason)| reason);
+        let error = ExportError::export(format!("export {} stopped: {reason}", self.task_id));
+        self.task.fail(error.clone());
+        self.phase = Phase::Cancelled;
+        error
     }
 
     /// Queues a batch for the writer; blocks while `fluxo.buffer_size` bytes
@@ -438,16 +511,27 @@ impl Export {
     /// No more rows: the task completes in the background.
     pub fn finish_async(&mut self) -> Result<String> {
         self.ensure_open()?;
-        self.phase = Phase::Finished;
+        self.phase = Phase::Closed;
         self.task.taking_rows.store(false, Ordering::SeqCst);
         self.task.queue.close();
         Ok(self.task_id.clone())
     }
 
-    /// No more rows: waits for the file and returns where it is.
+    /// No more rows: waits for the file and returns where it is; after
+    /// [`Export::finish_async`], waits for that file.
     pub fn finish(&mut self) -> Result<ExportOutcome> {
-        self.finish_async()?;
-        self.task.wait_outcome()
+        self.ensure_here()?;
+        if self.phase != Phase::Closed {
+            self.finish_async()?;
+        }
+        self.phase = Phase::Finished;
+        match self
+            .task
+            .wait_outcome_or_give_up(self.give_up.map(|(test, _)| test))
+        {
+            Some(outcome) => outcome,
+            None => Err(self.give_up_now()),
+        }
     }
 
     /// Abandons the export: no file is left. Does nothing once the task has

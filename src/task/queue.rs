@@ -21,7 +21,15 @@ pub struct ByteQueue<T> {
 
 /// Why a push was refused.
 #[derive(Debug, PartialEq, Eq)]
-pub struct Aborted;
+pub enum Refused {
+    /// The consumer gave up, or the queue was closed.
+    Aborted,
+    /// The producer's `give_up` test turned true while it waited.
+    GaveUp,
+}
+
+/// How often a waiting producer runs its `give_up` test.
+pub const GIVE_UP_POLL: std::time::Duration = std::time::Duration::from_millis(100);
 
 impl<T> ByteQueue<T> {
     pub fn new(limit: usize) -> Self {
@@ -41,15 +49,30 @@ impl<T> ByteQueue<T> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Appends `item` of `bytes`, blocking while the queue is over its limit.
-    /// An item larger than the limit is accepted once the queue is empty.
-    pub fn push(&self, item: T, bytes: usize) -> Result<(), Aborted> {
+    /// Appends `item` of `bytes`, blocking while the queue is over its limit;
+    /// `give_up`, if any, is tested every [`GIVE_UP_POLL`] meanwhile. An item
+    /// larger than the limit is accepted once the queue is empty.
+    pub fn push(
+        &self,
+        item: T,
+        bytes: usize,
+        give_up: Option<fn() -> bool>,
+    ) -> Result<(), Refused> {
         let mut q = self.lock();
         while !q.aborted && !q.items.is_empty() && q.bytes + bytes > self.limit {
-            q = self.changed.wait(q).unwrap_or_else(|p| p.into_inner());
+            q = match give_up {
+                None => self.changed.wait(q).unwrap_or_else(|p| p.into_inner()),
+                Some(test) if test() => return Err(Refused::GaveUp),
+                Some(_) => {
+                    self.changed
+                        .wait_timeout(q, GIVE_UP_POLL)
+                        .unwrap_or_else(|p| p.into_inner())
+                        .0
+                }
+            };
         }
         if q.aborted || q.closed {
-            return Err(Aborted);
+            return Err(Refused::Aborted);
         }
         q.bytes += bytes;
         q.items.push_back((item, bytes));
@@ -105,10 +128,10 @@ mod tests {
     #[test]
     fn a_full_queue_blocks_the_producer_until_the_consumer_takes() {
         let q = Arc::new(ByteQueue::new(100));
-        q.push(1, 60).unwrap();
+        q.push(1, 60, None).unwrap();
         let producer = {
             let q = q.clone();
-            std::thread::spawn(move || q.push(2, 60))
+            std::thread::spawn(move || q.push(2, 60, None))
         };
         std::thread::sleep(Duration::from_millis(50));
         assert_eq!(q.queued_bytes(), 60, "the second push must wait");
@@ -122,21 +145,41 @@ mod tests {
     #[test]
     fn an_oversized_item_passes_when_the_queue_is_empty() {
         let q = ByteQueue::new(10);
-        q.push("big", 1_000).unwrap();
+        q.push("big", 1_000, None).unwrap();
         assert_eq!(q.pop(), Some("big"));
     }
 
     #[test]
     fn abort_wakes_a_blocked_producer() {
         let q = Arc::new(ByteQueue::new(10));
-        q.push(1, 10).unwrap();
+        q.push(1, 10, None).unwrap();
         let producer = {
             let q = q.clone();
-            std::thread::spawn(move || q.push(2, 10))
+            std::thread::spawn(move || q.push(2, 10, None))
         };
         std::thread::sleep(Duration::from_millis(20));
         q.abort();
-        assert_eq!(producer.join().unwrap(), Err(Aborted));
+        assert_eq!(producer.join().unwrap(), Err(Refused::Aborted));
         assert_eq!(q.pop(), None);
+    }
+
+    #[test]
+    fn a_blocked_producer_gives_up_when_its_test_turns_true() {
+        static TIME_IS_UP: std::sync::atomic::AtomicBool =
+            std::sync::atomic::AtomicBool::new(false);
+        fn time_is_up() -> bool {
+            TIME_IS_UP.load(std::sync::atomic::Ordering::SeqCst)
+        }
+        let q = Arc::new(ByteQueue::new(10));
+        q.push(1, 10, Some(time_is_up)).unwrap();
+        let producer = {
+            let q = q.clone();
+            std::thread::spawn(move || q.push(2, 10, Some(time_is_up)))
+        };
+        std::thread::sleep(GIVE_UP_POLL * 2);
+        assert!(!producer.is_finished(), "waits while the test is false");
+        TIME_IS_UP.store(true, std::sync::atomic::Ordering::SeqCst);
+        assert_eq!(producer.join().unwrap(), Err(Refused::GaveUp));
+        assert_eq!(q.queued_bytes(), 10, "the item it gave up on is not queued");
     }
 }
