@@ -405,7 +405,8 @@ mod tests {
         };
         let options =
             |o: pb::FormatOptions| move |m: &mut pb::ExportMetadata| m.options = Some(o.clone());
-        let cases: [(&dyn Fn(&mut pb::ExportMetadata), &str); 5] = [
+        type Change<'a> = &'a dyn Fn(&mut pb::ExportMetadata);
+        let cases: [(Change, &str); 5] = [
             (&|m| m.total_records = Some(-1), "field \"total_records\""),
             (&|m| m.columns[0].width = 300, "or negative for auto"),
             (

@@ -252,6 +252,9 @@ enum Phase {
     Cancelled,
 }
 
+/// See [`Export::give_up_when`]: the test, and the reason the export fails with.
+type GiveUp = (fn() -> bool, &'static str);
+
 /// One export as its producer sees it: add rows, then finish or cancel.
 /// Dropping an unfinished export cancels it.
 pub struct Export {
@@ -268,8 +271,7 @@ pub struct Export {
     /// that filling it does not reallocate and copy.
     last_batch_bytes: usize,
     phase: Phase,
-    /// See [`Export::give_up_when`].
-    give_up: Option<(fn() -> bool, &'static str)>,
+    give_up: Option<GiveUp>,
 }
 
 impl Export {
