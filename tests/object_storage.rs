@@ -395,6 +395,10 @@ enum Fault {
     SlowDown,
     /// Reads the request head, then neither reads the body nor answers.
     Stall,
+    /// Passes the first CompleteMultipartUpload (`POST …?uploadId=`) on but
+    /// never answers it: a store that completes the object after the
+    /// client stopped waiting.
+    CompleteAnsweredTooLate,
 }
 
 /// A request the proxy saw, and the status it answered (0: none, stalled).
@@ -420,7 +424,7 @@ impl FaultProxy {
         let port = listener.local_addr().unwrap().port();
         let seen = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
-        let parts = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let (all_seen, stopped) = (seen.clone(), stop.clone());
         std::thread::spawn(move || {
             for client in listener.incoming() {
@@ -428,12 +432,21 @@ impl FaultProxy {
                     return;
                 }
                 let Ok(client) = client else { continue };
-                let (seen, stop, parts) = (all_seen.clone(), stopped.clone(), parts.clone());
+                let (seen, stop, counted) = (all_seen.clone(), stopped.clone(), counted.clone());
                 std::thread::spawn(move || {
-                    let part_faulty = |is_part: bool| {
-                        is_part && parts.fetch_add(1, Ordering::SeqCst) + 1 >= from_part
+                    let faulty = |method: &str, target: &str| match fault {
+                        Fault::SlowDown | Fault::Stall => {
+                            method == "PUT"
+                                && target.contains("partNumber=")
+                                && counted.fetch_add(1, Ordering::SeqCst) + 1 >= from_part
+                        }
+                        Fault::CompleteAnsweredTooLate => {
+                            method == "POST"
+                                && target.contains("uploadId=")
+                                && counted.fetch_add(1, Ordering::SeqCst) == 0
+                        }
                     };
-                    let _ = relay(client, upstream, fault, part_faulty, &seen, &stop);
+                    let _ = relay(client, upstream, fault, faulty, &seen, &stop);
                 });
             }
         });
@@ -458,10 +471,15 @@ fn relay(
     mut client: TcpStream,
     upstream: u16,
     fault: Fault,
-    faulty: impl Fn(bool) -> bool,
+    faulty: impl Fn(&str, &str) -> bool,
     seen: &Mutex<Vec<Seen>>,
     stop: &AtomicBool,
 ) -> std::io::Result<()> {
+    let stall = || {
+        while !stop.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
     let mut reader = BufReader::new(client.try_clone()?);
     let mut head = Vec::new();
     loop {
@@ -485,12 +503,10 @@ fn relay(
             status,
         })
     };
-    let faulty = faulty(method == "PUT" && target.contains("partNumber="));
+    let faulty = faulty(&method, &target);
     if faulty && fault == Fault::Stall {
         record(0);
-        while !stop.load(Ordering::SeqCst) {
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        stall();
         return Ok(());
     }
     let header = |name: &str| {
@@ -510,7 +526,7 @@ fn relay(
     reader.read_exact(&mut body)?;
     // Each request is recorded before its answer goes back: the client may
     // act on the answer, and the test read `seen`, at once.
-    if faulty {
+    if faulty && fault == Fault::SlowDown {
         record(503);
         let xml = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\
                    <Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>";
@@ -539,6 +555,10 @@ fn relay(
             .and_then(|c| c.parse().ok())
             .unwrap_or(0),
     );
+    if faulty && fault == Fault::CompleteAnsweredTooLate {
+        stall();
+        return Ok(());
+    }
     client.write_all(status_line.as_bytes())?;
     loop {
         let mut line = String::new();
@@ -627,6 +647,40 @@ fn a_store_answering_503_fails_after_retries_and_aborts_the_upload() {
         "AbortMultipartUpload sent and accepted: {seen:?}"
     );
     assert_nothing_stored(&server, dir.path(), "throttled.csv");
+}
+
+/// The store completes the object but its answer comes after the request
+/// timed out; the retried CompleteMultipartUpload is refused (the upload id
+/// is used up). The object is there, with this export's SHA-256: the export
+/// completes. It used to fail, and a caller's retry stored a second copy.
+#[test]
+fn a_completion_answered_too_late_still_completes_the_export() {
+    let server = S3Server::start();
+    let proxy = FaultProxy::start(server.port, Fault::CompleteAnsweredTooLate, 0);
+    let dir = tempfile::tempdir().unwrap();
+    // Each attempt gets a quarter of the 4 s: the first Complete times out.
+    let mut extra = MULTIPART.to_vec();
+    extra.push(("upload_timeout", "4"));
+    let settings = settings_for(proxy.port, dir.path(), SECRET, &extra);
+    let outcome = export(&settings, 150_000, "late.csv").unwrap(); // ~15 MB: multipart
+    let completes: Vec<u16> = proxy
+        .seen()
+        .iter()
+        .filter(|s| s.method == "POST" && s.target.contains("uploadId="))
+        .map(|s| s.status)
+        .collect();
+    assert!(
+        completes.len() >= 2,
+        "the unanswered Complete was retried: {completes:?}"
+    );
+    assert_eq!(
+        completes[0], 200,
+        "the first one took effect: {completes:?}"
+    );
+    let stored = std::fs::read(server.object(&outcome.key)).unwrap();
+    assert_eq!(stored.len() as u64, outcome.bytes);
+    assert_eq!(hex::encode(Sha256::digest(&stored)), outcome.sha256);
+    assert_eq!(server.open_uploads(), Vec::<PathBuf>::new());
 }
 
 #[test]

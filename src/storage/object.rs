@@ -60,14 +60,22 @@ fn is_ip_or_localhost(endpoint: &str) -> bool {
     host.eq_ignore_ascii_case("localhost") || host.parse::<std::net::IpAddr>().is_ok()
 }
 
+/// The slowest uplink an upload should still get through, in bytes a second.
+const SLOWEST_UPLINK: u64 = 512 * 1024;
+
 /// How long one request may take before it is given up and retried: its
 /// share of `fluxo.upload_timeout`, so that a stalled request is retried
 /// before the whole upload runs out of time, and a request still in flight
 /// at the deadline ends, retries included, about one `upload_timeout` later
-/// at worst. At most opendal's default.
+/// at worst. Within that, opendal's 10 s, or longer when the parts in
+/// flight (which a write or the close waits for) take longer to send at
+/// [`SLOWEST_UPLINK`]: 10 s cut every 8 MiB part on a link of 400 KB/s.
 fn attempt_timeout(upload: &UploadSettings) -> Duration {
     let attempts = u32::try_from(upload.max_retries + 1).unwrap_or(u32::MAX);
-    (upload.timeout / attempts).min(Duration::from_secs(10))
+    let in_flight = (upload.parallel_parts as u64 + 1) * upload.part_size as u64;
+    let sending =
+        Duration::from_secs(in_flight.div_ceil(SLOWEST_UPLINK)).max(Duration::from_secs(10));
+    (upload.timeout / attempts).min(sending)
 }
 
 fn storage_error(what: &str, err: impl std::fmt::Display) -> ExportError {
@@ -314,7 +322,16 @@ impl ObjectStore {
             .await;
         if sent.is_ok() {
             sent = if tokio::time::Instant::now() < deadline {
-                writer.close().await.map(|_| ()).map_err(failed)
+                match writer.close().await {
+                    Ok(_) => Ok(()),
+                    Err(e) if self.holds(key, meta).await => {
+                        // A CompleteMultipartUpload that took effect but
+                        // whose answer came too late; its retry is refused.
+                        tracing::warn!(location = %self.location, key, error = %e, "closing the upload failed, but the store holds the whole object");
+                        Ok(())
+                    }
+                    Err(e) => Err(failed(e)),
+                }
             } else {
                 Err(timed_out())
             };
@@ -342,6 +359,17 @@ impl ObjectStore {
 }
 
 impl ObjectStore {
+    /// Whether the store holds `key` as this upload wrote it: its SHA-256
+    /// in the metadata (each export has a key of its own).
+    async fn holds(&self, key: &str, meta: &ObjectMeta) -> bool {
+        self.op.stat(key).await.is_ok_and(|stored| {
+            stored
+                .user_metadata()
+                .and_then(|m| m.get("sha256"))
+                .is_some_and(|sha256| *sha256 == meta.sha256)
+        })
+    }
+
     /// The signed URL as users get it: on the download domain if one is set.
     fn public_url(&self, signed: String) -> String {
         let Some(domain) = &self.download_domain else {
@@ -432,7 +460,17 @@ mod tests {
     #[test]
     fn every_attempt_fits_in_the_upload_timeout() {
         let mut upload = Settings::default().upload;
-        assert_eq!(attempt_timeout(&upload), Duration::from_secs(10));
+        // Five 8 MiB parts (four in flight, one waiting) at 512 KiB/s.
+        assert_eq!(attempt_timeout(&upload), Duration::from_secs(80));
+        upload.part_size = 5 << 20;
+        upload.parallel_parts = 1;
+        assert_eq!(attempt_timeout(&upload), Duration::from_secs(20));
+        upload.part_size = 1 << 20;
+        assert_eq!(
+            attempt_timeout(&upload),
+            Duration::from_secs(10),
+            "opendal's default at least"
+        );
         upload.timeout = Duration::from_secs(3);
         upload.max_retries = 2;
         assert_eq!(attempt_timeout(&upload), Duration::from_secs(1));
