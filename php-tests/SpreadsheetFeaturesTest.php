@@ -59,17 +59,18 @@ final class SpreadsheetFeaturesTest extends FluxoTestCase
                     ['name' => 'Amount', 'type' => 'number', 'format' => '#,##0.00', 'width' => 'auto'],
                     ['name' => 'Grouped', 'type' => 'int', 'format' => '#,##0'],
                     ['name' => 'BIGINT text', 'type' => 'number'],
+                    ['name' => 'Nine digits', 'type' => 'int'],
                 ],
             ],
             [
-                ['2026-11-29 10:00:00', '2026-11-29', 7, new \DateTimeImmutable('2026-11-29 10:00'), '2026-11-29', '2026-11-29', '2026-11-29', -123456789012, 7, 1234567890.5, 12345678901, '123456789012'],
-                [null, null, 9_999_999_999, null, null, null, null, 5, 123456789012345678, -0.25, 5, '7'],
+                ['2026-11-29 10:00:00', '2026-11-29', 7, new \DateTimeImmutable('2026-11-29 10:00'), '2026-11-29', '2026-11-29', '2026-11-29', -123456789012, 7, 1234567890.5, 12345678901, '123456789012', 123456789],
+                [null, null, 99_999_999, null, null, null, null, 5, 123456789012345678, -0.25, 5, '7', null],
             ]
         );
         $columns = $this->readXlsx($r->path)['sheets'][0]['columns'];
         self::assertEqualsWithDelta(20.0, $columns['A']['width'], 0.8, 'yyyy-mm-dd hh:mm:ss and one of padding');
         self::assertEqualsWithDelta(11.0, $columns['B']['width'], 0.8, 'yyyy-mm-dd');
-        self::assertArrayNotHasKey('C', $columns, 'ints of up to ten digits keep Excel\'s default width');
+        self::assertArrayNotHasKey('C', $columns, 'ints of up to eight digits keep the default width');
         self::assertEqualsWithDelta(20.0, $columns['D']['width'], 0.8, 'a DateTimeInterface in an auto column');
         self::assertEqualsWithDelta(5.0, $columns['E']['width'], 0.8, 'a width given wins');
         self::assertEqualsWithDelta(18.0, $columns['F']['width'], 0.8, 'a month name counts nine');
@@ -78,6 +79,7 @@ final class SpreadsheetFeaturesTest extends FluxoTestCase
         self::assertEqualsWithDelta(19.0, $columns['I']['width'], 0.8, 'an 18-digit id, written as text');
         self::assertEqualsWithDelta(17.0, $columns['J']['width'], 0.8, 'auto: 1,234,567,890.50 as the format shows it');
         self::assertEqualsWithDelta(15.0, $columns['K']['width'], 0.8, '12,345,678,901 through its format');
+        self::assertEqualsWithDelta(10.0, $columns['M']['width'], 0.8, 'nine digits would show as 1.23E+08');
         self::assertEqualsWithDelta(13.0, $columns['L']['width'], 0.8, 'a BIGINT as PDO gives it: a whole double');
     }
 

@@ -1132,6 +1132,10 @@ pub fn sanitize_filename(name: &str, format: Format) -> String {
         .trim()
         .trim_start_matches('.')
         .to_owned();
+    // `orders.csv.gz` names the CSV: `.gz` follows the compression option.
+    if format == Format::Csv && clean.to_ascii_lowercase().ends_with(".gz") {
+        clean.truncate(clean.len() - 3);
+    }
     let ext = format!(".{}", format.extension());
     if !clean.to_ascii_lowercase().ends_with(&ext) {
         clean.push_str(&ext);
@@ -1512,6 +1516,11 @@ mod tests {
         );
         assert_eq!(sanitize_filename("a\\b\0c.csv", Format::Csv), "bc.csv");
         assert_eq!(sanitize_filename("...", Format::Xlsx), "export.xlsx");
+        assert_eq!(
+            sanitize_filename("orders.csv.GZ", Format::Csv),
+            "orders.csv"
+        );
+        assert_eq!(sanitize_filename("orders.gz", Format::Csv), "orders.csv");
         assert_eq!(
             sanitize_filename("a<b>c:d|e?f*\"g\".csv", Format::Csv),
             "a_b_c_d_e_f__g_.csv"

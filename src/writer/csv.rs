@@ -427,7 +427,9 @@ enum TextRule {
 /// `$12`, `Jan 2024`, `2024-01-02T10:20`), a boolean is `TRUE` or `FALSE`.
 /// Past 255 bytes it stays as it is: Excel's limit for text in a formula.
 fn spreadsheet_would_convert(text: &str) -> bool {
+    // A formula of several lines shows as its own text, `="…"` and all.
     text.len() <= 255
+        && !text.contains(['\r', '\n'])
         && (text.bytes().any(|b| b.is_ascii_digit())
             || text.eq_ignore_ascii_case("true")
             || text.eq_ignore_ascii_case("false"))
@@ -988,6 +990,7 @@ mod tests {
             "e",
             "TRUE",
             "say \"1\"",
+            "Room 301\nBuilding 5",
         ];
         let long = "1".repeat(256);
         let dir = tempfile::tempdir().unwrap();
@@ -1026,6 +1029,8 @@ mod tests {
             "e".to_owned(),
             wrapped("TRUE"),
             "\"=\"\"say \"\"\"\"1\"\"\"\"\"\"\"".to_owned(),
+            // A formula of two lines shows as its text: quoted as it is.
+            "\"Room 301\nBuilding 5\"".to_owned(),
             long.clone(),
             // An auto column's text (PDO's DECIMAL) stays a number.
             "1234.50".to_owned(),

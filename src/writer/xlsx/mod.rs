@@ -31,9 +31,10 @@ use crate::schema::{
 pub const MAX_ROWS: u32 = 1_048_576;
 /// Integers beyond 15 significant digits lose precision as Excel numbers.
 const MAX_EXACT_INT: i64 = 999_999_999_999_999;
-/// The widest whole number a column of Excel's default width shows in
-/// full; LibreOffice shows eleven digits as `1.23E+10`.
-const MAX_NARROW_INT: i64 = 9_999_999_999;
+/// The widest whole number a column of the default width (64 pixels,
+/// digits of 7) shows in full: LibreOffice, rendering it, shows nine
+/// digits as `1.23E+08`.
+const MAX_NARROW_INT: i64 = 99_999_999;
 
 const DEFAULT_DATE: &str = "yyyy-mm-dd";
 const DEFAULT_DATETIME: &str = "yyyy-mm-dd hh:mm:ss";
@@ -100,11 +101,13 @@ pub fn validate_sheet_name(name: &str) -> Result<&str> {
         || name.contains(['[', ']', ':', '*', '?', '/', '\\'])
         || name.chars().any(char::is_control)
         || name.starts_with('\'')
-        || name.ends_with('\'');
+        || name.ends_with('\'')
+        // Excel keeps this name for its change history and repairs the file.
+        || name.eq_ignore_ascii_case("History");
     if invalid {
         return Err(ExportError::invalid_option(format!(
             "sheet name \"{name}\" is not valid in Excel: 1 to 31 characters, none of []:*?/\\ \
-             or control characters, not starting or ending with '"
+             or control characters, not starting or ending with ', not History"
         )));
     }
     Ok(name)
@@ -441,8 +444,8 @@ impl Drop for XlsxWriter {
 
 /// The characters a number needs to show in full where its column gives
 /// no width: as its format shows it (`formatted`, where the format can be
-/// sized), or in General (no format) a whole number past ten digits, which
-/// a default-width column shows as `1.23E+11`. 0 where the default width
+/// sized), or in General (no format) a whole number past eight digits,
+/// which a default-width column shows as `1.23E+08`. 0 where the default width
 /// is enough.
 fn number_shown(formatted: Option<usize>, style: u32, value: f64) -> usize {
     if style != 0 {
@@ -704,7 +707,15 @@ mod tests {
     #[test]
     fn sheet_names_follow_excel_rules() {
         assert!(validate_sheet_name("Orders 2026").is_ok());
-        for bad in ["", "a/b", "x[1]", &"n".repeat(32), "'quoted'", "tab\there"] {
+        for bad in [
+            "",
+            "a/b",
+            "x[1]",
+            &"n".repeat(32),
+            "'quoted'",
+            "tab\there",
+            "history",
+        ] {
             assert!(validate_sheet_name(bad).is_err(), "{bad}");
         }
     }
