@@ -112,22 +112,30 @@ impl Task {
     }
 
     /// Changes the status; saves it at once if `now`, else at most every
-    /// [`SAVE_INTERVAL`].
-    fn update(&self, now: bool, change: impl FnOnce(&mut TaskStatus)) {
-        let snapshot = {
+    /// [`SAVE_INTERVAL`]. False if a save failed.
+    fn update(&self, now: bool, change: impl FnOnce(&mut TaskStatus)) -> bool {
+        {
             let mut s = self.status();
             change(&mut s);
             s.updated_ms = now_ms();
             let mut last = self.last_saved.lock().unwrap_or_else(|p| p.into_inner());
             if !now && last.elapsed() < SAVE_INTERVAL {
-                return;
+                return true;
             }
             *last = Instant::now();
-            s.clone()
-        };
-        if let Err(e) = self.files.save(&snapshot) {
-            tracing::warn!(task_id = %snapshot.task_id, error = %e, "status file not written");
         }
+        self.save()
+    }
+
+    /// Saves the status as it is now. False if it could not be written.
+    fn save(&self) -> bool {
+        let snapshot = self.status().clone();
+        self.files
+            .save(&snapshot)
+            .inspect_err(|e| {
+                tracing::warn!(task_id = %snapshot.task_id, error = %e, "status file not written");
+            })
+            .is_ok()
     }
 
     fn outcome(&self) -> std::sync::MutexGuard<'_, Option<Result<ExportOutcome>>> {
@@ -762,7 +770,7 @@ fn run(task: Arc<Task>, spec: ExportSpec, settings: Settings, store: Box<dyn Sto
         outcome.duration_ms = started.elapsed().as_millis() as u64;
         outcome
     });
-    match &result {
+    let saved = match &result {
         Ok(o) => {
             tracing::info!(task_id = %task_id, records = o.records, bytes = o.bytes, duration_ms = o.duration_ms, "export completed");
             task.update(true, |s| {
@@ -774,7 +782,7 @@ fn run(task: Arc<Task>, spec: ExportSpec, settings: Settings, store: Box<dyn Sto
                 s.key = Some(o.key.clone());
                 s.path = o.path.as_ref().map(|p| p.display().to_string());
                 s.sha256 = Some(o.sha256.clone());
-            });
+            })
         }
         Err(e) => {
             discard_spool(
@@ -793,29 +801,59 @@ fn run(task: Arc<Task>, spec: ExportSpec, settings: Settings, store: Box<dyn Sto
                 };
                 s.error = Some(e.message.clone());
                 s.error_kind = Some(e.kind);
-            });
+            })
         }
-    }
-    if let Some(owner) = task.owner.lock().unwrap_or_else(|p| p.into_inner()).take() {
-        owner.release();
-    }
+    };
     metrics::task_ended(
         &result
             .as_ref()
             .map(|o| (o.bytes, Duration::from_millis(o.duration_ms)))
             .map_err(Clone::clone),
     );
-    // Out of the live list before the outcome is known: whoever asks once
-    // `finish()` has returned reads the final status file, as any other
-    // process does.
-    live_tasks()
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .remove(&task_id);
+    if saved {
+        // Out of the live list before the outcome is known: whoever asks
+        // once `finish()` has returned reads the final status file, as any
+        // other process does.
+        end_ownership(&task, &task_id);
+    }
     *task.outcome() = Some(result);
     task.finished.notify_all();
     // A producer blocked on a full queue must learn that the task ended.
     task.queue.abort();
+    if !saved {
+        save_final_status_late(&task, &task_id);
+    }
+}
+
+/// How long a final status that could not be written (a full disk) is
+/// tried again.
+const FINAL_SAVE_PATIENCE: Duration = Duration::from_secs(600);
+
+/// The final status could not be written: until it is, the task stays in
+/// the live list, so that this process answers with it, and keeps its
+/// owner lock, so that other processes read it as still running rather
+/// than as dead. Tries again every second for [`FINAL_SAVE_PATIENCE`].
+fn save_final_status_late(task: &Task, task_id: &str) {
+    tracing::error!(task_id = %task_id, "the final status could not be written to fluxo.work_dir; trying again");
+    let started = Instant::now();
+    while started.elapsed() < FINAL_SAVE_PATIENCE {
+        std::thread::sleep(Duration::from_secs(1));
+        if task.save() {
+            break;
+        }
+    }
+    end_ownership(task, task_id);
+}
+
+/// The task is no longer this process's to answer for: its file says.
+fn end_ownership(task: &Task, task_id: &str) {
+    if let Some(owner) = task.owner.lock().unwrap_or_else(|p| p.into_inner()).take() {
+        owner.release();
+    }
+    live_tasks()
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .remove(task_id);
 }
 
 /// With `fluxo.public_base_url` and `fluxo.download_secret` set, a local
@@ -905,7 +943,9 @@ fn write_and_store(
         &filename,
     );
     let meta = ObjectMeta::new(spec.content_type(), &filename, &written.sha256);
-    let report = |sent: u64| task.update(false, |s| s.uploaded_bytes = sent);
+    let report = |sent: u64| {
+        task.update(false, |s| s.uploaded_bytes = sent);
+    };
     let upload_started = Instant::now();
     let mut stored = store.put_file(spool, &key, &meta, &report)?;
     metrics::observe_upload(upload_started.elapsed());
@@ -1055,6 +1095,46 @@ mod tests {
             }
         }
         Ok(())
+    }
+
+    /// A full disk as the export ends: the final status cannot be written.
+    /// This process still answers with it, and the file gets it once it can
+    /// be written; it used to stay UPLOADING for as long as the process ran.
+    #[test]
+    fn a_final_status_that_cannot_be_written_is_written_later() {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = one_slot_settings(dir.path());
+        let mut export = Export::start(one_column_spec(&settings), &settings).unwrap();
+        let id = export.task_id().to_owned();
+        feed_in_turn(std::slice::from_mut(&mut export)).unwrap();
+        // The status file's name taken by a folder: a save cannot land.
+        let file = settings.work_dir.join(format!("tasks/{id}.json"));
+        std::fs::remove_file(&file).unwrap();
+        std::fs::create_dir_all(file.join("in-the-way")).unwrap();
+
+        assert_eq!(export.finish().unwrap().records, 50_000);
+        let answered = status(&settings, &id).unwrap().unwrap();
+        assert_eq!(
+            answered.state,
+            TaskState::Completed,
+            "this process answers with it"
+        );
+
+        std::fs::remove_dir_all(&file).unwrap();
+        let files = StatusFiles::new(&settings.work_dir);
+        let mut recorded = None;
+        for _ in 0..100 {
+            recorded = files.load(&id).unwrap().map(|s| s.state);
+            if recorded == Some(TaskState::Completed) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        assert_eq!(
+            recorded,
+            Some(TaskState::Completed),
+            "written once it could be"
+        );
     }
 
     #[test]
