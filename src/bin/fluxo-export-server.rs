@@ -118,11 +118,53 @@ fn main() -> ExitCode {
     code
 }
 
+/// SIGTERM, SIGINT (Ctrl-C) or SIGHUP (a closed terminal) starts the
+/// drain; a second one ends the process at once, running exports and all
+/// (they read FAILED, their spool files go at the next start).
 async fn shutdown_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).expect("cannot watch SIGTERM");
-    tokio::select! {
-        _ = term.recv() => tracing::info!(component = "server", event = "signal", signal = "SIGTERM", "SIGTERM received"),
-        _ = tokio::signal::ctrl_c() => tracing::info!(component = "server", event = "signal", signal = "SIGINT", "SIGINT received"),
+    let mut signals = Signals::watch();
+    let first = signals.next().await;
+    tracing::info!(
+        component = "server",
+        event = "signal",
+        signal = first,
+        "{first} received: draining"
+    );
+    tokio::spawn(async move {
+        let second = signals.next().await;
+        tracing::warn!(
+            component = "server",
+            event = "signal",
+            signal = second,
+            "{second} received again: exiting without waiting for running exports"
+        );
+        eprintln!("fluxo-export-server: {second} received again: exiting now");
+        std::process::exit(1);
+    });
+}
+
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn watch() -> Self {
+        use tokio::signal::unix::{signal, SignalKind};
+        let watch = |kind| signal(kind).expect("cannot watch signals");
+        Self {
+            term: watch(SignalKind::terminate()),
+            int: watch(SignalKind::interrupt()),
+            hup: watch(SignalKind::hangup()),
+        }
+    }
+
+    async fn next(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.term.recv() => "SIGTERM",
+            _ = self.int.recv() => "SIGINT",
+            _ = self.hup.recv() => "SIGHUP",
+        }
     }
 }

@@ -58,6 +58,10 @@ async fn bind(value: &str, key: &str) -> Result<TcpListener> {
 impl Server {
     /// Binds the three listeners of `settings.server`.
     pub async fn bind(settings: Settings) -> Result<BoundServer> {
+        // A store the configuration cannot open (no endpoint, parts below
+        // its minimum) stops the start, not each export as if the client's
+        // fault.
+        crate::storage::open(settings.storage, &settings, &settings.local_dir, None)?;
         let s = &settings.server;
         let grpc = bind(&s.grpc_listen, "grpc_listen").await?;
         let status = bind(&s.status_listen, "status_listen").await?;

@@ -297,7 +297,11 @@ async fn session(shared: Arc<Shared>, mut io: Io) -> Result<(), Status> {
     };
     let task_id = export.task_id().to_owned();
     if !request_id.is_empty() {
-        if let Err(e) = shared.idempotency.insert(&request_id, &task_id) {
+        if let Err(e) =
+            shared
+                .idempotency
+                .insert(&request_id, &task_id, settings.server.idempotency_ttl)
+        {
             tracing::warn!(task_id = %task_id, request_id = %request_id, component = "grpc", error = %e, "request id not recorded: a retry would start another export");
         }
     }

@@ -212,9 +212,11 @@ async fn download(
         .into_response()
 }
 
-/// Writes and removes a probe file in `dir`.
+/// Writes and removes a probe file in `dir`, named for this probe alone:
+/// probes at once (a kubelet and a load balancer, two containers that are
+/// both pid 1 on one volume) removed each other's file.
 fn writable(dir: &Path) -> Result<(), String> {
-    let probe = dir.join(format!(".ready-{}", std::process::id()));
+    let probe = dir.join(format!(".ready-{}", uuid::Uuid::new_v4()));
     std::fs::create_dir_all(dir)
         .and_then(|_| std::fs::write(&probe, b"ok"))
         .and_then(|_| std::fs::remove_file(&probe))

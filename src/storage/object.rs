@@ -414,10 +414,18 @@ impl Store for ObjectStore {
         });
         match answered {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(store_error(
-                &format!("{} does not answer", self.location),
-                &e,
-            )),
+            Ok(Err(e)) => {
+                let answered = matches!(
+                    e.kind(),
+                    opendal::ErrorKind::PermissionDenied | opendal::ErrorKind::NotFound
+                );
+                let what = if answered {
+                    "refused to list one key (the readiness check: the credentials need the list permission too)"
+                } else {
+                    "does not answer"
+                };
+                Err(store_error(&format!("{} {what}", self.location), &e))
+            }
             Err(_) => Err(storage_error(&self.location, "no answer within 5 s")),
         }
     }

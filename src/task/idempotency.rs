@@ -6,11 +6,12 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime};
 
 use sha2::{Digest, Sha256};
 
-use super::registry::{check_task_id, write_atomically};
+use super::registry::{check_task_id, write_atomically, PRUNE_INTERVAL};
 
 /// Whether an entry written at `at` is `ttl` old (one dated in the future
 /// only when `ttl` is zero).
@@ -20,12 +21,15 @@ fn has_expired(at: SystemTime, ttl: Duration) -> bool {
 
 pub struct IdempotencyMap {
     dir: PathBuf,
+    /// When expired entries were last removed.
+    pruned: Mutex<Option<Instant>>,
 }
 
 impl IdempotencyMap {
     pub fn new(work_dir: &Path) -> Self {
         Self {
             dir: work_dir.join("requests"),
+            pruned: Mutex::new(None),
         }
     }
 
@@ -48,15 +52,28 @@ impl IdempotencyMap {
         Some(task_id)
     }
 
-    /// Remembers `task_id` for `request_id`, replacing an older entry.
-    pub fn insert(&self, request_id: &str, task_id: &str) -> std::io::Result<()> {
+    /// Remembers `task_id` for `request_id`, replacing an older entry; and
+    /// removes the entries older than `ttl` if that was last done
+    /// [`PRUNE_INTERVAL`] ago or more: most ids are never asked for again.
+    pub fn insert(&self, request_id: &str, task_id: &str, ttl: Duration) -> std::io::Result<()> {
         fs::create_dir_all(&self.dir)?;
         let temp = self.dir.join(format!(".{task_id}.tmp"));
-        write_atomically(&temp, &self.path(request_id), task_id.as_bytes())
+        write_atomically(&temp, &self.path(request_id), task_id.as_bytes())?;
+        let due = self
+            .pruned
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_none_or(|at| at.elapsed() >= PRUNE_INTERVAL);
+        if due {
+            self.prune(ttl);
+        }
+        Ok(())
     }
 
-    /// Removes the entries older than `ttl`: a server does when it starts.
+    /// Removes the entries older than `ttl`: a server does when it starts,
+    /// and then hourly as it remembers more.
     pub fn prune(&self, ttl: Duration) {
+        *self.pruned.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
         let Ok(entries) = fs::read_dir(&self.dir) else {
             return;
         };
@@ -82,7 +99,7 @@ mod tests {
         let task = uuid::Uuid::now_v7().to_string();
         let minute = Duration::from_secs(60);
         IdempotencyMap::new(dir.path())
-            .insert("orders/2026-11 ../x", &task)
+            .insert("orders/2026-11 ../x", &task, minute)
             .unwrap();
         // A new map on the same folder: a restarted server.
         let map = IdempotencyMap::new(dir.path());
@@ -101,12 +118,24 @@ mod tests {
             "expired: removed"
         );
 
-        map.insert("r", "not a task id").unwrap();
+        map.insert("r", "not a task id", minute).unwrap();
         assert_eq!(map.get("r", minute), None, "a damaged entry");
         map.prune(Duration::ZERO);
         assert_eq!(
             fs::read_dir(dir.path().join("requests")).unwrap().count(),
             0
         );
+    }
+
+    #[test]
+    fn remembering_a_request_removes_expired_entries_once_an_hour() {
+        let dir = tempfile::tempdir().unwrap();
+        let map = IdempotencyMap::new(dir.path());
+        let task = || uuid::Uuid::now_v7().to_string();
+        let entries = || fs::read_dir(dir.path().join("requests")).unwrap().count();
+        map.insert("a", &task(), Duration::ZERO).unwrap();
+        assert_eq!(entries(), 0, "the first insert prunes: nothing is young");
+        map.insert("b", &task(), Duration::ZERO).unwrap();
+        assert_eq!(entries(), 1, "the next prune is an hour away");
     }
 }

@@ -99,13 +99,24 @@ impl ServerProcess {
             .unwrap_or(0)
     }
 
-    /// SIGTERM, then waits for the exit (running exports drain first).
-    pub fn terminate(mut self) -> ExitStatus {
+    /// Sends `signal` to the server.
+    pub fn signal(&self, signal: libc::c_int) {
         let pid = libc::pid_t::try_from(self.pid()).expect("a pid fits pid_t");
-        // SAFETY: sends SIGTERM to the child this helper started and has not
-        // yet waited for, so the pid cannot have been reused; no memory is passed.
-        unsafe { libc::kill(pid, libc::SIGTERM) };
+        // SAFETY: signals the child this helper started and has not yet
+        // waited for (`wait` takes `self`), so the pid cannot have been
+        // reused; no memory is passed.
+        unsafe { libc::kill(pid, signal) };
+    }
+
+    /// Waits for the exit.
+    pub fn wait(mut self) -> ExitStatus {
         self.child.wait().unwrap()
+    }
+
+    /// SIGTERM, then waits for the exit (running exports drain first).
+    pub fn terminate(self) -> ExitStatus {
+        self.signal(libc::SIGTERM);
+        self.wait()
     }
 }
 
