@@ -9,7 +9,7 @@ PHP := php -d extension=$(SO)
 ROWS ?= 1000000
 FORMAT ?= csv
 
-.PHONY: deps build demo test test-servers rust-test php-test python-test lint deny valgrind bench grpc-bench fuzz
+.PHONY: deps build install demo test test-servers rust-test php-test python-test lint deny valgrind bench grpc-bench fuzz
 
 deps:
 	@scripts/install-deps.sh
@@ -20,6 +20,14 @@ build: deps
 	mkdir -p $(dir $(SO))
 	cp $(CARGO_TARGET_DIR)/release/libfluxo.so $(SO).tmp && mv $(SO).tmp $(SO)
 	cargo build --release --features server --bin fluxo-export-server
+
+## Installs the extension as fluxo.so in PHP's extension folder and enables
+## it for every SAPI (Debian's phpenmod): `extension=fluxo` then loads it.
+install: build
+	sudo_=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$sudo_ install -m 644 $(SO) "$$(php-config --extension-dir)/fluxo.so" && \
+	  echo "extension=fluxo.so" | $$sudo_ tee /etc/php/$$(php-config --version | cut -d. -f1,2)/mods-available/fluxo.ini >/dev/null && \
+	  $$sudo_ phpenmod fluxo && php -m | grep -qx fluxo && echo "fluxo installed: php -m lists it"
 
 ## Export 1,000,000 rows from PHP into ./exports, with a progress bar.
 demo: build

@@ -514,6 +514,56 @@ final class ExporterCsvTest extends FluxoTestCase
         }
     }
 
+    public function testUtf16LeIsTabSeparatedAsExcelReadsIt(): void
+    {
+        $r = $this->exportOne(
+            ['columns' => ['名前', 'note'], 'csv' => ['encoding' => 'UTF-16LE']],
+            [['山田', 'a,b']]
+        );
+        $bytes = (string) file_get_contents($r->path);
+        self::assertStringStartsWith("\xFF\xFE", $bytes, 'its BOM');
+        self::assertSame("名前\tnote\n山田\ta,b\n", iconv('UTF-16LE', 'UTF-8', substr($bytes, 2)));
+
+        $r = $this->exportOne(
+            ['columns' => ['a', 'b'], 'csv' => ['encoding' => 'UTF-16LE', 'delimiter' => ';']],
+            [['x', 'y']]
+        );
+        $text = iconv('UTF-16LE', 'UTF-8', substr((string) file_get_contents($r->path), 2));
+        self::assertSame("a;b\nx;y\n", $text, 'a delimiter given is kept');
+    }
+
+    public function testAFileBeginningWithIdIsNotTakenForSylk(): void
+    {
+        foreach ([['bom' => false], ['encoding' => 'GBK']] as $csv) {
+            $r = $this->exportOne(['columns' => ['ID', 'name'], 'csv' => $csv], [[1, 'a']]);
+            self::assertSame("\"ID\",name\n1,a\n", file_get_contents($r->path), json_encode($csv));
+        }
+        $r = $this->exportOne(['columns' => ['ID', 'name']], [[1, 'a']]);
+        self::assertSame("\xEF\xBB\xBFID,name\n1,a\n", file_get_contents($r->path), 'after a BOM: as it is');
+    }
+
+    public function testGbkRefusesWhatGbkReadersCannotRead(): void
+    {
+        // 䶮 (U+4DAE, in names) has a two-byte code in GB18030 only: iconv's GBK,
+        // Windows code page 936 and Python's gbk do not know it.
+        $r = $this->exportOne(
+            ['columns' => ['name'], 'csv' => ['encoding' => 'GBK', 'unencodable' => 'replace']],
+            [['刘䶮'], ['⿰木木']]
+        );
+        $text = iconv('CP936', 'UTF-8', (string) file_get_contents($r->path));
+        self::assertSame("name\n刘?\n?木木\n", $text);
+        $e = new Exporter(['columns' => ['name'], 'csv' => ['encoding' => 'GBK']]);
+        try {
+            $e->addBatch([['刘䶮']]);
+            self::fail('GBK cannot hold 䶮 as GBK readers read it');
+        } catch (\Fluxo\InvalidRowException $ex) {
+            self::assertStringContainsString('U+4DAE', $ex->getMessage());
+        }
+        $e->cancel();
+        $r = $this->exportOne(['columns' => ['name'], 'csv' => ['encoding' => 'GB18030']], [['刘䶮']]);
+        self::assertSame("name\n刘䶮\n", iconv('GB18030', 'UTF-8', (string) file_get_contents($r->path)));
+    }
+
     public function testGbkOpensInChineseExcelAndUnencodableIsNamed(): void
     {
         $r = $this->exportOne(

@@ -496,12 +496,22 @@ final class ExporterXlsxTest extends FluxoTestCase
             $n = $e->addBatch($rows);
             self::assertSame($end, $n);
         }
+        // The overflow sheet's name is taken at once, not when the writer
+        // gets there (which failed the whole export).
+        try {
+            $e->sheet('data (2)');
+            self::fail('a sheet named after the overflow sheet must be refused');
+        } catch (\Fluxo\InvalidOptionException $ex) {
+            self::assertStringContainsString('already used', $ex->getMessage());
+        }
+        $e->sheet('More');
+        $e->addRow([1]);
         $r = $e->finish();
-        $this->assertResult($r, 'xlsx', $total);
-        self::assertSame(2, $r->sheets);
+        $this->assertResult($r, 'xlsx', $total + 1);
+        self::assertSame(3, $r->sheets);
 
         $summary = XlsxReader::summary($r->path);
-        self::assertSame(['Data', 'Data (2)'], $summary['sheetnames']);
+        self::assertSame(['Data', 'Data (2)', 'More'], $summary['sheetnames']);
         self::assertSame(1048576, $summary['sheets'][0]['row_count'], 'first sheet full: header + 1,048,575 rows');
         self::assertSame(['n'], $summary['sheets'][0]['first_row']);
         self::assertSame(3, $summary['sheets'][1]['row_count'], 'second sheet: header + 2 rows');

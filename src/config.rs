@@ -1088,6 +1088,11 @@ fn parse_csv(v: &OptionValue) -> Result<CsvOptions> {
             _ => unreachable!("keys were checked"),
         }
     }
+    // Excel opens a UTF-16LE text file as tab-separated: a comma would
+    // leave each row in one cell.
+    if csv.encoding == CsvEncoding::Utf16Le && !map.iter().any(|(k, _)| k == "delimiter") {
+        csv.delimiter = b'\t';
+    }
     if csv.delimiter == csv.enclosure {
         return Err(ExportError::invalid_option(
             "options \"csv.delimiter\" and \"csv.enclosure\" must differ",

@@ -515,6 +515,9 @@ pub fn first_unencodable(encoding: &'static encoding_rs::Encoding, text: &str) -
     if text.is_ascii() {
         return None;
     }
+    if let Some(c) = text.chars().find(|&c| gbk_readers_lack(encoding, c)) {
+        return Some(c);
+    }
     let mut encoder = encoding.new_encoder();
     let mut scratch = [0u8; 512];
     let mut rest = text;
@@ -528,6 +531,32 @@ pub fn first_unencodable(encoding: &'static encoding_rs::Encoding, text: &str) -
             EncoderResult::Unmappable(c) => return Some(c),
         }
     }
+}
+
+/// Characters encoding_rs's GBK (WHATWG's: GB18030's two-byte codes)
+/// writes in codes that GBK readers do not know (Windows code page 936,
+/// iconv, Python's `gbk`): GB18030's additions, from U+01F9 to U+FE19. Found
+/// by writing every character of the BMP as GBK and reading it back with
+/// iconv's CP936.
+const GB18030_ADDITIONS: [char; 99] = [
+    '\u{01F9}', '\u{1E3F}', '\u{2E81}', '\u{2E84}', '\u{2E88}', '\u{2E8B}', '\u{2E8C}', '\u{2E97}',
+    '\u{2EA7}', '\u{2EAA}', '\u{2EAE}', '\u{2EB3}', '\u{2EB6}', '\u{2EB7}', '\u{2EBB}', '\u{2ECA}',
+    '\u{2FF0}', '\u{2FF1}', '\u{2FF2}', '\u{2FF3}', '\u{2FF4}', '\u{2FF5}', '\u{2FF6}', '\u{2FF7}',
+    '\u{2FF8}', '\u{2FF9}', '\u{2FFA}', '\u{2FFB}', '\u{303E}', '\u{3447}', '\u{3473}', '\u{359E}',
+    '\u{360E}', '\u{361A}', '\u{3918}', '\u{396E}', '\u{39CF}', '\u{39D0}', '\u{39DF}', '\u{3A73}',
+    '\u{3B4E}', '\u{3C6E}', '\u{3CE0}', '\u{4056}', '\u{415F}', '\u{4337}', '\u{43AC}', '\u{43B1}',
+    '\u{43DD}', '\u{44D6}', '\u{464C}', '\u{4661}', '\u{4723}', '\u{4729}', '\u{477C}', '\u{478D}',
+    '\u{4947}', '\u{497A}', '\u{497D}', '\u{4982}', '\u{4983}', '\u{4985}', '\u{4986}', '\u{499B}',
+    '\u{499F}', '\u{49B6}', '\u{49B7}', '\u{4C77}', '\u{4C9F}', '\u{4CA0}', '\u{4CA1}', '\u{4CA2}',
+    '\u{4CA3}', '\u{4D13}', '\u{4D14}', '\u{4D15}', '\u{4D16}', '\u{4D17}', '\u{4D18}', '\u{4D19}',
+    '\u{4DAE}', '\u{9FB4}', '\u{9FB5}', '\u{9FB6}', '\u{9FB7}', '\u{9FB8}', '\u{9FB9}', '\u{9FBA}',
+    '\u{9FBB}', '\u{FE10}', '\u{FE11}', '\u{FE12}', '\u{FE13}', '\u{FE14}', '\u{FE15}', '\u{FE16}',
+    '\u{FE17}', '\u{FE18}', '\u{FE19}',
+];
+
+/// Whether `c` would be written in GBK as a code GBK readers do not know.
+pub fn gbk_readers_lack(encoding: &'static encoding_rs::Encoding, c: char) -> bool {
+    encoding == encoding_rs::GBK && GB18030_ADDITIONS.binary_search(&c).is_ok()
 }
 
 /// Why `c` cannot be written in `encoding` (GBK or GB18030), and which

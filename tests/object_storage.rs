@@ -615,6 +615,26 @@ const MULTIPART: [(&str, &str); 3] = [
     ("max_retries", "2"),
 ];
 
+/// With keep_local, a local copy that cannot be made fails the export
+/// before the upload: it used to fail after it, leaving the object stored.
+#[test]
+fn a_local_copy_that_fails_leaves_no_object() {
+    let server = S3Server::start();
+    let dir = tempfile::tempdir().unwrap();
+    // A file where the year's folder goes: no folder can be made for the key.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    let key = fluxo::storage::object_key("", now.as_secs() as i64, "t", "f");
+    let year = key.split('/').next().unwrap();
+    std::fs::create_dir_all(dir.path().join("out")).unwrap();
+    std::fs::write(dir.path().join("out").join(year), b"in the way").unwrap();
+    let settings = settings_for(server.port, dir.path(), SECRET, &[("keep_local", "1")]);
+    let (_, err) = failing_export(&settings, 1_000, "kept.csv");
+    assert!(err.message.contains("out/"), "{err}");
+    assert_nothing_stored(&server, dir.path(), "kept.csv");
+}
+
 #[test]
 fn an_unreachable_store_fails_after_retries() {
     let dir = tempfile::tempdir().unwrap();

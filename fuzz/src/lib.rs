@@ -297,10 +297,12 @@ fn looks_like_formula(text: &str) -> bool {
     }
 }
 
-/// `excel_text`'s rule, stated on its own: at most 255 bytes, with a digit,
-/// or a boolean word.
+/// `excel_text`'s rule, stated on its own: at most 255 bytes on one line,
+/// with a digit, or a boolean word.
 fn would_convert(text: &str) -> bool {
     text.len() <= 255
+        && !text.contains('\r')
+        && !text.contains('\n')
         && (text.chars().any(|c| c.is_ascii_digit())
             || ["true", "false"]
                 .iter()
@@ -320,7 +322,9 @@ fn encodable(encoding: CsvEncoding, text: &str) -> bool {
         .expect("a short text");
     let mut out = Vec::with_capacity(room);
     let (result, _) = encoder.encode_from_utf8_to_vec_without_replacement(text, &mut out, true);
+    // GB18030's additions to GBK's two-byte codes, which GBK readers lack.
     result == encoding_rs::EncoderResult::InputEmpty
+        && !text.chars().any(|c| schema::gbk_readers_lack(gb, c))
 }
 
 /// The text as it reads back: with `unencodable => 'replace'`, each

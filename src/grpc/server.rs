@@ -47,12 +47,10 @@ fn address(value: &str, key: &str) -> Result<String> {
 
 async fn bind(value: &str, key: &str) -> Result<TcpListener> {
     let addr = address(value, key)?;
-    TcpListener::bind(&addr).await.map_err(|e| {
-        ExportError::new(
-            crate::error::ErrorKind::Storage,
-            format!("cannot listen on {addr} (fluxo.{key}): {e}"),
-        )
-    })
+    // Not a storage error: PHP gets the base ExportException the stub names.
+    TcpListener::bind(&addr)
+        .await
+        .map_err(|e| ExportError::export(format!("cannot listen on {addr} (fluxo.{key}): {e}")))
 }
 
 impl Server {

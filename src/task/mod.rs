@@ -272,8 +272,11 @@ pub struct Export {
     format: Format,
     replace_invalid_utf8: bool,
     text_limit: Option<TextLimit>,
-    /// Sheets asked for so far (XLSX), to refuse a name twice at once.
+    /// Sheets asked for so far (XLSX), and those they continue on, to
+    /// refuse a name twice at once.
     sheet_names: Vec<String>,
+    /// The sheet rows go to now (XLSX), and the rows it got.
+    sheet: (String, u64),
     rows: u64,
     /// Bytes of the last batch: the next one is made that big up front, so
     /// that filling it does not reallocate and copy.
@@ -373,6 +376,7 @@ impl Export {
             replace_invalid_utf8: spec.replace_invalid_utf8,
             text_limit: spec.text_limit(),
             sheet_names: vec![spec.sheet.clone()],
+            sheet: (spec.sheet.clone(), 0),
             rows: 0,
             last_batch_bytes: 0,
             phase: Phase::Open,
@@ -495,6 +499,7 @@ impl Export {
             self.ensure_open()?;
         }
         self.rows += rows;
+        self.sheet.1 += rows;
         Ok(self.rows)
     }
 
@@ -507,14 +512,21 @@ impl Export {
             ));
         }
         let columns = columns.unwrap_or_else(|| self.columns.clone());
-        let taken = self.sheet_names.iter().map(String::as_str);
-        crate::writer::xlsx::check_new_sheet(name, columns.len(), taken)?;
+        let mut taken = self.sheet_names.clone();
+        crate::writer::xlsx::add_overflow_names(&self.sheet.0, self.sheet.1, &mut taken);
+        crate::writer::xlsx::check_new_sheet(
+            name,
+            columns.len(),
+            taken.iter().map(String::as_str),
+        )?;
         self.send(Message::Sheet {
             name: name.to_owned(),
             columns: columns.clone(),
         })?;
         self.columns = columns;
-        self.sheet_names.push(name.to_owned());
+        taken.push(name.to_owned());
+        self.sheet_names = taken;
+        self.sheet = (name.to_owned(), 0);
         Ok(())
     }
 
@@ -946,18 +958,39 @@ fn write_and_store(
     let report = |sent: u64| {
         task.update(false, |s| s.uploaded_bytes = sent);
     };
+    let object_store = store.kind() != StorageKind::Local;
+    // With keep_local the local copy is made first and uploaded from: a
+    // copy that fails then fails the export before any object exists.
+    let kept = if object_store && settings.upload.keep_local {
+        let local = LocalStore::new(spec.local_dir.as_ref().unwrap_or(&settings.local_dir));
+        local.put_file(spool, &key, &meta, &|_| {})?.path
+    } else {
+        None
+    };
     let upload_started = Instant::now();
-    let mut stored = store.put_file(spool, &key, &meta, &report)?;
+    let mut stored = match store.put_file(kept.as_deref().unwrap_or(spool), &key, &meta, &report) {
+        Ok(stored) => stored,
+        Err(e) => {
+            // Back to the spool, where a failed upload's file is kept for
+            // fluxo.temp_retention; no local result of a failed export.
+            if let Some(path) = &kept {
+                if std::fs::rename(path, spool).is_err() {
+                    let _ = std::fs::remove_file(path);
+                }
+            }
+            return Err(e);
+        }
+    };
     metrics::observe_upload(upload_started.elapsed());
     if let Some(url) = signed_local_url(settings, spec, store, &stored.key) {
         stored.url = url;
     }
-    if store.kind() != StorageKind::Local {
-        if settings.upload.keep_local {
-            let local = LocalStore::new(spec.local_dir.as_ref().unwrap_or(&settings.local_dir));
-            stored.path = local.put_file(spool, &key, &meta, &|_| {})?.path;
-        } else {
-            let _ = std::fs::remove_file(spool);
+    if object_store {
+        match kept {
+            Some(path) => stored.path = Some(path),
+            None => {
+                let _ = std::fs::remove_file(spool);
+            }
         }
     }
     Ok(ExportOutcome {

@@ -307,9 +307,11 @@ impl StatusFiles {
     /// final statuses (by the file's last write, which was the final
     /// status) with their lock files, lock files without a status that no
     /// process holds (a task whose first save failed), and temp files of
-    /// saves that crashed. A status that is not final is left alone: the
-    /// spool sweep tells a dead owner from a live one and ends the task.
-    /// Returns how many statuses it deleted.
+    /// saves that crashed; and QUEUED statuses whose process is gone: no
+    /// spool file was made for the spool sweep to find them by. Other
+    /// statuses that are not final are left alone: the spool sweep tells a
+    /// dead owner from a live one and ends the task. Returns how many
+    /// statuses it deleted.
     pub fn prune_expired(&self, retention: Duration) -> usize {
         let Ok(entries) = fs::read_dir(&self.dir) else {
             return 0;
@@ -325,9 +327,12 @@ impl StatusFiles {
                 continue;
             };
             if let Some(id) = name.strip_suffix(".json") {
-                let ended = self
-                    .load_recorded(id)
-                    .is_ok_and(|s| s.is_some_and(|s| s.state.is_final()));
+                let ended = self.load_with_owner(id).is_ok_and(|s| {
+                    s.is_some_and(|(s, owner)| {
+                        s.state.is_final()
+                            || (s.state == TaskState::Queued && matches!(owner, Owner::Gone(_)))
+                    })
+                });
                 if ended && fs::remove_file(entry.path()).is_ok() {
                     let _ = fs::remove_file(self.lock_path(id));
                     deleted += 1;
@@ -445,6 +450,8 @@ pub(super) mod tests {
             (TaskState::Completed, week / 2, false),     // too recent
             (TaskState::Processing, week * 2, true),     // still running
             (TaskState::Processing, week * 2, false),    // owner gone: the spool sweep's
+            (TaskState::Queued, week * 2, false),        // owner gone, no spool file: deleted
+            (TaskState::Queued, week * 2, true),         // still waiting
         ] {
             let id = uuid::Uuid::now_v7().to_string();
             let lock = files.lock_owner(&id).unwrap();
@@ -468,9 +475,13 @@ pub(super) mod tests {
         age(temp.clone(), week * 2);
         let _starting = files.lock_owner(&starting).unwrap();
 
-        assert_eq!(files.prune_expired(week), 3);
+        assert_eq!(files.prune_expired(week), 4);
         let kept: Vec<bool> = ids.iter().map(|id| files.path(id).exists()).collect();
-        assert_eq!(kept, [false, false, false, true, true, true]);
+        assert_eq!(kept, [false, false, false, true, true, true, false, true]);
+        assert!(
+            !files.lock_path(&ids[6]).exists(),
+            "the dead QUEUED task's lock goes too"
+        );
         assert!(!files.lock_path(&ids[0]).exists(), "its lock file goes too");
         assert!(files.lock_path(&ids[4]).exists());
         assert!(!files.lock_path(&lost).exists() && !temp.exists());

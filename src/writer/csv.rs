@@ -213,6 +213,11 @@ impl Records {
             schema::extend_short(&mut self.buf, field);
             return;
         }
+        self.enclose(field);
+    }
+
+    /// `field` between quotes, its quotes escaped.
+    fn enclose(&mut self, field: &[u8]) {
         let quote = self.core.get_quote();
         self.buf.push(quote);
         let start = self.buf.len();
@@ -346,6 +351,19 @@ impl CsvWriter {
 /// `text` with `?` for each character `encoding` cannot hold; `None` when it
 /// holds them all.
 fn replace_unencodable(encoding: &'static encoding_rs::Encoding, text: &str) -> Option<String> {
+    if text.chars().any(|c| schema::gbk_readers_lack(encoding, c)) {
+        let readable: String = text
+            .chars()
+            .map(|c| {
+                if schema::gbk_readers_lack(encoding, c) {
+                    '?'
+                } else {
+                    c
+                }
+            })
+            .collect();
+        return Some(replace_unencodable(encoding, &readable).unwrap_or(readable));
+    }
     let mut encoder = encoding.new_encoder();
     let mut scratch = [0u8; 1024];
     let mut replaced: Option<String> = None;
@@ -478,9 +496,18 @@ impl FormatWriter for CsvWriter {
             for c in columns {
                 self.check_encodable(&c.name, || format!("header \"{}\"", c.name))?;
             }
-            // A header is text from the application too, perhaps a user's.
-            for c in columns {
-                self.text_field(&c.name);
+            // Excel takes a file that begins with `ID` for a SYLK file and
+            // refuses it; quoted, it begins with `"ID`. No BOM comes first
+            // without `bom` or in GBK and GB18030.
+            let bare_start = !self.options.bom || self.options.encoding.bom().is_empty();
+            for (i, c) in columns.iter().enumerate() {
+                if i == 0 && bare_start && c.name.starts_with("ID") {
+                    self.records.next_field();
+                    self.records.enclose(c.name.as_bytes());
+                } else {
+                    // A header is text from the application too, perhaps a user's.
+                    self.text_field(&c.name);
+                }
             }
             self.records.end_record();
         }

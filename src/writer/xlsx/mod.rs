@@ -142,6 +142,38 @@ fn is_taken<'a>(name: &str, taken: impl IntoIterator<Item = &'a str>) -> bool {
     taken.into_iter().any(|n| n.to_lowercase() == lower)
 }
 
+/// The part after `part` of a sheet named `base`, and its name: `Base (2)`,
+/// `Base (3)`, … cut to 31 characters, skipping the names `taken`.
+fn next_part(base: &str, mut part: u32, taken: impl Fn(&str) -> bool) -> (u32, String) {
+    loop {
+        part += 1;
+        let suffix = format!(" ({part})");
+        let mut cut = base.to_owned();
+        while cut.chars().count() + suffix.chars().count() > 31 {
+            cut.pop();
+        }
+        let name = format!("{cut}{suffix}");
+        if !taken(&name) {
+            return (part, name);
+        }
+    }
+}
+
+/// Adds to `taken` the sheets that `data_rows` rows of the sheet `base`
+/// continue on, named as the writer will name them: the producer checks a
+/// new sheet's name against them before the writer gets that far.
+pub fn add_overflow_names(base: &str, data_rows: u64, taken: &mut Vec<String>) {
+    let parts = data_rows.saturating_sub(1) / u64::from(MAX_ROWS - 1);
+    let mut part = 1;
+    for _ in 0..parts {
+        let (next, name) = next_part(base, part, |n| {
+            is_taken(n, taken.iter().map(String::as_str))
+        });
+        part = next;
+        taken.push(name);
+    }
+}
+
 /// The sheet being written.
 struct Sheet {
     name: String,
@@ -344,19 +376,7 @@ impl XlsxWriter {
     fn overflow(&mut self) -> Result<()> {
         let sheet = self.sheet.as_ref().expect("a sheet is open");
         let (base_name, columns) = (sheet.base_name.clone(), sheet.columns.clone());
-        let mut part = sheet.part;
-        let name = loop {
-            part += 1;
-            let suffix = format!(" ({part})");
-            let mut base = base_name.clone();
-            while base.chars().count() + suffix.chars().count() > 31 {
-                base.pop();
-            }
-            let name = format!("{base}{suffix}");
-            if !self.name_taken(&name) {
-                break name;
-            }
-        };
+        let (part, name) = next_part(&base_name, sheet.part, |n| self.name_taken(n));
         self.close_sheet()?;
         self.add_sheet(name, base_name, part, columns)
     }
@@ -772,5 +792,26 @@ mod tests {
         // Sheet 1 holds 1,048,575 data rows; the rest continue here.
         assert_eq!(second.height(), 1 + 10);
         assert_eq!(second.get((10, 0)), Some(&Data::Float((total - 1) as f64)));
+        // What a producer predicts for those rows: the names the writer gave.
+        let mut predicted = vec!["Data".to_owned()];
+        add_overflow_names("Data", total as u64, &mut predicted);
+        assert_eq!(predicted, book.sheet_names());
+    }
+
+    #[test]
+    fn overflow_names_are_predicted_as_the_writer_gives_them() {
+        let full = u64::from(MAX_ROWS - 1);
+        let predict = |rows: u64, taken: &[&str]| {
+            let mut names: Vec<String> = taken.iter().map(|n| (*n).to_owned()).collect();
+            add_overflow_names("Data", rows, &mut names);
+            names
+        };
+        assert_eq!(predict(full, &["Data"]), ["Data"], "one full sheet");
+        assert_eq!(predict(full + 1, &["Data"]), ["Data", "Data (2)"]);
+        assert_eq!(
+            predict(2 * full + 1, &["Data", "data (2)"]),
+            ["Data", "data (2)", "Data (3)", "Data (4)"],
+            "a name taken is skipped, in any case"
+        );
     }
 }
