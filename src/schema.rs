@@ -642,6 +642,7 @@ pub fn convert(value: Value<'_>, column_type: ColumnType) -> Result<Cell<'_>, Ce
                     },
                     false,
                 ),
+                _ if column_type == T::Time => return Err(CellError::NotATime),
                 _ => return Err(CellError::NotADate),
             };
             match column_type {
@@ -1606,6 +1607,7 @@ mod tests {
         };
         assert_eq!(t.parts(), (1970, 1, 1, 8, 30, 0));
         assert_eq!(cell(Value::Bytes(b"x"), T::Date), Err(CellError::NotADate));
+        assert_eq!(cell(Value::Float(1.5), T::Time), Err(CellError::NotATime));
         // A bare time is a time of day, never a day of 1970.
         let bare = || Value::Bytes(b" 03:04:05");
         let Ok(Cell::Time(t)) = cell(bare(), T::Time) else {

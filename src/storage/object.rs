@@ -345,7 +345,15 @@ impl ObjectStore {
                 );
             }
             // No partial object may stay visible, nor parts billed forever.
-            let _ = tokio::time::timeout(Duration::from_secs(30), writer.abort()).await;
+            let aborted = tokio::time::timeout(Duration::from_secs(30), writer.abort()).await;
+            if !matches!(aborted, Ok(Ok(()))) {
+                // Its parts stay billed until a lifecycle rule removes them.
+                let why = match aborted {
+                    Ok(Err(e)) => e.to_string(),
+                    _ => "no answer within 30 s".to_owned(),
+                };
+                tracing::warn!(location = %self.location, key, error = %why, "the failed multipart upload could not be aborted");
+            }
             return Err(e);
         }
         let signed = self
