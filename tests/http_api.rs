@@ -150,7 +150,16 @@ async fn the_status_api_answers_json_with_the_proto_field_names() {
     let server = TestServer::start(&[("auth_token", "t0ken")]).await;
     let (id, url) = export(&server, Some("t0ken")).await;
     let path = format!("/v1/tasks/{id}");
-    assert_eq!(get(server.status, &path, &[]).await.code, 401);
+    let refused = get(server.status, &path, &[]).await;
+    assert_eq!(refused.code, 401);
+    assert!(
+        refused
+            .head
+            .to_ascii_lowercase()
+            .contains("www-authenticate: bearer"),
+        "{}",
+        refused.head
+    );
     assert_eq!(
         get(server.status, &path, &[("Authorization", "Bearer nope!")])
             .await
@@ -193,6 +202,17 @@ async fn the_status_api_answers_json_with_the_proto_field_names() {
     assert_eq!(
         get(server.status, "/v1/tasks/not-a-uuid", &auth).await.code,
         400
+    );
+    // A status file that cannot be read is the server's fault, and its
+    // path is not the caller's business.
+    let file = server.dir.path().join(format!("work/tasks/{id}.json"));
+    std::fs::write(&file, b"").unwrap();
+    let damaged = get(server.status, &path, &auth).await;
+    assert_eq!(damaged.code, 500, "{}", damaged.text());
+    assert!(
+        !damaged.text().contains(&file.display().to_string()),
+        "{}",
+        damaged.text()
     );
 }
 

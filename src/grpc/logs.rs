@@ -97,6 +97,9 @@ pub struct LogGuard {
     _file: Option<tracing_appender::non_blocking::WorkerGuard>,
 }
 
+/// Days of server log files kept: older ones are deleted as a day begins.
+const LOG_FILES_KEPT: usize = 14;
+
 /// Installs the server's log subscriber by `fluxo.log_level`,
 /// `fluxo.log_format` and `fluxo.log_file`. A subscriber already installed
 /// (a host application's) is kept.
@@ -113,6 +116,7 @@ pub fn init(settings: &Settings) -> Result<LogGuard, String> {
                 });
             let appender = tracing_appender::rolling::RollingFileAppender::builder()
                 .rotation(tracing_appender::rolling::Rotation::DAILY)
+                .max_log_files(LOG_FILES_KEPT)
                 .filename_prefix(prefix)
                 .build(dir)
                 .map_err(|e| format!("cannot write fluxo.log_file {}: {e}", path.display()))?;

@@ -17,6 +17,7 @@ use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 use crate::config::StorageKind;
+use crate::error::ErrorKind;
 use crate::grpc::convert;
 use crate::grpc::pb;
 use crate::grpc::service::{bearer_matches, bearer_token, Shared};
@@ -90,10 +91,16 @@ async fn task_status(
     headers: HeaderMap,
 ) -> Response {
     if !authorized(&shared, &headers) {
-        return error(
+        let mut refused = error(
             StatusCode::UNAUTHORIZED,
             "missing or wrong \"Authorization: Bearer <token>\" (fluxo.auth_token)",
         );
+        // RFC 9110: a 401 names the scheme it wants.
+        refused.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            axum::http::HeaderValue::from_static("Bearer"),
+        );
+        return refused;
     }
     let settings = shared.settings.clone();
     let lookup = {
@@ -103,7 +110,18 @@ async fn task_status(
     match lookup {
         Ok(Ok(Some(s))) => Json(status_json(&convert::status_response(&s))).into_response(),
         Ok(Ok(None)) => error(StatusCode::NOT_FOUND, format!("unknown task {id}")),
-        Ok(Err(e)) => error(StatusCode::BAD_REQUEST, e.message),
+        // A malformed id is the caller's; a status file that cannot be
+        // read is the server's, and its path stays in the server's log.
+        Ok(Err(e)) if e.kind == ErrorKind::InvalidOption => {
+            error(StatusCode::BAD_REQUEST, e.message)
+        }
+        Ok(Err(e)) => {
+            tracing::error!(task_id = %id, error = %e, "task status not readable");
+            error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("the status of task {id} cannot be read (see the server's log)"),
+            )
+        }
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
 }
