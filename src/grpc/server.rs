@@ -236,9 +236,14 @@ impl BoundServer {
         // Connections close once their streams have ended.
         stop_grpc.send_replace(true);
         let _ = tokio::time::timeout(Duration::from_secs(5), grpc).await;
+        // Downloads in flight get what is left of the grace period.
         stop_http.send_replace(true);
+        let downloads = tokio::time::Instant::now()
+            + grace
+                .saturating_sub(started.elapsed())
+                .max(Duration::from_secs(5));
         for h in http {
-            let _ = tokio::time::timeout(Duration::from_secs(5), h).await;
+            let _ = tokio::time::timeout_at(downloads, h).await;
         }
         tracing::info!(
             component = "server",
