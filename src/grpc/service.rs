@@ -434,7 +434,13 @@ async fn session(shared: Arc<Shared>, mut io: Io) -> Result<(), Status> {
         }
     };
     let (_export, outcome) = joined(finished)?;
-    let response = convert::outcome_response(&task_id, start_ms, &outcome);
+    // The task's final status, as QueryTaskStatus and a replay answer it
+    // (a failed export's rows so far, its end time); the outcome if the
+    // status cannot be read.
+    let response = match task::status(settings, &task_id) {
+        Ok(Some(s)) if s.state.is_final() => convert::export_response(&s),
+        _ => convert::outcome_response(&task_id, start_ms, &outcome),
+    };
     tracing::info!(task_id = %task_id, component = "grpc", event = "stream_finished", status = response.status, "export stream finished");
     let _ = io.out.send(Ok(response)).await;
     Ok(())
