@@ -260,17 +260,35 @@ final class ValuesTest extends FluxoTestCase
             -8520336000, 10430000000, // 1700 and 2300: beyond the table read once
         ];
         $default = date_default_timezone_get();
-        date_default_timezone_set('America/New_York');
-        try {
-            $r = $this->exportOne(
-                ['columns' => [['name' => 'at', 'type' => 'datetime']], 'csv' => ['bom' => false]],
-                array_map(static fn (int $t): array => [$t], $timestamps)
-            );
-            $expected = array_map(static fn (int $t): array => [date('Y-m-d H:i:s', $t)], $timestamps);
-        } finally {
-            date_default_timezone_set($default);
+        // CET, GMT and EST: zones PHP keeps as a rule or an offset, with no
+        // table of transitions.
+        foreach (['America/New_York', 'CET', 'GMT', 'EST'] as $zone) {
+            date_default_timezone_set($zone);
+            try {
+                $r = $this->exportOne(
+                    ['columns' => [['name' => 'at', 'type' => 'datetime']], 'csv' => ['bom' => false]],
+                    array_map(static fn (int $t): array => [$t], $timestamps)
+                );
+                // As a DateTime shows them. date() agrees but for the legacy
+                // zones past 2037, where PHP's two disagree with each other.
+                $expected = array_map(
+                    static fn (int $t): array => [
+                        (new \DateTime('@' . $t))->setTimezone(new \DateTimeZone($zone))->format('Y-m-d H:i:s'),
+                    ],
+                    $timestamps
+                );
+            } finally {
+                date_default_timezone_set($default);
+            }
+            self::assertSame([['at'], ...$expected], $this->readCsv($r->path), $zone);
         }
-        self::assertSame([['at'], ...$expected], $this->readCsv($r->path));
+    }
+
+    public function testANameOfTheZoneDatabaseThatIsNoZoneIsRefused(): void
+    {
+        $this->expectException(\Fluxo\InvalidOptionException::class);
+        $this->expectExceptionMessage('unknown time zone "leapseconds"');
+        new \Fluxo\Exporter(['columns' => ['a'], 'timezone' => 'leapseconds']);
     }
 
     public function testCsvAllTypesInOneFile(): void

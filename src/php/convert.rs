@@ -126,27 +126,33 @@ impl ZoneOffsets {
             None => call_function("date_default_timezone_get", vec![])?.string()?,
         };
         let zone = call_function("timezone_open", vec![&name]).filter(Zval::is_object)?;
-        let list = call_function(
+        // None for zones PHP keeps as a rule or an offset (CET, GMT, EST):
+        // PHP answers for each timestamp then.
+        let transitions = call_function(
             "timezone_transitions_get",
             vec![&zone, &Self::FIRST, &Self::END],
-        )?;
-        let transitions: Vec<(i64, i64)> = list
-            .array()?
-            .values()
-            .filter_map(|t| {
-                let t = t.array()?;
-                Some((t.get("ts")?.long()?, t.get("offset")?.long()?))
-            })
-            .collect();
-        (!transitions.is_empty()).then_some(Self { zone, transitions })
+        )
+        .and_then(|list| {
+            let list = list.array()?;
+            Some(
+                list.values()
+                    .filter_map(|t| {
+                        let t = t.array()?;
+                        Some((t.get("ts")?.long()?, t.get("offset")?.long()?))
+                    })
+                    .collect(),
+            )
+        })
+        .unwrap_or_default();
+        Some(Self { zone, transitions })
     }
 
     fn offset_at(&self, unix: i64) -> Option<i64> {
-        if (Self::FIRST..Self::END).contains(&unix) {
+        if !self.transitions.is_empty() && (Self::FIRST..Self::END).contains(&unix) {
             let after = self.transitions.partition_point(|&(from, _)| from <= unix);
             return Some(self.transitions[after.saturating_sub(1)].1);
         }
-        // Outside the table, rare: PHP's own answer for this one.
+        // Outside the table, or no table: PHP's own answer for this one.
         let date = call_function("date_create", vec![&format!("@{unix}")])?;
         call_function("timezone_offset_get", vec![&self.zone, &date])?.long()
     }
@@ -185,12 +191,23 @@ impl<'a> DateZone<'a> {
     pub fn check(name: &str) -> Result<(), ExportError> {
         /// `DateTimeZone::ALL_WITH_BC`
         const ALL_WITH_BC: i64 = 4095;
-        let known = call_function("timezone_identifiers_list", vec![&ALL_WITH_BC])
+        let listed = call_function("timezone_identifiers_list", vec![&ALL_WITH_BC])
             .and_then(|list| {
                 list.array()
                     .map(|a| a.values().any(|v| v.str() == Some(name)))
             })
             .unwrap_or(false);
+        // A few listed names are files of the zone database, not zones
+        // (`leapseconds`): PHP cannot open them. Opened with warnings off,
+        // so that a bad one leaves none in the script's output.
+        let known = listed && {
+            let level = call_function("error_reporting", vec![&0i64]);
+            let opened = call_function("timezone_open", vec![&name]).is_some_and(|z| z.is_object());
+            if let Some(level) = level.and_then(|l| l.long()) {
+                call_function("error_reporting", vec![&level]);
+            }
+            opened
+        };
         if known {
             Ok(())
         } else {

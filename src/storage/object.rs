@@ -69,10 +69,12 @@ const SLOWEST_UPLINK: u64 = 512 * 1024;
 /// at the deadline ends, retries included, about one `upload_timeout` later
 /// at worst. Within that, opendal's 10 s, or longer when the parts in
 /// flight (which a write or the close waits for) take longer to send at
-/// [`SLOWEST_UPLINK`]: 10 s cut every 8 MiB part on a link of 400 KB/s.
-fn attempt_timeout(upload: &UploadSettings) -> Duration {
+/// [`SLOWEST_UPLINK`]: 10 s cut every 8 MiB part on a link of 400 KB/s. A
+/// small file's requests keep the 10 s: a store that stops answering is
+/// given up on as soon as before.
+fn attempt_timeout(upload: &UploadSettings, file_size: u64) -> Duration {
     let attempts = u32::try_from(upload.max_retries + 1).unwrap_or(u32::MAX);
-    let in_flight = (upload.parallel_parts as u64 + 1) * upload.part_size as u64;
+    let in_flight = ((upload.parallel_parts as u64 + 1) * upload.part_size as u64).min(file_size);
     let sending =
         Duration::from_secs(in_flight.div_ceil(SLOWEST_UPLINK)).max(Duration::from_secs(10));
     (upload.timeout / attempts).min(sending)
@@ -112,7 +114,8 @@ fn required<'a>(value: &'a str, key: &str) -> Result<&'a str> {
 }
 
 pub struct ObjectStore {
-    op: Operator,
+    /// Without timeout and retries: [`ObjectStore::operator`] adds them.
+    base: Operator,
     kind: StorageKind,
     /// OSS: signed URLs on this domain (bound to the bucket) as `domain/key`.
     download_domain: Option<String>,
@@ -213,33 +216,39 @@ impl ObjectStore {
         }
         // Registers the reqwest transport once per process; later calls are no-ops.
         opendal::install_default();
-        let retries = Arc::new(AtomicU32::new(0));
-        let counted = retries.clone();
-        let retry_location = location.clone();
-        let op = Operator::new(builder)
-            .map_err(|e| ExportError::invalid_option(format!("{location}: {e}")))?
-            .layer(TimeoutLayer::new().with_io_timeout(attempt_timeout(upload)))
-            .layer(
-                RetryLayer::new()
-                    .with_max_times(upload.max_retries)
-                    .with_min_delay(Duration::from_millis(200))
-                    .with_max_delay(Duration::from_secs(10))
-                    .with_jitter()
-                    .with_notify(move |event: RetryEvent<'_>| {
-                        counted.fetch_add(1, Ordering::Relaxed);
-                        tracing::warn!(location = %retry_location, operation = %event.op, attempt = event.attempt, error = %event.err, "object store request failed: retrying");
-                    }),
-            );
+        let base = Operator::new(builder)
+            .map_err(|e| ExportError::invalid_option(format!("{location}: {e}")))?;
         Ok(Self {
-            op,
+            base,
             kind,
             download_domain: None,
             bucket_path: None,
             location,
             upload: upload.clone(),
             url_expires: upload.url_expires,
-            retries,
+            retries: Arc::new(AtomicU32::new(0)),
         })
+    }
+
+    /// The store with the timeout and retries for a file of `file_size`
+    /// bytes (see [`attempt_timeout`]).
+    fn operator(&self, file_size: u64) -> Operator {
+        let counted = self.retries.clone();
+        let location = self.location.clone();
+        self.base
+            .clone()
+            .layer(TimeoutLayer::new().with_io_timeout(attempt_timeout(&self.upload, file_size)))
+            .layer(
+                RetryLayer::new()
+                    .with_max_times(self.upload.max_retries)
+                    .with_min_delay(Duration::from_millis(200))
+                    .with_max_delay(Duration::from_secs(10))
+                    .with_jitter()
+                    .with_notify(move |event: RetryEvent<'_>| {
+                        counted.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(location = %location, operation = %event.op, attempt = event.attempt, error = %event.err, "object store request failed: retrying");
+                    }),
+            )
     }
 
     pub fn with_url_expires(mut self, expires: Duration) -> Self {
@@ -294,8 +303,11 @@ impl ObjectStore {
         let failed = |e: opendal::Error| {
             store_error(&format!("upload to {}/{key} failed", self.location), &e)
         };
-        let mut writer = self
-            .op
+        let size = tokio::fs::metadata(spool)
+            .await
+            .map_or(u64::MAX, |m| m.len());
+        let op = self.operator(size);
+        let mut writer = op
             .writer_with(key)
             .concurrent(self.upload.parallel_parts)
             .content_type(meta.content_type)
@@ -324,7 +336,7 @@ impl ObjectStore {
             sent = if tokio::time::Instant::now() < deadline {
                 match writer.close().await {
                     Ok(_) => Ok(()),
-                    Err(e) if self.holds(key, meta).await => {
+                    Err(e) if self.holds(&op, key, meta).await => {
                         // A CompleteMultipartUpload that took effect but
                         // whose answer came too late; its retry is refused.
                         tracing::warn!(location = %self.location, key, error = %e, "closing the upload failed, but the store holds the whole object");
@@ -356,8 +368,7 @@ impl ObjectStore {
             }
             return Err(e);
         }
-        let signed = self
-            .op
+        let signed = op
             .presign_read_with(key, self.url_expires)
             .override_content_disposition(&meta.content_disposition)
             .await
@@ -368,13 +379,17 @@ impl ObjectStore {
 
 impl ObjectStore {
     /// Whether the store holds `key` as this upload wrote it: its SHA-256
-    /// in the metadata (each export has a key of its own).
-    async fn holds(&self, key: &str, meta: &ObjectMeta) -> bool {
-        self.op.stat(key).await.is_ok_and(|stored| {
-            stored
-                .user_metadata()
-                .and_then(|m| m.get("sha256"))
-                .is_some_and(|sha256| *sha256 == meta.sha256)
+    /// in the metadata (each export has a key of its own). At most 10 s: a
+    /// store that stopped answering is not waited for again.
+    async fn holds(&self, op: &Operator, key: &str, meta: &ObjectMeta) -> bool {
+        let asked = tokio::time::timeout(Duration::from_secs(10), op.stat(key)).await;
+        asked.is_ok_and(|stat| {
+            stat.is_ok_and(|stored| {
+                stored
+                    .user_metadata()
+                    .and_then(|m| m.get("sha256"))
+                    .is_some_and(|sha256| *sha256 == meta.sha256)
+            })
         })
     }
 
@@ -418,7 +433,7 @@ impl Store for ObjectStore {
 
     fn check(&self) -> Result<()> {
         let answered = runtime().block_on(async {
-            tokio::time::timeout(Duration::from_secs(5), self.op.check()).await
+            tokio::time::timeout(Duration::from_secs(5), self.operator(0).check()).await
         });
         match answered {
             Ok(Ok(())) => Ok(()),
@@ -476,20 +491,31 @@ mod tests {
     #[test]
     fn every_attempt_fits_in_the_upload_timeout() {
         let mut upload = Settings::default().upload;
+        let big = u64::MAX;
         // Five 8 MiB parts (four in flight, one waiting) at 512 KiB/s.
-        assert_eq!(attempt_timeout(&upload), Duration::from_secs(80));
+        assert_eq!(attempt_timeout(&upload, big), Duration::from_secs(80));
+        assert_eq!(
+            attempt_timeout(&upload, 20 << 20),
+            Duration::from_secs(40),
+            "20 MiB"
+        );
+        assert_eq!(
+            attempt_timeout(&upload, 70_000),
+            Duration::from_secs(10),
+            "a small file"
+        );
         upload.part_size = 5 << 20;
         upload.parallel_parts = 1;
-        assert_eq!(attempt_timeout(&upload), Duration::from_secs(20));
+        assert_eq!(attempt_timeout(&upload, big), Duration::from_secs(20));
         upload.part_size = 1 << 20;
         assert_eq!(
-            attempt_timeout(&upload),
+            attempt_timeout(&upload, big),
             Duration::from_secs(10),
-            "opendal's default at least"
+            "10 s at least"
         );
         upload.timeout = Duration::from_secs(3);
         upload.max_retries = 2;
-        assert_eq!(attempt_timeout(&upload), Duration::from_secs(1));
+        assert_eq!(attempt_timeout(&upload, big), Duration::from_secs(1));
     }
 
     #[test]

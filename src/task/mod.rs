@@ -101,6 +101,9 @@ struct Task {
     holds_slot: AtomicBool,
     /// The producer may still add rows: not finished nor cancelled.
     taking_rows: AtomicBool,
+    /// The process that runs the task. Read without a lock: a child of
+    /// fork() may hold copies of mutexes some thread of its parent held.
+    pid: u32,
 }
 
 /// How often a running task rewrites its status file with progress.
@@ -182,7 +185,7 @@ impl Task {
 
     /// Whether this process runs the task: not so in a child of fork().
     fn runs_here(&self) -> bool {
-        self.status().owner_pid == std::process::id()
+        self.pid == std::process::id()
     }
 
     fn wait_outcome(&self) -> Result<ExportOutcome> {
@@ -363,6 +366,7 @@ impl Export {
             feeder,
             holds_slot: AtomicBool::new(false),
             taking_rows: AtomicBool::new(true),
+            pid: std::process::id(),
         });
         live_tasks()
             .lock()
@@ -420,8 +424,7 @@ impl Export {
         }
         Err(ExportError::export(format!(
             "export {} belongs to process {}: a child of fork() cannot use it",
-            self.task_id,
-            self.task.status().owner_pid
+            self.task_id, self.task.pid
         )))
     }
 
@@ -543,7 +546,8 @@ impl Export {
     /// [`Export::finish_async`], waits for that file.
     pub fn finish(&mut self) -> Result<ExportOutcome> {
         self.ensure_here()?;
-        if self.phase != Phase::Closed {
+        let in_background = self.phase == Phase::Closed;
+        if !in_background {
             self.finish_async()?;
         }
         self.phase = Phase::Finished;
@@ -552,6 +556,12 @@ impl Export {
             .wait_outcome_or_give_up(self.give_up.map(|(test, _)| test))
         {
             Some(outcome) => outcome,
+            // finish_async() promised the file: it is still made.
+            None if in_background => Err(ExportError::export(format!(
+                "stopped waiting for export {}: {}; it goes on in the background",
+                self.task_id,
+                self.give_up.map_or("gave up waiting", |(_, reason)| reason)
+            ))),
             None => Err(self.give_up_now()),
         }
     }
@@ -613,7 +623,9 @@ pub fn live_states(work_dir: &std::path::Path) -> Vec<TaskState> {
 
 impl Drop for Export {
     fn drop(&mut self) {
-        if self.phase == Phase::Open {
+        // In a child of fork() the parent's export is not this process's to
+        // cancel, and its locks may be copies held for ever.
+        if self.phase == Phase::Open && self.task.runs_here() {
             self.cancel();
         }
     }
