@@ -515,7 +515,7 @@ pub fn first_unencodable(encoding: &'static encoding_rs::Encoding, text: &str) -
     if text.is_ascii() {
         return None;
     }
-    if let Some(c) = text.chars().find(|&c| gbk_readers_lack(encoding, c)) {
+    if let Some(c) = first_lacked_by_gbk_readers(encoding, text) {
         return Some(c);
     }
     let mut encoder = encoding.new_encoder();
@@ -557,6 +557,19 @@ const GB18030_ADDITIONS: [char; 99] = [
 /// Whether `c` would be written in GBK as a code GBK readers do not know.
 pub fn gbk_readers_lack(encoding: &'static encoding_rs::Encoding, c: char) -> bool {
     encoding == encoding_rs::GBK && GB18030_ADDITIONS.binary_search(&c).is_ok()
+}
+
+/// The first character of `text` GBK readers would not know; none but in
+/// GBK, where the text is only then read.
+pub fn first_lacked_by_gbk_readers(
+    encoding: &'static encoding_rs::Encoding,
+    text: &str,
+) -> Option<char> {
+    if encoding != encoding_rs::GBK {
+        return None;
+    }
+    text.chars()
+        .find(|c| GB18030_ADDITIONS.binary_search(c).is_ok())
 }
 
 /// Why `c` cannot be written in `encoding` (GBK or GB18030), and which

@@ -204,16 +204,7 @@ impl Task {
             if let Some(result) = guard.as_ref() {
                 return Some(result.clone());
             }
-            guard = match give_up {
-                None => self.finished.wait(guard).unwrap_or_else(|p| p.into_inner()),
-                Some(test) if test() => return None,
-                Some(_) => {
-                    self.finished
-                        .wait_timeout(guard, queue::GIVE_UP_POLL)
-                        .unwrap_or_else(|p| p.into_inner())
-                        .0
-                }
-            };
+            guard = queue::wait_unless(&self.finished, guard, give_up)?;
         }
     }
 }
@@ -278,8 +269,8 @@ pub struct Export {
     /// Sheets asked for so far (XLSX), and those they continue on, to
     /// refuse a name twice at once.
     sheet_names: Vec<String>,
-    /// The sheet rows go to now (XLSX), and the rows it got.
-    sheet: (String, u64),
+    /// Rows the sheet being written got (XLSX): the last of `sheet_names`.
+    sheet_rows: u64,
     rows: u64,
     /// Bytes of the last batch: the next one is made that big up front, so
     /// that filling it does not reallocate and copy.
@@ -380,7 +371,7 @@ impl Export {
             replace_invalid_utf8: spec.replace_invalid_utf8,
             text_limit: spec.text_limit(),
             sheet_names: vec![spec.sheet.clone()],
-            sheet: (spec.sheet.clone(), 0),
+            sheet_rows: 0,
             rows: 0,
             last_batch_bytes: 0,
             phase: Phase::Open,
@@ -476,9 +467,16 @@ impl Export {
         self.give_up = Some((test, reason));
     }
 
+    fn give_up_reason(&self) -> &'static str {
+        self.give_up.map_or("gave up waiting", |(_, reason)| reason)
+    }
+
     fn give_up_now(&mut self) -> ExportError {
-        let reason = self.give_up.map_or("gave up waiting", |(_, reason)| reason);
-        let error = ExportError::export(format!("export {} stopped: {reason}", self.task_id));
+        let error = ExportError::export(format!(
+            "export {} stopped: {}",
+            self.task_id,
+            self.give_up_reason()
+        ));
         self.task.fail(error.clone());
         self.phase = Phase::Cancelled;
         error
@@ -502,7 +500,7 @@ impl Export {
             self.ensure_open()?;
         }
         self.rows += rows;
-        self.sheet.1 += rows;
+        self.sheet_rows += rows;
         Ok(self.rows)
     }
 
@@ -516,7 +514,8 @@ impl Export {
         }
         let columns = columns.unwrap_or_else(|| self.columns.clone());
         let mut taken = self.sheet_names.clone();
-        crate::writer::xlsx::add_overflow_names(&self.sheet.0, self.sheet.1, &mut taken);
+        let current = self.sheet_names.last().expect("the first sheet is named");
+        crate::writer::xlsx::add_overflow_names(current, self.sheet_rows, &mut taken);
         crate::writer::xlsx::check_new_sheet(
             name,
             columns.len(),
@@ -529,7 +528,7 @@ impl Export {
         self.columns = columns;
         taken.push(name.to_owned());
         self.sheet_names = taken;
-        self.sheet = (name.to_owned(), 0);
+        self.sheet_rows = 0;
         Ok(())
     }
 
@@ -560,7 +559,7 @@ impl Export {
             None if in_background => Err(ExportError::export(format!(
                 "stopped waiting for export {}: {}; it goes on in the background",
                 self.task_id,
-                self.give_up.map_or("gave up waiting", |(_, reason)| reason)
+                self.give_up_reason()
             ))),
             None => Err(self.give_up_now()),
         }

@@ -2,7 +2,7 @@
 //! and a task's writer thread.
 
 use std::collections::VecDeque;
-use std::sync::{Condvar, Mutex};
+use std::sync::{Condvar, Mutex, MutexGuard};
 
 struct Inner<T> {
     items: VecDeque<(T, usize)>,
@@ -30,6 +30,25 @@ pub enum Refused {
 
 /// How often a waiting producer runs its `give_up` test.
 pub const GIVE_UP_POLL: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Waits on `changed` like [`Condvar::wait`]; with a `give_up` test, wakes
+/// every [`GIVE_UP_POLL`] to run it, and returns `None` once it is true.
+pub(super) fn wait_unless<'a, T>(
+    changed: &Condvar,
+    guard: MutexGuard<'a, T>,
+    give_up: Option<fn() -> bool>,
+) -> Option<MutexGuard<'a, T>> {
+    Some(match give_up {
+        None => changed.wait(guard).unwrap_or_else(|p| p.into_inner()),
+        Some(test) if test() => return None,
+        Some(_) => {
+            changed
+                .wait_timeout(guard, GIVE_UP_POLL)
+                .unwrap_or_else(|p| p.into_inner())
+                .0
+        }
+    })
+}
 
 impl<T> ByteQueue<T> {
     pub fn new(limit: usize) -> Self {
@@ -60,16 +79,7 @@ impl<T> ByteQueue<T> {
     ) -> Result<(), Refused> {
         let mut q = self.lock();
         while !q.aborted && !q.items.is_empty() && q.bytes + bytes > self.limit {
-            q = match give_up {
-                None => self.changed.wait(q).unwrap_or_else(|p| p.into_inner()),
-                Some(test) if test() => return Err(Refused::GaveUp),
-                Some(_) => {
-                    self.changed
-                        .wait_timeout(q, GIVE_UP_POLL)
-                        .unwrap_or_else(|p| p.into_inner())
-                        .0
-                }
-            };
+            q = wait_unless(&self.changed, q, give_up).ok_or(Refused::GaveUp)?;
         }
         if q.aborted || q.closed {
             return Err(Refused::Aborted);

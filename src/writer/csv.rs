@@ -351,7 +351,7 @@ impl CsvWriter {
 /// `text` with `?` for each character `encoding` cannot hold; `None` when it
 /// holds them all.
 fn replace_unencodable(encoding: &'static encoding_rs::Encoding, text: &str) -> Option<String> {
-    if text.chars().any(|c| schema::gbk_readers_lack(encoding, c)) {
+    if schema::first_lacked_by_gbk_readers(encoding, text).is_some() {
         let readable: String = text
             .chars()
             .map(|c| {
