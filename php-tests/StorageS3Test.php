@@ -366,6 +366,51 @@ final class StorageS3Test extends FluxoTestCase
         @unlink($object); // keep the shared s3s-fs data dir small
     }
 
+    /**
+     * An upload holds none of its parts in memory: each request reads its
+     * part from the spool file as it sends it. Two processes export the same
+     * 48 MB CSV, one to the local folder and one to S3 with the default
+     * parts (8 MiB, four at a time). Holding the parts, as opendal's writer
+     * did (those in flight, one held back, one read ahead: 48 MiB), raised
+     * the upload's peak RSS by 49 MB here (3 MB now).
+     */
+    public function testAnUploadHoldsNoPartsInMemory(): void
+    {
+        $code = <<<'PHP'
+            $e = new Fluxo\Exporter(['columns' => ['id', 'text'], 'storage' => $argv[1]]);
+            $pad = str_repeat('abcdefghij', 8);
+            for ($b = 0; $b < 48; $b++) {
+                $rows = [];
+                for ($i = $b * 10000; $i < ($b + 1) * 10000; $i++) {
+                    $rows[] = [$i, sprintf('%08x', ($i * 2654435761) & 0xffffffff) . '-' . $pad];
+                }
+                $e->addBatch($rows);
+            }
+            $r = $e->finish();
+            preg_match('/^VmHWM:\s+(\d+)\s+kB/m', (string) file_get_contents('/proc/self/status'), $hwm);
+            echo json_encode(['bytes' => $r->bytes, 'sha256' => $r->sha256, 'key' => $r->key, 'vmhwm_kb' => (int) $hwm[1]]), "\n";
+            PHP;
+        $ini = ObjectStores::STORAGE_INI_DEFAULTS;
+        $ini['fluxo.s3_endpoint'] = $this->s3['endpoint'];
+        $ini['fluxo.s3_bucket'] = $this->s3['bucket'];
+        $ini['fluxo.s3_access_key_id'] = $this->s3['ak'];
+        $ini['fluxo.s3_secret_access_key'] = $this->s3['sk'];
+        $peaks = [];
+        foreach (['local', 's3'] as $storage) {
+            $child = ChildPhp::run($code, [$storage], $ini);
+            self::assertSame(0, $child->exitCode, $child->describe());
+            $peaks[$storage] = $child->json();
+        }
+        $uploaded = $peaks['s3'];
+        self::assertGreaterThan(5 * 8388608, $uploaded['bytes'], 'the file needs six parts');
+        $object = $this->objectFile($uploaded['key']);
+        self::assertSame($peaks['local']['sha256'], hash_file('sha256', $object), 'the object is the local file');
+        @unlink($object);
+        $extra = ($uploaded['vmhwm_kb'] - $peaks['local']['vmhwm_kb']) / 1024;
+        fwrite(STDERR, sprintf("\n[memory] the upload raised the peak RSS by %.1f MB\n", $extra));
+        self::assertLessThan(16.0, $extra, 'peak RSS of the upload over the local export, in MB');
+    }
+
     public function testTamperedSignatureIsRefused(): void
     {
         $this->useS3();

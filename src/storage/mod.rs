@@ -1,7 +1,8 @@
 //! Where finished files go. One trait for every backend: a local folder, or
-//! an object store (OSS, S3) through Apache OpenDAL.
+//! an object store (OSS, S3).
 
 pub mod local;
+mod multipart;
 pub mod object;
 pub mod signed;
 

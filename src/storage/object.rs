@@ -1,5 +1,6 @@
-//! Object stores (Alibaba Cloud OSS, S3-compatible) through Apache OpenDAL.
-//! Signing is OpenDAL's (reqsign); retries and timeouts are its layers.
+//! Object stores (Alibaba Cloud OSS, S3-compatible). Uploads stream from
+//! the spool file ([`multipart`]); Apache OpenDAL signs the download URLs,
+//! reads an object's metadata and checks that the store answers.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -7,9 +8,9 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use opendal::layers::{RetryEvent, RetryLayer, TimeoutLayer};
-use opendal::{services, Operator, Writer};
-use tokio::io::AsyncReadExt;
+use opendal::{services, Operator};
 
+use super::multipart::{self, RequestSigner, Upload};
 use super::{ObjectMeta, Store, StoredObject};
 use crate::config::{OssSettings, S3Settings, StorageKind, UploadSettings};
 use crate::error::{ErrorKind, ExportError, Result};
@@ -66,15 +67,14 @@ const SLOWEST_UPLINK: u64 = 512 * 1024;
 /// How long one request may take before it is given up and retried: its
 /// share of `fluxo.upload_timeout`, so that a stalled request is retried
 /// before the whole upload runs out of time, and a request still in flight
-/// at the deadline ends, retries included, about one `upload_timeout` later
-/// at worst. Within that, opendal's 10 s, or longer when the parts in
-/// flight (which a write or the close waits for) take longer to send at
+/// is dropped at the deadline. Within that, 10 s, or longer when the parts
+/// in flight, which share the link, take longer to send at
 /// [`SLOWEST_UPLINK`]: 10 s cut every 8 MiB part on a link of 400 KB/s. A
 /// small file's requests keep the 10 s: a store that stops answering is
-/// given up on as soon as before.
+/// given up on soon.
 fn attempt_timeout(upload: &UploadSettings, file_size: u64) -> Duration {
     let attempts = u32::try_from(upload.max_retries + 1).unwrap_or(u32::MAX);
-    let in_flight = ((upload.parallel_parts as u64 + 1) * upload.part_size as u64).min(file_size);
+    let in_flight = (upload.parallel_parts as u64 * upload.part_size as u64).min(file_size);
     let sending =
         Duration::from_secs(in_flight.div_ceil(SLOWEST_UPLINK)).max(Duration::from_secs(10));
     (upload.timeout / attempts).min(sending)
@@ -116,6 +116,10 @@ fn required<'a>(value: &'a str, key: &str) -> Result<&'a str> {
 pub struct ObjectStore {
     /// Without timeout and retries: [`ObjectStore::operator`] adds them.
     base: Operator,
+    /// Signs the upload's requests.
+    signer: RequestSigner,
+    /// Where the bucket's objects are ([`multipart::bucket_url`]).
+    bucket_url: String,
     kind: StorageKind,
     /// OSS: signed URLs on this domain (bound to the bucket) as `domain/key`.
     download_domain: Option<String>,
@@ -158,8 +162,16 @@ impl ObjectStore {
         builder = builder
             .addressing_style(style)
             .presign_addressing_style(style);
+        let signer = RequestSigner::oss(
+            &oss.bucket,
+            &oss.access_key_id,
+            oss.access_key_secret.expose(),
+            oss.security_token.expose(),
+        );
+        let bucket_url = multipart::bucket_url(&endpoint, &oss.bucket, style == "virtual");
         let mut store = Self::new(
             builder,
+            (signer, bucket_url),
             StorageKind::Oss,
             format!("oss://{}", oss.bucket),
             upload,
@@ -193,8 +205,18 @@ impl ObjectStore {
         if s3.virtual_host {
             builder = builder.enable_virtual_host_style();
         }
+        let signer = RequestSigner::s3(
+            &s3.region,
+            &s3.access_key_id,
+            s3.secret_access_key.expose(),
+            s3.session_token.expose(),
+        );
         Self::new(
             builder,
+            (
+                signer,
+                multipart::bucket_url(&s3.endpoint, &s3.bucket, s3.virtual_host),
+            ),
             StorageKind::S3,
             format!("s3://{}", s3.bucket),
             upload,
@@ -204,6 +226,7 @@ impl ObjectStore {
 
     fn new(
         builder: impl opendal::Builder,
+        (signer, bucket_url): (RequestSigner, String),
         kind: StorageKind,
         location: String,
         upload: &UploadSettings,
@@ -220,6 +243,8 @@ impl ObjectStore {
             .map_err(|e| ExportError::invalid_option(format!("{location}: {e}")))?;
         Ok(Self {
             base,
+            signer,
+            bucket_url,
             kind,
             download_domain: None,
             bucket_path: None,
@@ -256,42 +281,9 @@ impl ObjectStore {
         self
     }
 
-    /// Writes the spool file, one part per write; past `deadline`, stops
-    /// with `timed_out()`.
-    ///
-    /// Each part is read into a buffer of its own, of `part_size` or what is
-    /// left of the file: opendal keeps a part's bytes until its request
-    /// ends, a read that straddled two parts would keep both parts' buffers
-    /// alive, and a small file needs no buffer of a whole part.
-    async fn send_file(
-        &self,
-        writer: &mut Writer,
-        spool: &Path,
-        progress: &(dyn Fn(u64) + Sync),
-        deadline: tokio::time::Instant,
-        timed_out: &dyn Fn() -> ExportError,
-    ) -> Result<()> {
-        let cannot_read = |e| ExportError::io("cannot read", spool, e);
-        let mut file = tokio::fs::File::open(spool).await.map_err(cannot_read)?;
-        let size = file.metadata().await.map_err(cannot_read)?.len();
-        let mut sent = 0u64;
-        while sent < size {
-            let part_len = (size - sent).min(self.upload.part_size as u64) as usize;
-            let mut part = vec![0u8; part_len];
-            file.read_exact(&mut part).await.map_err(cannot_read)?;
-            if tokio::time::Instant::now() >= deadline {
-                return Err(timed_out());
-            }
-            writer
-                .write(part)
-                .await
-                .map_err(|e| store_error(&format!("upload to {} failed", self.location), &e))?;
-            sent += part_len as u64;
-            progress(sent);
-        }
-        Ok(())
-    }
-
+    /// Uploads the spool file: in one request when it fits in a part, else
+    /// in parts. Past `fluxo.upload_timeout` the requests in flight are
+    /// dropped and a multipart upload is aborted.
     async fn upload(
         &self,
         spool: &Path,
@@ -300,55 +292,38 @@ impl ObjectStore {
         progress: &(dyn Fn(u64) + Sync),
     ) -> Result<String> {
         let deadline = tokio::time::Instant::now() + self.upload.timeout;
-        let failed = |e: opendal::Error| {
-            store_error(&format!("upload to {}/{key} failed", self.location), &e)
-        };
-        let size = tokio::fs::metadata(spool)
-            .await
-            .map_or(u64::MAX, |m| m.len());
-        let op = self.operator(size);
-        let mut writer = op
-            .writer_with(key)
-            .concurrent(self.upload.parallel_parts)
-            .content_type(meta.content_type)
-            .content_disposition(&meta.content_disposition)
-            .user_metadata([("sha256".to_owned(), meta.sha256.clone())])
-            .await
-            .map_err(failed)?;
-        let timed_out = || {
-            storage_error(
-                &format!("upload to {}/{key}", self.location),
-                format!(
-                    "not finished within fluxo.upload_timeout ({} s)",
-                    self.upload.timeout.as_secs()
-                ),
-            )
-        };
-        // Never drop a write or close in flight (as a timeout around it
-        // would): opendal's retry layer holds the writer inside that future,
-        // and without it the multipart upload cannot be aborted. Each request
-        // is bounded by the timeout layer instead (`attempt_timeout`), and
-        // the deadline is checked between requests.
-        let mut sent = self
-            .send_file(&mut writer, spool, progress, deadline, &timed_out)
-            .await;
-        if sent.is_ok() {
-            sent = if tokio::time::Instant::now() < deadline {
-                match writer.close().await {
-                    Ok(_) => Ok(()),
-                    Err(e) if self.holds(&op, key, meta).await => {
-                        // A CompleteMultipartUpload that took effect but
-                        // whose answer came too late; its retry is refused.
-                        tracing::warn!(location = %self.location, key, error = %e, "closing the upload failed, but the store holds the whole object");
-                        Ok(())
-                    }
-                    Err(e) => Err(failed(e)),
-                }
-            } else {
-                Err(timed_out())
+        let stored = async {
+            let size = tokio::fs::metadata(spool)
+                .await
+                .map_err(|e| ExportError::io("cannot read", spool, e))?
+                .len();
+            let client = reqwest::Client::builder()
+                .connect_timeout(Duration::from_secs(10))
+                .build()
+                .map_err(|e| storage_error("cannot start an HTTP client", e))?;
+            let object_url = multipart::object_url(&self.bucket_url, key);
+            let upload = Upload {
+                client: &client,
+                signer: &self.signer,
+                object_url: &object_url,
+                spool,
+                meta,
+                attempt_timeout: attempt_timeout(&self.upload, size),
+                max_retries: self.upload.max_retries,
+                retries: &self.retries,
+                location: &self.location,
             };
-        }
-        if let Err(mut e) = sent {
+            if size <= self.upload.part_size as u64 {
+                self.by_deadline(deadline, upload.put(size)).await?;
+            } else {
+                self.send_in_parts(&upload, key, size, progress, deadline)
+                    .await?;
+            }
+            progress(size);
+            Ok::<_, ExportError>(())
+        };
+        if let Err(mut e) = stored.await {
+            e.message = format!("upload to {}/{key} failed: {}", self.location, e.message);
             let retries = self.retries.load(Ordering::Relaxed);
             if retries > 0 {
                 e.message = format!(
@@ -356,8 +331,53 @@ impl ObjectStore {
                     e.message, self.upload.max_retries
                 );
             }
+            return Err(e);
+        }
+        let signed = self
+            .base
+            .presign_read_with(key, self.url_expires)
+            .override_content_disposition(&meta.content_disposition)
+            .await
+            .map_err(|e| store_error(&format!("signing a URL for {}/{key}", self.location), &e))?;
+        Ok(self.public_url(signed.uri().to_string()))
+    }
+
+    /// A multipart upload, aborted if it fails.
+    async fn send_in_parts(
+        &self,
+        upload: &Upload<'_>,
+        key: &str,
+        size: u64,
+        progress: &(dyn Fn(u64) + Sync),
+        deadline: tokio::time::Instant,
+    ) -> Result<()> {
+        let upload_id = self.by_deadline(deadline, upload.initiate()).await?;
+        let parts = upload.send_parts(
+            &upload_id,
+            size,
+            self.upload.part_size as u64,
+            self.upload.parallel_parts,
+            progress,
+        );
+        let sent = match self.by_deadline(deadline, parts).await {
+            Ok(etags) => match self
+                .by_deadline(deadline, upload.complete(&upload_id, &etags))
+                .await
+            {
+                Err(e) if self.holds(key, upload.meta).await => {
+                    // A CompleteMultipartUpload that took effect but whose
+                    // answer came too late; its retry is refused.
+                    tracing::warn!(location = %self.location, key, error = %e, "completing the upload failed, but the store holds the whole object");
+                    Ok(())
+                }
+                completed => completed,
+            },
+            Err(e) => Err(e),
+        };
+        if sent.is_err() {
             // No partial object may stay visible, nor parts billed forever.
-            let aborted = tokio::time::timeout(Duration::from_secs(30), writer.abort()).await;
+            let aborted =
+                tokio::time::timeout(Duration::from_secs(30), upload.abort(&upload_id)).await;
             if !matches!(aborted, Ok(Ok(()))) {
                 // Its parts stay billed until a lifecycle rule removes them.
                 let why = match aborted {
@@ -366,14 +386,27 @@ impl ObjectStore {
                 };
                 tracing::warn!(location = %self.location, key, error = %why, "the failed multipart upload could not be aborted");
             }
-            return Err(e);
         }
-        let signed = op
-            .presign_read_with(key, self.url_expires)
-            .override_content_disposition(&meta.content_disposition)
+        sent
+    }
+
+    /// `sending`, given up on at `deadline`.
+    async fn by_deadline<T>(
+        &self,
+        deadline: tokio::time::Instant,
+        sending: impl std::future::Future<Output = Result<T>>,
+    ) -> Result<T> {
+        tokio::time::timeout_at(deadline, sending)
             .await
-            .map_err(|e| store_error(&format!("signing a URL for {}/{key}", self.location), &e))?;
-        Ok(self.public_url(signed.uri().to_string()))
+            .unwrap_or_else(|_| {
+                Err(ExportError::new(
+                    ErrorKind::Storage,
+                    format!(
+                        "not finished within fluxo.upload_timeout ({} s)",
+                        self.upload.timeout.as_secs()
+                    ),
+                ))
+            })
     }
 }
 
@@ -381,8 +414,8 @@ impl ObjectStore {
     /// Whether the store holds `key` as this upload wrote it: its SHA-256
     /// in the metadata (each export has a key of its own). At most 10 s: a
     /// store that stopped answering is not waited for again.
-    async fn holds(&self, op: &Operator, key: &str, meta: &ObjectMeta) -> bool {
-        let asked = tokio::time::timeout(Duration::from_secs(10), op.stat(key)).await;
+    async fn holds(&self, key: &str, meta: &ObjectMeta) -> bool {
+        let asked = tokio::time::timeout(Duration::from_secs(10), self.operator(0).stat(key)).await;
         asked.is_ok_and(|stat| {
             stat.is_ok_and(|stored| {
                 stored
@@ -492,8 +525,8 @@ mod tests {
     fn every_attempt_fits_in_the_upload_timeout() {
         let mut upload = Settings::default().upload;
         let big = u64::MAX;
-        // Five 8 MiB parts (four in flight, one waiting) at 512 KiB/s.
-        assert_eq!(attempt_timeout(&upload, big), Duration::from_secs(80));
+        // Four 8 MiB parts in flight at 512 KiB/s.
+        assert_eq!(attempt_timeout(&upload, big), Duration::from_secs(64));
         assert_eq!(
             attempt_timeout(&upload, 20 << 20),
             Duration::from_secs(40),
@@ -505,8 +538,8 @@ mod tests {
             "a small file"
         );
         upload.part_size = 5 << 20;
-        upload.parallel_parts = 1;
-        assert_eq!(attempt_timeout(&upload, big), Duration::from_secs(20));
+        upload.parallel_parts = 3;
+        assert_eq!(attempt_timeout(&upload, big), Duration::from_secs(30));
         upload.part_size = 1 << 20;
         assert_eq!(
             attempt_timeout(&upload, big),

@@ -1,0 +1,493 @@
+//! Uploads whose bodies stream from the spool file.
+//!
+//! opendal's writer takes each part as bytes in memory and holds
+//! `parallel_parts + 2` of them until their requests end: 48 MiB with the
+//! default settings, in the PHP worker that exports. Here each request reads
+//! its range of the file as it sends it, so an upload holds a read buffer
+//! per request in flight, whatever the part size. The requests are signed by
+//! the reqsign signers opendal itself uses; opendal still signs the download
+//! URLs and answers `stat` and the readiness check.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::time::Duration;
+
+use futures_util::{StreamExt, TryStreamExt};
+use http::{header, HeaderValue, Method, StatusCode};
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+
+use super::ObjectMeta;
+use crate::error::{ErrorKind, ExportError, Result};
+
+/// What each request's body reads from the file at a time.
+const READ_CHUNK: usize = 64 * 1024;
+
+/// Signs requests as the store expects: SigV4 for S3, OSS's own for OSS.
+pub(super) enum RequestSigner {
+    S3(reqsign_core::Signer<reqsign_aws_v4::Credential>),
+    Oss(reqsign_core::Signer<reqsign_aliyun_oss::Credential>),
+}
+
+impl RequestSigner {
+    pub(super) fn s3(region: &str, key_id: &str, secret: &str, token: &str) -> Self {
+        let mut credential = reqsign_aws_v4::StaticCredentialProvider::new(key_id, secret);
+        if !token.is_empty() {
+            credential = credential.with_session_token(token);
+        }
+        Self::S3(reqsign_core::Signer::new(
+            reqsign_core::Context::new(),
+            credential,
+            reqsign_aws_v4::RequestSigner::new("s3", region),
+        ))
+    }
+
+    pub(super) fn oss(bucket: &str, key_id: &str, secret: &str, token: &str) -> Self {
+        let mut credential = reqsign_aliyun_oss::StaticCredentialProvider::new(key_id, secret);
+        if !token.is_empty() {
+            credential = credential.with_security_token(token);
+        }
+        Self::Oss(reqsign_core::Signer::new(
+            reqsign_core::Context::new(),
+            credential,
+            reqsign_aliyun_oss::RequestSigner::new(bucket),
+        ))
+    }
+
+    fn metadata_header(&self) -> &'static str {
+        match self {
+            Self::S3(_) => "x-amz-meta-sha256",
+            Self::Oss(_) => "x-oss-meta-sha256",
+        }
+    }
+
+    async fn sign(&self, parts: &mut http::request::Parts) -> reqsign_core::Result<()> {
+        match self {
+            Self::S3(signer) => signer.sign(parts, None).await,
+            Self::Oss(signer) => signer.sign(parts, None).await,
+        }
+    }
+}
+
+/// The URL of the bucket's objects: `{endpoint}/{bucket}/` (path style) or
+/// `{scheme}://{bucket}.{host}/` (virtual host). An endpoint without a
+/// scheme is taken as `https://`, as opendal takes it.
+pub(super) fn bucket_url(endpoint: &str, bucket: &str, virtual_host: bool) -> String {
+    let endpoint = endpoint.trim().trim_end_matches('/');
+    let (scheme, host) = endpoint.split_once("://").unwrap_or(("https", endpoint));
+    if virtual_host {
+        format!("{scheme}://{bucket}.{host}/")
+    } else {
+        format!("{scheme}://{host}/{bucket}/")
+    }
+}
+
+/// The URL of `key` in the bucket at `bucket_url`.
+pub(super) fn object_url(bucket_url: &str, key: &str) -> String {
+    format!("{bucket_url}{}", encode_key(key))
+}
+
+/// A key as a URL path: every byte but the unreserved ones and `/`
+/// percent-encoded, the form both stores sign.
+fn encode_key(key: &str) -> String {
+    let mut encoded = String::with_capacity(key.len());
+    for byte in key.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-_.~/".contains(&byte) {
+            encoded.push(byte as char);
+        } else {
+            encoded.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    encoded
+}
+
+/// One upload of one spool file to one key.
+#[derive(Clone, Copy)]
+pub(super) struct Upload<'a> {
+    pub client: &'a reqwest::Client,
+    pub signer: &'a RequestSigner,
+    /// The object's URL, its key encoded ([`object_url`]).
+    pub object_url: &'a str,
+    pub spool: &'a Path,
+    pub meta: &'a ObjectMeta,
+    /// How long one request may take.
+    pub attempt_timeout: Duration,
+    pub max_retries: usize,
+    /// Requests retried so far, shared with the store for its messages.
+    pub retries: &'a AtomicU32,
+    /// `oss://bucket` or `s3://bucket`, for the log.
+    pub location: &'a str,
+}
+
+/// What a store answered to a request that succeeded.
+struct Answer {
+    etag: Option<String>,
+    body: String,
+}
+
+/// A body: `len` bytes of the spool file from `offset`.
+#[derive(Clone, Copy)]
+enum Body<'a> {
+    Empty,
+    Text(&'a str),
+    File { offset: u64, len: u64 },
+}
+
+/// A request that failed: whether sending it again may succeed.
+struct Failure {
+    error: ExportError,
+    retry: bool,
+}
+
+impl Upload<'_> {
+    /// The whole file in one PUT.
+    pub async fn put(&self, size: u64) -> Result<()> {
+        let request = self.object_request(Method::PUT, "", true);
+        self.send(
+            "PutObject",
+            &request,
+            Body::File {
+                offset: 0,
+                len: size,
+            },
+        )
+        .await
+        .map(drop)
+    }
+
+    /// Starts a multipart upload: its id.
+    pub async fn initiate(&self) -> Result<String> {
+        let request = self.object_request(Method::POST, "?uploads", true);
+        let answer = self
+            .send("InitiateMultipartUpload", &request, Body::Empty)
+            .await?;
+        xml_element(&answer.body, "UploadId").ok_or_else(|| {
+            storage_error(
+                "InitiateMultipartUpload",
+                &format!("no UploadId in the answer: {}", clip(&answer.body)),
+            )
+        })
+    }
+
+    /// Sends the file in parts of `part_size`, `parallel` at a time, calling
+    /// `progress` with the bytes sent as each part ends. The parts' ETags,
+    /// in order.
+    pub async fn send_parts(
+        &self,
+        upload_id: &str,
+        size: u64,
+        part_size: u64,
+        parallel: usize,
+        progress: &(dyn Fn(u64) + Sync),
+    ) -> Result<Vec<String>> {
+        let sent = AtomicU64::new(0);
+        let parts = size.div_ceil(part_size);
+        futures_util::stream::iter(0..parts)
+            .map(|index| {
+                let sent = &sent;
+                async move {
+                    let offset = index * part_size;
+                    let len = part_size.min(size - offset);
+                    let query = format!(
+                        "?partNumber={}&uploadId={}",
+                        index + 1,
+                        encode_key(upload_id)
+                    );
+                    let request = self.object_request(Method::PUT, &query, false);
+                    let answer = self
+                        .send("UploadPart", &request, Body::File { offset, len })
+                        .await?;
+                    let etag = answer
+                        .etag
+                        .ok_or_else(|| storage_error("UploadPart", &"no ETag in the answer"))?;
+                    progress(sent.fetch_add(len, Ordering::Relaxed) + len);
+                    Ok(etag)
+                }
+            })
+            .buffered(parallel.max(1))
+            .try_collect()
+            .await
+    }
+
+    /// Completes a multipart upload from its parts' ETags.
+    pub async fn complete(&self, upload_id: &str, etags: &[String]) -> Result<()> {
+        let mut xml = String::from("<CompleteMultipartUpload>");
+        for (index, etag) in etags.iter().enumerate() {
+            xml.push_str(&format!(
+                "<Part><PartNumber>{}</PartNumber><ETag>{}</ETag></Part>",
+                index + 1,
+                escape_xml(etag)
+            ));
+        }
+        xml.push_str("</CompleteMultipartUpload>");
+        let query = format!("?uploadId={}", encode_key(upload_id));
+        let request = self.object_request(Method::POST, &query, false);
+        self.send("CompleteMultipartUpload", &request, Body::Text(&xml))
+            .await
+            .map(drop)
+    }
+
+    /// Aborts a multipart upload, once: the caller bounds how long it waits.
+    pub async fn abort(&self, upload_id: &str) -> Result<()> {
+        let query = format!("?uploadId={}", encode_key(upload_id));
+        let request = self.object_request(Method::DELETE, &query, false);
+        let once = Upload {
+            max_retries: 0,
+            ..*self
+        };
+        once.send("AbortMultipartUpload", &request, Body::Empty)
+            .await
+            .map(drop)
+    }
+
+    /// A request on the object; with `described`, it carries the object's
+    /// type, disposition and checksum (PutObject, InitiateMultipartUpload).
+    fn object_request(&self, method: Method, query: &str, described: bool) -> http::request::Parts {
+        let mut request = http::Request::builder()
+            .method(method)
+            .uri(format!("{}{query}", self.object_url));
+        if described {
+            request = request
+                .header(header::CONTENT_TYPE, self.meta.content_type)
+                .header(header::CONTENT_DISPOSITION, &self.meta.content_disposition)
+                .header(self.signer.metadata_header(), &self.meta.sha256);
+        }
+        request
+            .body(())
+            .expect("a request of a valid URL and ASCII headers")
+            .into_parts()
+            .0
+    }
+
+    /// Sends a request, again while it fails in a way that may pass
+    /// (no answer, a timeout, 5xx, 429), at most `max_retries` more times.
+    async fn send(
+        &self,
+        operation: &str,
+        request: &http::request::Parts,
+        body: Body<'_>,
+    ) -> Result<Answer> {
+        let mut delay = Duration::from_millis(200);
+        let mut attempt = 0;
+        loop {
+            match self.send_once(operation, request, body).await {
+                Ok(answer) => return Ok(answer),
+                Err(Failure { error, retry }) if retry && attempt < self.max_retries => {
+                    attempt += 1;
+                    self.retries.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(location = %self.location, operation, attempt, error = %error, "object store request failed: retrying");
+                    tokio::time::sleep(jittered(delay)).await;
+                    delay = (delay * 2).min(Duration::from_secs(10));
+                }
+                Err(failure) => return Err(failure.error),
+            }
+        }
+    }
+
+    async fn send_once(
+        &self,
+        operation: &str,
+        request: &http::request::Parts,
+        body: Body<'_>,
+    ) -> std::result::Result<Answer, Failure> {
+        let mut parts = request.clone();
+        let length = match body {
+            Body::Empty => 0,
+            Body::Text(text) => text.len() as u64,
+            Body::File { len, .. } => len,
+        };
+        parts
+            .headers
+            .insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+        self.signer.sign(&mut parts).await.map_err(|e| Failure {
+            error: storage_error(&format!("{operation}: signing"), &e),
+            retry: false,
+        })?;
+        // reqwest sets the host from the URL.
+        parts.headers.remove(header::HOST);
+        let body = match body {
+            Body::Empty => reqwest::Body::from(""),
+            Body::Text(text) => reqwest::Body::from(text.to_owned()),
+            Body::File { offset, len } => {
+                self.file_range(offset, len)
+                    .await
+                    .map_err(|error| Failure {
+                        error,
+                        retry: false,
+                    })?
+            }
+        };
+        let sent = self
+            .client
+            .request(parts.method, parts.uri.to_string())
+            .headers(parts.headers)
+            .timeout(self.attempt_timeout)
+            .body(body)
+            .send()
+            .await;
+        let answer = match sent {
+            Ok(answer) => answer,
+            Err(e) if e.is_timeout() => {
+                return Err(Failure {
+                    error: storage_error(
+                        operation,
+                        &format!(
+                            "no answer within {:.1} s (a request's share of fluxo.upload_timeout)",
+                            self.attempt_timeout.as_secs_f32()
+                        ),
+                    ),
+                    retry: true,
+                })
+            }
+            Err(e) => {
+                return Err(Failure {
+                    error: storage_error(operation, &with_causes(&e)),
+                    retry: true,
+                })
+            }
+        };
+        let status = answer.status();
+        let etag = answer
+            .headers()
+            .get(header::ETAG)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        // Every answer here is a few hundred bytes of XML at most.
+        let text = match answer.text().await {
+            Ok(text) => text,
+            Err(e) => {
+                return Err(Failure {
+                    error: storage_error(
+                        &format!("{operation}: reading the answer"),
+                        &with_causes(&e),
+                    ),
+                    retry: true,
+                })
+            }
+        };
+        // S3 may answer a CompleteMultipartUpload with 200 and an error in
+        // the body.
+        if status.is_success() && !text.contains("<Error>") {
+            return Ok(Answer { etag, body: text });
+        }
+        let code = xml_element(&text, "Code");
+        let message = xml_element(&text, "Message");
+        let detail = match (code, message) {
+            (Some(code), Some(message)) => format!("{status}: {code}: {message}"),
+            (Some(code), None) => format!("{status}: {code}"),
+            _ => format!("{status}: {}", clip(&text)),
+        };
+        Err(Failure {
+            error: storage_error(operation, &detail),
+            retry: status.is_server_error()
+                || status.is_success()
+                || status == StatusCode::TOO_MANY_REQUESTS
+                || status == StatusCode::REQUEST_TIMEOUT,
+        })
+    }
+
+    /// `len` bytes of the spool file from `offset`, read as they are sent.
+    async fn file_range(&self, offset: u64, len: u64) -> Result<reqwest::Body> {
+        let cannot_read = |e| ExportError::io("cannot read", self.spool, e);
+        let mut file = tokio::fs::File::open(self.spool)
+            .await
+            .map_err(cannot_read)?;
+        file.seek(std::io::SeekFrom::Start(offset))
+            .await
+            .map_err(cannot_read)?;
+        let stream = tokio_util::io::ReaderStream::with_capacity(file.take(len), READ_CHUNK);
+        Ok(reqwest::Body::wrap_stream(stream))
+    }
+}
+
+/// `delay` scaled by a factor in [0.5, 1.5), so that parts refused together
+/// are not sent again together.
+fn jittered(delay: Duration) -> Duration {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    delay.mul_f64(0.5 + f64::from(nanos % 1000) / 1000.0)
+}
+
+fn storage_error(what: &str, err: &dyn std::fmt::Display) -> ExportError {
+    ExportError::new(ErrorKind::Storage, format!("{what}: {err}"))
+}
+
+/// An error and its causes: reqwest names a refused connection only there.
+fn with_causes(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut cause = err.source();
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
+}
+
+/// The text of the first `<name>` element, unescaped.
+fn xml_element(xml: &str, name: &str) -> Option<String> {
+    let start = xml.find(&format!("<{name}>"))? + name.len() + 2;
+    let len = xml[start..].find(&format!("</{name}>"))?;
+    Some(unescape_xml(&xml[start..start + len]))
+}
+
+fn unescape_xml(text: &str) -> String {
+    text.replace("&quot;", "\"")
+        .replace("&apos;", "'")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&")
+}
+
+fn escape_xml(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// At most 300 characters of a store's answer, for a message.
+fn clip(text: &str) -> &str {
+    match text.char_indices().nth(300) {
+        Some((end, _)) => &text[..end],
+        None => text,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bucket_urls_follow_the_addressing_style() {
+        assert_eq!(
+            bucket_url("http://127.0.0.1:8014/", "b", false),
+            "http://127.0.0.1:8014/b/"
+        );
+        assert_eq!(
+            bucket_url("https://oss-cn-hangzhou.aliyuncs.com", "b", true),
+            "https://b.oss-cn-hangzhou.aliyuncs.com/"
+        );
+        assert_eq!(
+            bucket_url("s3.eu-west-1.amazonaws.com", "b", true),
+            "https://b.s3.eu-west-1.amazonaws.com/"
+        );
+    }
+
+    #[test]
+    fn keys_are_percent_encoded_but_for_slashes() {
+        assert_eq!(
+            encode_key("exports/2026/订单 1+1.csv"),
+            "exports/2026/%E8%AE%A2%E5%8D%95%201%2B1.csv"
+        );
+    }
+
+    #[test]
+    fn xml_elements_are_read_unescaped() {
+        let xml = "<Error><Code>SlowDown</Code><Message>a &amp; b</Message></Error>";
+        assert_eq!(xml_element(xml, "Code").as_deref(), Some("SlowDown"));
+        assert_eq!(xml_element(xml, "Message").as_deref(), Some("a & b"));
+        assert_eq!(xml_element(xml, "UploadId"), None);
+        assert_eq!(escape_xml("\"e&t\""), "&quot;e&amp;t&quot;");
+    }
+}
