@@ -7,6 +7,7 @@ namespace Fluxo\Tests;
 use Fluxo\Exporter;
 use Fluxo\ExportResult;
 use Fluxo\InvalidOptionException;
+use Fluxo\StorageException;
 use Fluxo\Tests\Support\BackgroundProcess;
 use Fluxo\Tests\Support\Env;
 use Fluxo\Tests\Support\FluxoTestCase;
@@ -15,9 +16,11 @@ use Fluxo\Tests\Support\IniOverride;
 use Fluxo\Tests\Support\ObjectStores;
 
 /**
- * fluxo.storage = oss against moto_server (the OSS protocol path; moto checks no signature,
- * so every presigned URL is also checked by scripts/oss_sign_check.py, which re-signs it
- * with Alibaba's SDK oss2). Servers: scripts/test-servers.sh start; eval "$(scripts/test-servers.sh env)".
+ * fluxo.storage = oss against moto_server, which speaks the OSS protocol but checks no
+ * signature. So every request goes through scripts/oss_verify_proxy.py, which re-signs it
+ * with Alibaba's SDK oss2 and refuses it (403 SignatureDoesNotMatch) unless the signatures
+ * match; presigned URLs are also checked by scripts/oss_sign_check.py.
+ * Servers: scripts/test-servers.sh start; eval "$(scripts/test-servers.sh env)".
  * Skipped when FLUXO_TEST_S3_ENDPOINT is not set.
  *
  * moto enforces S3's 5 MiB minimum for every part but the last, so multipart tests use part_size 5 MiB.
@@ -42,13 +45,50 @@ final class StorageOssTest extends FluxoTestCase
 
     private IniOverride $ini;
 
+    /** The signature-checking proxy in front of moto, one per class. */
+    private static ?BackgroundProcess $verifier = null;
+
+    private static string $verifierEndpoint = '';
+
+    /** Its log: one JSON line per request (method, target, problem or null). */
+    private static string $verifierLog = '';
+
+    private static string $classSecret = '';
+
     public static function setUpBeforeClass(): void
     {
         self::$savedEnv = ObjectStores::clearEnvironment();
+        $oss = ObjectStores::oss();
+        if ($oss === null) {
+            return;
+        }
+        self::$classSecret = 'fluxo-oss-sk-' . bin2hex(random_bytes(6));
+        $probe = stream_socket_server('tcp://127.0.0.1:0');
+        $port = (int) substr((string) strrchr((string) stream_socket_get_name($probe, false), ':'), 1);
+        fclose($probe);
+        $base = Env::scratchDir() . '/oss-verify-' . $port;
+        self::$verifierLog = $base . '.log';
+        self::$verifier = new BackgroundProcess([
+            Env::$python, dirname(__DIR__) . '/scripts/oss_verify_proxy.py',
+            '--port', (string) $port,
+            '--upstream', $oss['endpoint'],
+            '--key', self::AK . ':' . self::$classSecret,
+            '--log', self::$verifierLog,
+        ], $base . '.out', $base . '.err');
+        self::$verifierEndpoint = 'http://127.0.0.1:' . $port;
+        $deadline = microtime(true) + 20;
+        while (@fsockopen('127.0.0.1', $port, $errno, $errstr, 0.2) === false) {
+            if (microtime(true) > $deadline || !self::$verifier->isRunning()) {
+                throw new \RuntimeException('oss_verify_proxy.py did not start: ' . self::$verifier->describe());
+            }
+            usleep(50_000);
+        }
     }
 
     public static function tearDownAfterClass(): void
     {
+        self::$verifier?->stop();
+        self::$verifier = null;
         ObjectStores::restoreEnvironment(self::$savedEnv);
         self::$savedEnv = [];
     }
@@ -63,8 +103,9 @@ final class StorageOssTest extends FluxoTestCase
         }
         $oss = ObjectStores::oss();
         self::assertNotNull($oss, 'FLUXO_TEST_OSS_ENDPOINT is set by scripts/test-servers.sh env');
+        $oss['endpoint'] = self::$verifierEndpoint;
         $this->oss = $oss;
-        $this->secret = 'fluxo-oss-sk-' . bin2hex(random_bytes(6));
+        $this->secret = self::$classSecret;
         $this->ini = new IniOverride();
     }
 
@@ -256,6 +297,53 @@ final class StorageOssTest extends FluxoTestCase
             $response['headers']['etag'] ?? '',
             "multipart upload of {$parts} parts"
         );
+    }
+
+    /**
+     * Every request of an upload (PutObject; InitiateMultipartUpload, UploadPart,
+     * CompleteMultipartUpload) and every download is signed as oss2 signs it, with an
+     * STS token too; a request signed with another secret is refused, so the check bites.
+     */
+    public function testEveryRequestIsSignedAsOss2SignsIt(): void
+    {
+        $token = 'sts-token/' . bin2hex(random_bytes(8)) . '+=';
+        $this->useOss(['fluxo.part_size' => (string) self::PART_SIZE, 'fluxo.oss_security_token' => $token]);
+        $since = (int) @filesize(self::$verifierLog);
+        $small = $this->exportOne(['columns' => ['a'], 'filename' => '订单 1'], [['x']]);
+        $big = $this->export(
+            ['columns' => ['id', 'text'], 'filename' => 'signed parts'],
+            iterator_to_array(ObjectStores::bulkBatches(6_000_000), false)
+        );
+        $this->assertDownloads($small, self::CSV_TYPE);
+        $this->assertDownloads($big, self::CSV_TYPE);
+        $seen = array_map(
+            static fn (string $line): array => json_decode($line, true, 512, JSON_THROW_ON_ERROR),
+            array_filter(explode("\n", (string) substr((string) file_get_contents(self::$verifierLog), $since)))
+        );
+        self::assertSame([], array_values(array_filter($seen, static fn (array $r): bool => $r['problem'] !== null)));
+        $operations = array_map(static function (array $r): string {
+            $query = (string) parse_url('http://h' . $r['target'], PHP_URL_QUERY);
+            return match (true) {
+                str_contains($query, 'Signature=') => 'download',
+                str_contains($query, 'partNumber=') => 'UploadPart',
+                $query === 'uploads' => 'InitiateMultipartUpload',
+                str_contains($query, 'uploadId=') => 'CompleteMultipartUpload',
+                default => $r['method'],
+            };
+        }, $seen);
+        self::assertSame(
+            ['PUT', 'InitiateMultipartUpload', 'UploadPart', 'UploadPart', 'CompleteMultipartUpload', 'download', 'download'],
+            $operations,
+            'the requests the proxy checked'
+        );
+
+        $this->useOss(['fluxo.oss_access_key_secret' => 'another-secret']);
+        try {
+            $this->exportOne(['columns' => ['a']], [['x']]);
+            self::fail('a request signed with another secret must be refused');
+        } catch (StorageException $e) {
+            self::assertStringContainsString('SignatureDoesNotMatch', $e->getMessage());
+        }
     }
 
     public function testUrlExpiresOption(): void

@@ -2,7 +2,8 @@
 # Object-storage test servers for the Rust tests and PHPUnit (all on 127.0.0.1 only):
 #   s3s-fs 0.14.1  on :8014  real SigV4 checks, access key fluxo-ak / secret fluxo-sk,
 #                             data dir $FLUXO_TEST_TMP/s3 (bucket folder fluxo-test)
-#   moto_server    on :8016  the OSS protocol path (no signature checks), bucket fluxo-oss
+#   moto_server    on :8016  the OSS protocol path (no signature checks: StorageOssTest puts
+#                             scripts/oss_verify_proxy.py in front of it), bucket fluxo-oss
 #
 #   scripts/test-servers.sh install   cargo-installs s3s-fs (once, 4-10 min) and pip-installs moto[server], oss2
 #   scripts/test-servers.sh start     starts both (idempotent), waits until they answer, writes $FLUXO_TEST_TMP/env
