@@ -61,6 +61,9 @@ fn is_ip_or_localhost(endpoint: &str) -> bool {
     host.eq_ignore_ascii_case("localhost") || host.parse::<std::net::IpAddr>().is_ok()
 }
 
+/// The most parts a multipart upload may have, on S3 and on OSS.
+const MAX_PARTS: u64 = 10_000;
+
 /// The slowest uplink an upload should still get through, in bytes a second.
 const SLOWEST_UPLINK: u64 = 512 * 1024;
 
@@ -297,8 +300,11 @@ impl ObjectStore {
                 .await
                 .map_err(|e| ExportError::io("cannot read", spool, e))?
                 .len();
+            // A redirect (S3's PermanentRedirect to the bucket's region) is
+            // shown as the store's answer: a streamed body cannot be sent again.
             let client = reqwest::Client::builder()
                 .connect_timeout(Duration::from_secs(10))
+                .redirect(reqwest::redirect::Policy::none())
                 .build()
                 .map_err(|e| storage_error("cannot start an HTTP client", e))?;
             let object_url = multipart::object_url(&self.bucket_url, key);
@@ -352,10 +358,13 @@ impl ObjectStore {
         deadline: tokio::time::Instant,
     ) -> Result<()> {
         let upload_id = self.by_deadline(deadline, upload.initiate()).await?;
+        // Both stores take at most 10,000 parts: a file too big for that many
+        // of `part_size` gets bigger parts.
+        let part_size = (self.upload.part_size as u64).max(size.div_ceil(MAX_PARTS));
         let parts = upload.send_parts(
             &upload_id,
             size,
-            self.upload.part_size as u64,
+            part_size,
             self.upload.parallel_parts,
             progress,
         );
