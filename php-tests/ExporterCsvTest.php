@@ -540,6 +540,19 @@ final class ExporterCsvTest extends FluxoTestCase
         }
         $r = $this->exportOne(['columns' => ['ID', 'name']], [[1, 'a']]);
         self::assertSame("\xEF\xBB\xBFID,name\n1,a\n", file_get_contents($r->path), 'after a BOM: as it is');
+
+        // Without a header the first row begins the file; only its first cell is quoted.
+        $r = $this->exportOne(
+            ['columns' => ['code', 'name'], 'csv' => ['header' => false, 'encoding' => 'GBK']],
+            [['ID-7 号', 'ID'], ['ID-8', 'b']]
+        );
+        self::assertSame(
+            "\"ID-7 号\",ID\nID-8,b\n",
+            iconv('GBK', 'UTF-8', (string) file_get_contents($r->path)),
+            'a first cell starting with ID, without a header'
+        );
+        $r = $this->exportOne(['columns' => ['code'], 'csv' => ['header' => false]], [['ID-7']]);
+        self::assertSame("\xEF\xBB\xBFID-7\n", file_get_contents($r->path), 'without a header, after a BOM');
     }
 
     public function testGbkRefusesWhatGbkReadersCannotRead(): void

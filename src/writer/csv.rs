@@ -199,15 +199,19 @@ impl Records {
     /// split the field (found by fuzzing). Text cells and headers only get
     /// here with such characters under `unencodable => 'replace'`.
     fn field(&mut self, encoding: CsvEncoding, field: &[u8]) {
-        let replaced = encoding
-            .partial()
-            .filter(|_| !field.is_ascii())
-            .and_then(|e| replace_unencodable(e, std::str::from_utf8(field).ok()?));
+        let replaced = replaced_for(encoding, field);
         self.next_field();
         self.quoted(replaced.as_deref().map_or(field, str::as_bytes));
     }
 
-    /// `field`, quoted if it needs to be, after the delimiter.
+    /// A field of text between quotes, whether it needs them or not.
+    fn enclosed_field(&mut self, encoding: CsvEncoding, field: &[u8]) {
+        let replaced = replaced_for(encoding, field);
+        self.next_field();
+        self.enclose(replaced.as_deref().map_or(field, str::as_bytes));
+    }
+
+    /// `field`, quoted if it needs to be.
     fn quoted(&mut self, field: &[u8]) {
         if !self.core.should_quote(field) {
             schema::extend_short(&mut self.buf, field);
@@ -270,6 +274,8 @@ pub struct CsvWriter {
     text_rules: Vec<TextRule>,
     sheets: u32,
     rows_written: u64,
+    /// Without a header, the first row's first cell begins the file.
+    guard_first_cell: bool,
 }
 
 impl CsvWriter {
@@ -299,6 +305,7 @@ impl CsvWriter {
             text_rules: Vec::new(),
             sheets: 0,
             rows_written: 0,
+            guard_first_cell: false,
         })
     }
 
@@ -324,6 +331,14 @@ impl CsvWriter {
 
     /// Writes `text` as a field, behind a `'` if a spreadsheet would run it
     /// as a formula (with `formula_guard`).
+    /// Whether the file's first byte is the first field's: no BOM comes
+    /// first without `bom`, nor in GBK and GB18030. Excel takes a file that
+    /// begins with `ID` for a SYLK file and refuses it; a field starting
+    /// with `ID` there is quoted, so that the file begins with `"ID`.
+    fn starts_bare(&self) -> bool {
+        !self.options.bom || self.options.encoding.bom().is_empty()
+    }
+
     fn text_field(&mut self, text: &str) {
         let encoding = self.options.encoding;
         if self.options.formula_guard && looks_like_formula(text) {
@@ -346,6 +361,14 @@ impl CsvWriter {
             None => Ok(()),
         }
     }
+}
+
+/// `field` with the characters `encoding` cannot hold replaced, if it has any.
+fn replaced_for(encoding: CsvEncoding, field: &[u8]) -> Option<String> {
+    encoding
+        .partial()
+        .filter(|_| !field.is_ascii())
+        .and_then(|e| replace_unencodable(e, std::str::from_utf8(field).ok()?))
 }
 
 /// `text` with `?` for each character `encoding` cannot hold; `None` when it
@@ -496,20 +519,18 @@ impl FormatWriter for CsvWriter {
             for c in columns {
                 self.check_encodable(&c.name, || format!("header \"{}\"", c.name))?;
             }
-            // Excel takes a file that begins with `ID` for a SYLK file and
-            // refuses it; quoted, it begins with `"ID`. No BOM comes first
-            // without `bom` or in GBK and GB18030.
-            let bare_start = !self.options.bom || self.options.encoding.bom().is_empty();
             for (i, c) in columns.iter().enumerate() {
-                if i == 0 && bare_start && c.name.starts_with("ID") {
-                    self.records.next_field();
-                    self.records.enclose(c.name.as_bytes());
+                if i == 0 && self.starts_bare() && c.name.starts_with("ID") {
+                    self.records
+                        .enclosed_field(self.options.encoding, c.name.as_bytes());
                 } else {
                     // A header is text from the application too, perhaps a user's.
                     self.text_field(&c.name);
                 }
             }
             self.records.end_record();
+        } else {
+            self.guard_first_cell = self.starts_bare();
         }
         Ok(())
     }
@@ -551,6 +572,12 @@ impl FormatWriter for CsvWriter {
                                 other => other,
                             }));
                             self.records.field(encoding, &self.field);
+                        } else if col == 0
+                            && self.guard_first_cell
+                            && self.rows_written == 1
+                            && t.starts_with("ID")
+                        {
+                            self.records.enclosed_field(encoding, t.as_bytes());
                         } else {
                             self.text_field(t);
                         }
@@ -730,6 +757,23 @@ mod tests {
             records[1],
             vec!["", "TRUE", "2026-11-29 08:05:00", "2026-11-29"]
         );
+    }
+
+    #[test]
+    fn a_file_never_begins_with_a_bare_id() {
+        let bare = CsvOptions {
+            bom: false,
+            header: false,
+            ..CsvOptions::default()
+        };
+        let rows = [
+            vec![Cell::Text("ID-1"), Cell::Text("ID")],
+            vec![Cell::Text("ID-2"), Cell::Text("x")],
+        ];
+        let (bytes, _) = write(bare.clone(), &rows);
+        assert_eq!(bytes, b"\"ID-1\",ID\nID-2,x\n");
+        let (bytes, _) = write(CsvOptions { bom: true, ..bare }, &rows);
+        assert_eq!(&bytes[3..], b"ID-1,ID\nID-2,x\n", "after a BOM");
     }
 
     #[test]
