@@ -335,6 +335,8 @@ impl Settings {
         env: impl Fn(&str) -> Option<String>,
         lookup: impl Fn(&str) -> Option<String>,
     ) -> Result<Self> {
+        // (key, variable) of each value the environment gave, for errors.
+        let from_env = std::cell::RefCell::new(Vec::new());
         let get = |key: &str| -> String {
             let aliases = ENV_ALIASES
                 .iter()
@@ -345,11 +347,35 @@ impl Settings {
                 .or_else(|| {
                     std::iter::once(fluxo_name.as_str())
                         .chain(aliases.iter().copied())
-                        .find_map(|name| env(name).filter(|v| !v.is_empty()))
+                        .find_map(|name| {
+                            let value = env(name).filter(|v| !v.is_empty())?;
+                            from_env
+                                .borrow_mut()
+                                .push((key.to_owned(), name.to_owned()));
+                            Some(value)
+                        })
                 })
                 .or_else(|| lookup(key))
                 .unwrap_or_else(|| default_of(key).to_owned())
         };
+        Self::from_values(&get).map_err(|mut e| {
+            // The message names the ini key; one set in the environment is
+            // looked for in php.ini in vain.
+            let set_by = from_env
+                .borrow()
+                .iter()
+                .find(|(key, _)| names_key(&e.message, key))
+                .map(|(_, variable)| variable.clone());
+            if let Some(variable) = set_by {
+                e.message
+                    .push_str(&format!(" (set by the environment variable {variable})"));
+            }
+            e
+        })
+    }
+
+    /// The settings from each key's value.
+    fn from_values(get: &impl Fn(&str) -> String) -> Result<Self> {
         let secs = |key: &str, min: usize, max: usize| -> Result<Duration> {
             Ok(Duration::from_secs(number(&get(key), key, min, max)? as u64))
         };
@@ -442,7 +468,7 @@ impl Settings {
             },
             log_level: log_level(&get("log_level"))?,
             log_file: (!log_file.is_empty()).then(|| absolute(Path::new(&log_file))),
-            server: ServerSettings::from_keys(&get)?,
+            server: ServerSettings::from_keys(get)?,
         })
     }
 
@@ -519,6 +545,14 @@ fn default_of(key: &str) -> &'static str {
 
 fn absolute(path: &Path) -> PathBuf {
     std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
+/// Whether `message` names `fluxo.{key}` (and not a longer key).
+fn names_key(message: &str, key: &str) -> bool {
+    let name = format!("fluxo.{key}");
+    message.match_indices(&name).any(|(at, _)| {
+        !message[at + name.len()..].starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_')
+    })
 }
 
 fn number(value: &str, key: &str, min: usize, max: usize) -> Result<usize> {
@@ -1237,6 +1271,27 @@ mod tests {
         }
         let err = resolve("https://dl.example.com", "").unwrap_err();
         assert!(err.message.contains("needs fluxo.download_secret"), "{err}");
+    }
+
+    #[test]
+    fn a_bad_value_from_the_environment_names_its_variable() {
+        let err =
+            Settings::resolve_with_env(|_| None, |k| (k == "FLUXO_PART_SIZE").then(|| "8M".into()))
+                .unwrap_err();
+        assert!(err.message.contains("fluxo.part_size"), "{err}");
+        assert!(
+            err.message
+                .ends_with("(set by the environment variable FLUXO_PART_SIZE)"),
+            "{err}"
+        );
+        let from_ini = Settings::resolve_with_env(
+            |k| (k == "part_size").then(|| "8M".into()),
+            |k| (k == "FLUXO_PARALLEL_PARTS").then(|| "2".into()),
+        )
+        .unwrap_err();
+        assert!(!from_ini.message.contains("environment"), "{from_ini}");
+        assert!(names_key("fluxo.workers must be", "workers"));
+        assert!(!names_key("fluxo.auth_token_file must be", "auth_token"));
     }
 
     #[test]
