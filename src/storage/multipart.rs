@@ -181,7 +181,7 @@ impl Upload<'_> {
     ) -> Result<Vec<String>> {
         let sent = AtomicU64::new(0);
         let parts = size.div_ceil(part_size);
-        futures_util::stream::iter(0..parts)
+        let mut etags = futures_util::stream::iter(0..parts)
             .map(|index| {
                 let sent = &sent;
                 async move {
@@ -200,12 +200,15 @@ impl Upload<'_> {
                         .etag
                         .ok_or_else(|| storage_error("UploadPart", &"no ETag in the answer"))?;
                     progress(sent.fetch_add(len, Ordering::Relaxed) + len);
-                    Ok(etag)
+                    Ok((index, etag))
                 }
             })
-            .buffered(parallel.max(1))
-            .try_collect()
-            .await
+            // Unordered: a slow part holds its own slot only.
+            .buffer_unordered(parallel.max(1))
+            .try_collect::<Vec<_>>()
+            .await?;
+        etags.sort_unstable();
+        Ok(etags.into_iter().map(|(_, etag)| etag).collect())
     }
 
     /// Completes a multipart upload from its parts' ETags.
