@@ -103,6 +103,16 @@ final class SpreadsheetFeaturesTest extends FluxoTestCase
         self::assertSame('张伟', $props['creator']);
         self::assertSame('ACME', $props['company']);
         self::assertSame('2026-11-29T10:00:00', $props['created']);
+
+        $r = $this->exportOne(
+            ['format' => 'xlsx', 'columns' => ['a'], 'properties' => ['created' => '2026-11-29T10:00:00+08:00']],
+            [['x']]
+        );
+        self::assertSame(
+            '2026-11-29T02:00:00',
+            $this->readXlsx($r->path)['properties']['created'],
+            'the file keeps UTC: an offset given is taken off'
+        );
     }
 
     public function testTimezoneShowsDateObjectsInThatZone(): void

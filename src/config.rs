@@ -1052,12 +1052,11 @@ fn parse_properties(v: &OptionValue) -> Result<Properties> {
             "author" => properties.author = Some(text),
             "company" => properties.company = Some(text),
             "created" => {
-                properties.created =
-                    Some(crate::schema::parse_datetime(&text).ok_or_else(|| {
-                        ExportError::invalid_option(format!(
-                            "option \"{at}\" must be a date (Y-m-d H:i:s or ISO 8601)"
-                        ))
-                    })?)
+                properties.created = Some(crate::schema::parse_utc(&text).ok_or_else(|| {
+                    ExportError::invalid_option(format!(
+                        "option \"{at}\" must be a date (Y-m-d H:i:s, UTC, or ISO 8601)"
+                    ))
+                })?)
             }
             _ => unreachable!("keys were checked"),
         }

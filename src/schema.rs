@@ -290,6 +290,37 @@ pub fn parse_datetime(text: &str) -> Option<LocalDateTime> {
     parse_date_and_time(bytes)
 }
 
+/// What [`parse_datetime`] reads, as UTC: a `±hh:mm` suffix is taken off
+/// the clock reading; with `Z` or no suffix, the reading is UTC already.
+pub fn parse_utc(text: &str) -> Option<LocalDateTime> {
+    let clock = parse_datetime(text)?;
+    let bytes = trimmed(text).as_bytes();
+    // The zone follows the time; a date alone has none.
+    let time = bytes
+        .iter()
+        .position(|&b| b == b'T' || b == b' ')
+        .unwrap_or(bytes.len());
+    let offset = bytes[time..]
+        .iter()
+        .rposition(|&b| b == b'+' || b == b'-')
+        .map(|at| &bytes[time + at..])
+        .filter(|zone| is_utc_offset(zone))
+        .map_or(0, |zone| {
+            let number = |digits: &[u8]| digits.iter().fold(0, |n, d| n * 10 + i64::from(d - b'0'));
+            let minutes = zone.get(zone.len() - 2..).filter(|_| zone.len() > 3);
+            let seconds = number(&zone[1..3]) * 3600 + minutes.map_or(0, number) * 60;
+            if zone[0] == b'-' {
+                -seconds
+            } else {
+                seconds
+            }
+        });
+    Some(LocalDateTime {
+        seconds: clock.seconds - offset,
+        nanos: clock.nanos,
+    })
+}
+
 /// What a `time` column reads: a bare `H:i:s` (on 1970-01-01) or anything
 /// [`parse_datetime`] reads.
 pub fn parse_time_or_datetime(text: &str) -> Option<LocalDateTime> {
@@ -1132,6 +1163,24 @@ mod tests {
 
     fn cell(v: Value<'_>, t: ColumnType) -> Result<Cell<'_>, CellError> {
         convert(v, t)
+    }
+
+    #[test]
+    fn an_instant_is_read_as_utc() {
+        let utc = |text| parse_utc(text).map(|t| t.parts());
+        assert_eq!(
+            utc("2026-01-01T10:00:00+08:00"),
+            Some((2026, 1, 1, 2, 0, 0))
+        );
+        assert_eq!(utc("2026-01-01 01:30:00-0230"), Some((2026, 1, 1, 4, 0, 0)));
+        assert_eq!(
+            utc("2026-01-01T10:00:00.5-03"),
+            Some((2026, 1, 1, 13, 0, 0))
+        );
+        assert_eq!(utc("2026-01-01T10:00:00Z"), Some((2026, 1, 1, 10, 0, 0)));
+        assert_eq!(utc("2026-01-01 10:00:00"), Some((2026, 1, 1, 10, 0, 0)));
+        assert_eq!(utc("2026-01-01"), Some((2026, 1, 1, 0, 0, 0)));
+        assert_eq!(utc("2026-01-01 10:00:00 +08:00"), None);
     }
 
     #[test]
