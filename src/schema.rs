@@ -188,7 +188,17 @@ impl LocalDateTime {
         const MARCH_1ST_1900: f64 = 61.0;
         const JANUARY_1ST_1900: f64 = 2.0;
         const JANUARY_1ST_10000: f64 = 2_958_466.0;
-        let seconds = self.seconds as f64 + f64::from(self.nanos) / 1e9;
+        const LAST_SECOND_OF_9999: i64 = 253_402_300_799;
+        // In the last second Excel can show, a fraction would round the
+        // serial up to 2958466.0, the first day it cannot ("end of time"
+        // values such as 9999-12-31 23:59:59.999999 became text): that
+        // second is kept whole.
+        let nanos = if self.seconds == LAST_SECOND_OF_9999 {
+            0
+        } else {
+            self.nanos
+        };
+        let seconds = self.seconds as f64 + f64::from(nanos) / 1e9;
         let days = UNIX_EPOCH + seconds / SECONDS_PER_DAY as f64;
         if days >= MARCH_1ST_1900 {
             (days < JANUARY_1ST_10000).then_some(days)
@@ -1479,6 +1489,11 @@ mod tests {
         assert_eq!(
             serial((9999, 12, 31), (23, 59, 59)),
             Some(2_958_465.0 + 86_399.0 / 86_400.0)
+        );
+        let end_of_time = LocalDateTime::from_parts((9999, 12, 31), (23, 59, 59), 999_999_000);
+        assert_eq!(
+            end_of_time.excel_serial(),
+            serial((9999, 12, 31), (23, 59, 59))
         );
         // Days Excel cannot show.
         assert_eq!(serial((1899, 12, 31), (23, 59, 59)), None);
