@@ -67,13 +67,18 @@ fn class_named(name: &str) -> Option<&'static ClassEntry> {
 /// itself, so that its conversion is specialised for that kind. Inlined into
 /// the row loops: as a call, its entry and exit were a seventh of its cost.
 #[inline(always)]
-fn push(batch: &mut RecordBatch, zv: &Zval, column: &Column, zone: &DateZone) -> Result<(), Fault> {
+fn push(
+    batch: &mut RecordBatch,
+    zv: &Zval,
+    column: &Column,
+    zone: &ExportZone,
+) -> Result<(), Fault> {
     let ty = column.column_type;
     let pushed = if let Some(s) = zv.zend_str() {
         batch.push(Value::Bytes(s.as_bytes()), ty)
     } else if let Some(i) = zv.long() {
         let i = if ty.is_temporal() {
-            zone.timestamps.wall_clock(i)?
+            zone.wall_clock(i)?
         } else {
             i
         };
@@ -101,10 +106,12 @@ fn call_function(name: &str, args: Vec<&dyn IntoZvalDyn>) -> Option<Zval> {
         .ok()
 }
 
-/// Where Unix timestamps are shown, as `date()` shows them: in the
-/// export's `timezone`, else in PHP's default time zone. Its UTC offsets
-/// from 1800 to 2200 are read from PHP once, at the first timestamp.
-pub struct TimestampZone {
+/// Where an export shows dates: Unix timestamps as `date()` shows them, in
+/// the export's `timezone`, else in PHP's default time zone; and
+/// `DateTimeInterface` values in that `timezone`, else in their own. The
+/// zone's UTC offsets from 1800 to 2200 are read from PHP once per export,
+/// at the first date.
+pub struct ExportZone {
     name: Option<String>,
     offsets: std::cell::OnceCell<Option<ZoneOffsets>>,
 }
@@ -158,34 +165,7 @@ impl ZoneOffsets {
     }
 }
 
-impl TimestampZone {
-    pub fn new(name: Option<String>) -> Self {
-        Self {
-            name,
-            offsets: std::cell::OnceCell::new(),
-        }
-    }
-
-    /// `unix` as the zone's wall-clock seconds.
-    fn wall_clock(&self, unix: i64) -> Result<i64, Fault> {
-        self.offsets
-            .get_or_init(|| ZoneOffsets::read(self.name.as_deref()))
-            .as_ref()
-            .and_then(|offsets| offsets.offset_at(unix))
-            .and_then(|offset| unix.checked_add(offset))
-            .ok_or(Fault::Cell(CellError::NotADate))
-    }
-}
-
-/// The zone `DateTimeInterface` values are shown in: their own, or the
-/// export's `timezone` (a PHP `DateTimeZone`, made once per batch); and
-/// the export's zone for timestamps.
-pub struct DateZone<'a> {
-    zone: Option<Zval>,
-    timestamps: &'a TimestampZone,
-}
-
-impl<'a> DateZone<'a> {
+impl ExportZone {
     /// Checks a zone name against PHP's own list, with the older names it
     /// also takes (`US/Eastern`, `Asia/Calcutta`); no warning for a bad one.
     pub fn check(name: &str) -> Result<(), ExportError> {
@@ -217,32 +197,40 @@ impl<'a> DateZone<'a> {
         }
     }
 
-    pub fn open(timestamps: &'a TimestampZone) -> Result<Self, ExportError> {
-        let Some(name) = timestamps.name.as_deref() else {
-            return Ok(Self {
-                zone: None,
-                timestamps,
-            });
-        };
-        call_function("timezone_open", vec![&name])
-            .filter(Zval::is_object)
-            .map(|zone| Self {
-                zone: Some(zone),
-                timestamps,
-            })
-            .ok_or_else(|| ExportError::invalid_option(format!("cannot open time zone \"{name}\"")))
+    /// For a `timezone` [`ExportZone::check`] accepted, or none.
+    pub fn new(name: Option<String>) -> Self {
+        Self {
+            name,
+            offsets: std::cell::OnceCell::new(),
+        }
     }
 
-    /// The wall-clock time of a `DateTimeInterface` in this zone, or in its
-    /// own. From the timestamp and the zone's offset, not from formatted
-    /// text: that is any year PHP holds, `-0044` or `10000` as well.
+    fn offsets(&self) -> Result<&ZoneOffsets, Fault> {
+        self.offsets
+            .get_or_init(|| ZoneOffsets::read(self.name.as_deref()))
+            .as_ref()
+            .ok_or(Fault::Cell(CellError::NotADate))
+    }
+
+    /// `unix` as the zone's wall-clock seconds.
+    fn wall_clock(&self, unix: i64) -> Result<i64, Fault> {
+        self.offsets()?
+            .offset_at(unix)
+            .and_then(|offset| unix.checked_add(offset))
+            .ok_or(Fault::Cell(CellError::NotADate))
+    }
+
+    /// The wall-clock time of a `DateTimeInterface` in the export's
+    /// `timezone`, or in its own. From the timestamp and the zone's offset,
+    /// not from formatted text: that is any year PHP holds, `-0044` or
+    /// `10000` as well.
     fn local_time(&self, date: &Zval) -> Result<LocalDateTime, Fault> {
         let call = |target: &Zval, method: &str, args| {
             call_method(target, "DateTimeInterface", method, args)
         };
         let seconds = call(date, "getTimestamp", vec![])?.long();
-        let offset = match &self.zone {
-            Some(zone) => call(zone, "getOffset", vec![date])?.long(),
+        let offset = match &self.name {
+            Some(_) => call(&self.offsets()?.zone, "getOffset", vec![date])?.long(),
             None => call(date, "getOffset", vec![])?.long(),
         };
         let micros = call(date, "format", vec![&"u"])?
@@ -284,7 +272,7 @@ fn push_object(
     zv: &Zval,
     obj: &ZendObject,
     column: &Column,
-    zone: &DateZone,
+    zone: &ExportZone,
 ) -> Result<(), Fault> {
     let is = |name| class_named(name).is_some_and(|ce| obj.instance_of(ce));
     if is("DateTimeInterface") {
@@ -435,7 +423,7 @@ pub fn batch<'a>(
     rows: impl Iterator<Item = &'a Zval>,
     columns: &[Column],
     mut batch: RecordBatch,
-    zone: &DateZone,
+    zone: &ExportZone,
 ) -> Result<RecordBatch, ExportError> {
     for (index, row) in rows.enumerate() {
         let _pinned = Pinned::new(row);

@@ -89,7 +89,7 @@ fn current_settings() -> Result<Settings, ExportError> {
 pub struct Exporter {
     export: Export,
     /// The `timezone` option: where date objects and timestamps are shown.
-    timezone: convert::TimestampZone,
+    timezone: convert::ExportZone,
 }
 
 impl Exporter {
@@ -97,8 +97,12 @@ impl Exporter {
         &mut self,
         rows: impl Iterator<Item = &'a ext_php_rs::types::Zval>,
     ) -> Result<i64, ExportError> {
-        let zone = convert::DateZone::open(&self.timezone)?;
-        let batch = convert::batch(rows, self.export.columns(), self.export.new_batch(), &zone)?;
+        let batch = convert::batch(
+            rows,
+            self.export.columns(),
+            self.export.new_batch(),
+            &self.timezone,
+        )?;
         self.export.add(batch).map(|n| n as i64)
     }
 }
@@ -112,7 +116,7 @@ impl Exporter {
             let options = convert::options(options);
             let spec = ExportSpec::from_options(&options, &settings)?;
             if let Some(zone) = &spec.timezone {
-                convert::DateZone::check(zone)?;
+                convert::ExportZone::check(zone)?;
             }
             let spec_timezone = spec.timezone.clone();
             let mut export = Export::start_on_this_thread(spec, &settings)?;
@@ -121,7 +125,7 @@ impl Exporter {
                 "the script's time limit (max_execution_time) ran out while it waited",
             );
             Ok(Self {
-                timezone: convert::TimestampZone::new(spec_timezone),
+                timezone: convert::ExportZone::new(spec_timezone),
                 export,
             })
         })
