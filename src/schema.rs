@@ -556,22 +556,31 @@ pub fn first_unencodable(encoding: &'static encoding_rs::Encoding, text: &str) -
     if text.is_ascii() {
         return None;
     }
-    if let Some(c) = first_lacked_by_gbk_readers(encoding, text) {
-        return Some(c);
-    }
+    let lacked = (encoding == encoding_rs::GBK)
+        .then(|| {
+            text.char_indices()
+                .find(|(_, c)| GB18030_ADDITIONS.binary_search(c).is_ok())
+        })
+        .flatten();
     let mut encoder = encoding.new_encoder();
     let mut scratch = [0u8; 512];
-    let mut rest = text;
-    loop {
+    let mut read_so_far = 0;
+    let unmappable = loop {
         let (result, read, _) =
-            encoder.encode_from_utf8_without_replacement(rest, &mut scratch, true);
-        rest = &rest[read..];
+            encoder.encode_from_utf8_without_replacement(&text[read_so_far..], &mut scratch, true);
+        read_so_far += read;
         match result {
-            EncoderResult::InputEmpty => return None,
+            EncoderResult::InputEmpty => break None,
             EncoderResult::OutputFull => {}
-            EncoderResult::Unmappable(c) => return Some(c),
+            EncoderResult::Unmappable(c) => break Some((read_so_far - c.len_utf8(), c)),
         }
-    }
+    };
+    // The one that comes first, so that the message names the first.
+    [lacked, unmappable]
+        .into_iter()
+        .flatten()
+        .min_by_key(|&(at, _)| at)
+        .map(|(_, c)| c)
 }
 
 /// Characters encoding_rs's GBK (WHATWG's: GB18030's two-byte codes)
@@ -1461,6 +1470,9 @@ mod tests {
             first_unencodable(encoding_rs::GB18030, "a\u{E5E5}"),
             Some('\u{E5E5}')
         );
+        // 䶮 is lacked by GBK readers, 😀 by GBK itself: the first is named.
+        assert_eq!(first_unencodable(encoding_rs::GBK, "中😀䶮"), Some('😀'));
+        assert_eq!(first_unencodable(encoding_rs::GBK, "中䶮😀"), Some('䶮'));
     }
 
     #[test]
