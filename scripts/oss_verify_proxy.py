@@ -81,6 +81,9 @@ def make_handler(upstream, access_key_id, secret, log, lock):
             pass
 
         def handle_any(self):
+            if "chunked" in self.headers.get("transfer-encoding", "").lower():
+                self.send_error(411, "Length Required (the proxy reads Content-Length bodies only)")
+                return
             length = int(self.headers.get("content-length") or 0)
             body = self.rfile.read(length) if length else b""
             headers = {name.lower(): value for name, value in self.headers.items()}
@@ -109,7 +112,9 @@ def make_handler(upstream, access_key_id, secret, log, lock):
             for name, value in answer.getheaders():
                 if name.lower() not in ("content-length", "connection", "transfer-encoding", "server", "date"):
                     self.send_header(name, value)
-            self.send_header("Content-Length", str(len(data)))
+            # A HEAD's answer has no body but the object's length.
+            length = answer.getheader("content-length", "0") if self.command == "HEAD" else str(len(data))
+            self.send_header("Content-Length", length)
             self.end_headers()
             if self.command != "HEAD":
                 self.wfile.write(data)

@@ -59,8 +59,10 @@ install_tools() {
         log "python modules present: moto[server], oss2"
     else
         log "installing python modules: moto[server] oss2"
-        "$PY" -m pip install --quiet 'moto[server]' oss2 \
-            || "$PY" -m pip install --quiet --break-system-packages 'moto[server]' oss2
+        # oss2 pinned: scripts/oss_verify_proxy.py calls its string-to-sign,
+        # which is not public API.
+        "$PY" -m pip install --quiet 'moto[server]' 'oss2==2.19.1' \
+            || "$PY" -m pip install --quiet --break-system-packages 'moto[server]' 'oss2==2.19.1'
         py_modules_ok || die "moto[server] / oss2 still not importable by $PY"
     fi
 }

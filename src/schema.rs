@@ -310,25 +310,37 @@ pub fn parse_utc(text: &str) -> Option<LocalDateTime> {
         .iter()
         .position(|&b| b == b'T' || b == b' ')
         .unwrap_or(bytes.len());
-    let offset = bytes[time..]
+    let zone = bytes[time..]
         .iter()
         .rposition(|&b| b == b'+' || b == b'-')
         .map(|at| &bytes[time + at..])
-        .filter(|zone| is_utc_offset(zone))
-        .map_or(0, |zone| {
+        .filter(|zone| is_utc_offset(zone));
+    let offset = match zone {
+        None => 0,
+        Some(zone) => {
             let number = |digits: &[u8]| digits.iter().fold(0, |n, d| n * 10 + i64::from(d - b'0'));
-            let minutes = zone.get(zone.len() - 2..).filter(|_| zone.len() > 3);
-            let seconds = number(&zone[1..3]) * 3600 + minutes.map_or(0, number) * 60;
+            let hours = number(&zone[1..3]);
+            let minutes = zone
+                .get(zone.len() - 2..)
+                .filter(|_| zone.len() > 3)
+                .map_or(0, number);
+            // The world's offsets run from -12:00 to +14:00.
+            if hours > 14 || minutes > 59 {
+                return None;
+            }
+            let seconds = hours * 3600 + minutes * 60;
             if zone[0] == b'-' {
                 -seconds
             } else {
                 seconds
             }
-        });
-    Some(LocalDateTime {
+        }
+    };
+    let utc = LocalDateTime {
         seconds: clock.seconds - offset,
         nanos: clock.nanos,
-    })
+    };
+    (1..=9999).contains(&utc.parts().0).then_some(utc)
 }
 
 /// What a `time` column reads: a bare `H:i:s` (on 1970-01-01) or anything
@@ -1200,6 +1212,9 @@ mod tests {
         assert_eq!(utc("2026-01-01 10:00:00"), Some((2026, 1, 1, 10, 0, 0)));
         assert_eq!(utc("2026-01-01"), Some((2026, 1, 1, 0, 0, 0)));
         assert_eq!(utc("2026-01-01 10:00:00 +08:00"), None);
+        assert_eq!(utc("2026-01-01T10:00:00+99:99"), None, "no such offset");
+        assert_eq!(utc("9999-12-31T23:00:00-02:00"), None, "year 10000");
+        assert_eq!(utc("0001-01-01T00:00:00+01:00"), None, "year 0");
     }
 
     #[test]

@@ -399,6 +399,12 @@ enum Fault {
     /// never answers it: a store that completes the object after the
     /// client stopped waiting.
     CompleteAnsweredTooLate,
+    /// Answers the first part request `400 RequestTimeout`, as S3 and OSS
+    /// do when a request's body comes too slowly.
+    RequestTimeout,
+    /// Answers every request `301 PermanentRedirect` to another host, as S3
+    /// does for a bucket of another region.
+    Redirect,
 }
 
 /// A request the proxy saw, and the status it answered (0: none, stalled).
@@ -445,6 +451,12 @@ impl FaultProxy {
                                 && target.contains("uploadId=")
                                 && counted.fetch_add(1, Ordering::SeqCst) == 0
                         }
+                        Fault::RequestTimeout => {
+                            method == "PUT"
+                                && target.contains("partNumber=")
+                                && counted.fetch_add(1, Ordering::SeqCst) == 0
+                        }
+                        Fault::Redirect => true,
                     };
                     let _ = relay(client, upstream, fault, faulty, &seen, &stop);
                 });
@@ -526,13 +538,22 @@ fn relay(
     reader.read_exact(&mut body)?;
     // Each request is recorded before its answer goes back: the client may
     // act on the answer, and the test read `seen`, at once.
-    if faulty && fault == Fault::SlowDown {
-        record(503);
-        let xml = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\
-                   <Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>";
+    let refusal = match fault {
+        Fault::SlowDown => Some((503, "Slow Down", "SlowDown", "Please reduce your request rate.")),
+        Fault::RequestTimeout => Some((400, "Bad Request", "RequestTimeout", "Your socket connection to the server was not read from or written to within the timeout period.")),
+        Fault::Redirect => Some((301, "Moved Permanently", "PermanentRedirect", "The bucket you are attempting to access must be addressed using the specified endpoint.")),
+        Fault::Stall | Fault::CompleteAnsweredTooLate => None,
+    };
+    if let Some((status, reason, code, message)) = refusal.filter(|_| faulty) {
+        record(status);
+        let xml = format!(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\
+             <Error><Code>{code}</Code><Message>{message}</Message></Error>"
+        );
         write!(
             client,
-            "HTTP/1.1 503 Slow Down\r\nContent-Type: application/xml\r\n\
+            "HTTP/1.1 {status} {reason}\r\nContent-Type: application/xml\r\n\
+             Location: http://127.0.0.1:1/elsewhere\r\n\
              Content-Length: {}\r\nConnection: close\r\n\r\n{xml}",
             xml.len()
         )?;
@@ -667,6 +688,55 @@ fn a_store_answering_503_fails_after_retries_and_aborts_the_upload() {
         "AbortMultipartUpload sent and accepted: {seen:?}"
     );
     assert_nothing_stored(&server, dir.path(), "throttled.csv");
+}
+
+/// A part refused with `400 RequestTimeout` (its body came too slowly) is
+/// sent again, and the export completes.
+#[test]
+fn a_part_refused_as_too_slow_is_sent_again() {
+    let server = S3Server::start();
+    let proxy = FaultProxy::start(server.port, Fault::RequestTimeout, 0);
+    let dir = tempfile::tempdir().unwrap();
+    let settings = settings_for(proxy.port, dir.path(), SECRET, &MULTIPART);
+    let outcome = export(&settings, 150_000, "slow-part.csv").unwrap(); // ~15 MB
+    let parts: Vec<u16> = proxy
+        .seen()
+        .iter()
+        .filter(|s| s.method == "PUT" && s.target.contains("partNumber="))
+        .map(|s| s.status)
+        .collect();
+    assert_eq!(parts.iter().filter(|&&s| s == 400).count(), 1, "{parts:?}");
+    assert_eq!(parts.iter().filter(|&&s| s == 200).count(), 3, "{parts:?}");
+    let stored = std::fs::read(server.object(&outcome.key)).unwrap();
+    assert_eq!(hex::encode(Sha256::digest(&stored)), outcome.sha256);
+}
+
+/// A redirect (S3's answer for a bucket of another region) is the store's
+/// answer: not followed, not retried.
+#[test]
+fn a_redirect_is_reported_not_followed() {
+    let server = S3Server::start();
+    let proxy = FaultProxy::start(server.port, Fault::Redirect, 0);
+    let dir = tempfile::tempdir().unwrap();
+    let settings = settings_for(proxy.port, dir.path(), SECRET, &MULTIPART);
+    let (_, err) = failing_export(&settings, 1_000, "moved.csv");
+    assert!(err.message.contains("301"), "{err}");
+    assert!(err.message.contains("PermanentRedirect"), "{err}");
+    assert!(!err.message.contains("retries"), "{err}");
+    assert_eq!(proxy.seen().len(), 1, "one request, no retry");
+}
+
+/// An endpoint written with capitals is signed as it is sent (reqwest
+/// sends the host in lower case): s3s-fs checks the signature.
+#[test]
+fn an_endpoint_in_capitals_is_signed_as_sent() {
+    let server = S3Server::start();
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = server.settings(dir.path(), SECRET, &[]);
+    settings.s3.endpoint = format!("HTTP://LocalHost:{}/", server.port);
+    let outcome = export(&settings, 1_000, "capitals.csv").unwrap();
+    let stored = std::fs::read(server.object(&outcome.key)).unwrap();
+    assert_eq!(hex::encode(Sha256::digest(&stored)), outcome.sha256);
 }
 
 /// The store completes the object but its answer comes after the request

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::config::{Settings, StorageKind};
-use crate::error::Result;
+use crate::error::{ErrorKind, ExportError, Result};
 
 /// A stored file and how to fetch it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -108,15 +108,42 @@ pub fn content_disposition(filename: &str) -> String {
             }
         })
         .collect();
-    let mut encoded = String::new();
-    for byte in filename.bytes() {
-        if byte.is_ascii_alphanumeric() || b"!#$&+-.^_`|~".contains(&byte) {
+    let encoded = percent_encode(filename, b"!#$&+-.^_`|~");
+    format!("attachment; filename=\"{fallback}\"; filename*=UTF-8''{encoded}")
+}
+
+/// `text` with each byte but ASCII letters, digits and `keep` as `%XX`.
+fn percent_encode(text: &str, keep: &[u8]) -> String {
+    let mut encoded = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || keep.contains(&byte) {
             encoded.push(byte as char);
         } else {
             encoded.push_str(&format!("%{byte:02X}"));
         }
     }
-    format!("attachment; filename=\"{fallback}\"; filename*=UTF-8''{encoded}")
+    encoded
+}
+
+fn storage_error(what: &str, err: impl std::fmt::Display) -> ExportError {
+    ExportError::new(ErrorKind::Storage, format!("{what}: {err}"))
+}
+
+/// An error and its causes: reqwest names a refused connection only there.
+fn with_causes(err: &dyn std::error::Error) -> String {
+    format!("{err}{}", causes(err.source()))
+}
+
+/// `: cause` for `first` and each cause below it.
+fn causes(first: Option<&dyn std::error::Error>) -> String {
+    let mut text = String::new();
+    let mut cause = first;
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
 }
 
 #[cfg(test)]

@@ -16,11 +16,25 @@ use futures_util::{StreamExt, TryStreamExt};
 use http::{header, HeaderValue, Method, StatusCode};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
-use super::ObjectMeta;
-use crate::error::{ErrorKind, ExportError, Result};
+use super::{percent_encode, storage_error, with_causes, ObjectMeta};
+use crate::error::{ExportError, Result};
 
 /// What each request's body reads from the file at a time.
 const READ_CHUNK: usize = 64 * 1024;
+
+/// What is read of a store's answer: only the error's code and message are
+/// used, and an endpoint that is no store may send a whole page.
+const ANSWER_LIMIT: usize = 64 * 1024;
+
+/// Error codes S3 and OSS give to requests worth sending again, whatever
+/// the status: `RequestTimeout` (400) is a part whose body came too slowly.
+const RETRIED_CODES: [&str; 5] = [
+    "RequestTimeout",
+    "InternalError",
+    "OperationAborted",
+    "SlowDown",
+    "ServiceUnavailable",
+];
 
 /// Signs requests as the store expects: SigV4 for S3, OSS's own for OSS.
 pub(super) enum RequestSigner {
@@ -68,36 +82,52 @@ impl RequestSigner {
     }
 }
 
+/// Where an upload's requests go, and how they are signed.
+pub(super) struct Target {
+    pub signer: RequestSigner,
+    /// The URL of the bucket's objects ([`bucket_url`]).
+    pub bucket_url: String,
+}
+
+impl Target {
+    /// `settings` names the endpoint's and bucket's keys, for the error.
+    pub(super) fn new(
+        signer: RequestSigner,
+        (endpoint, bucket, virtual_host): (&str, &str, bool),
+        settings: &str,
+    ) -> Result<Self> {
+        let bucket_url = bucket_url(endpoint, bucket, virtual_host).ok_or_else(|| {
+            ExportError::invalid_option(format!(
+                "{settings} do not make a URL: endpoint \"{endpoint}\", bucket \"{bucket}\""
+            ))
+        })?;
+        Ok(Self { signer, bucket_url })
+    }
+}
+
 /// The URL of the bucket's objects: `{endpoint}/{bucket}/` (path style) or
-/// `{scheme}://{bucket}.{host}/` (virtual host). An endpoint without a
-/// scheme is taken as `https://`, as opendal takes it.
-pub(super) fn bucket_url(endpoint: &str, bucket: &str, virtual_host: bool) -> String {
+/// `{scheme}://{bucket}.{host}/` (virtual host), as reqwest will send it
+/// (host in lower case, no default port), so that it is signed as sent. An
+/// endpoint without a scheme is taken as `https://`, as opendal takes it.
+/// `None` if that makes no URL.
+pub(super) fn bucket_url(endpoint: &str, bucket: &str, virtual_host: bool) -> Option<String> {
     let endpoint = endpoint.trim().trim_end_matches('/');
     let (scheme, host) = endpoint.split_once("://").unwrap_or(("https", endpoint));
-    if virtual_host {
+    let bucket = bucket.trim();
+    let url = if virtual_host {
         format!("{scheme}://{bucket}.{host}/")
     } else {
         format!("{scheme}://{host}/{bucket}/")
-    }
+    };
+    let url = reqwest::Url::parse(&url).ok()?;
+    (url.has_host() && url.query().is_none()).then(|| url.into())
 }
 
-/// The URL of `key` in the bucket at `bucket_url`.
+/// The URL of `key` in the bucket at `bucket_url`: every byte of the key
+/// but the unreserved ones and `/` percent-encoded, the form both stores
+/// sign.
 pub(super) fn object_url(bucket_url: &str, key: &str) -> String {
-    format!("{bucket_url}{}", encode_key(key))
-}
-
-/// A key as a URL path: every byte but the unreserved ones and `/`
-/// percent-encoded, the form both stores sign.
-fn encode_key(key: &str) -> String {
-    let mut encoded = String::with_capacity(key.len());
-    for byte in key.bytes() {
-        if byte.is_ascii_alphanumeric() || b"-_.~/".contains(&byte) {
-            encoded.push(byte as char);
-        } else {
-            encoded.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    encoded
+    format!("{bucket_url}{}", percent_encode(key, b"-_.~/"))
 }
 
 /// One upload of one spool file to one key.
@@ -141,7 +171,7 @@ struct Failure {
 impl Upload<'_> {
     /// The whole file in one PUT.
     pub async fn put(&self, size: u64) -> Result<()> {
-        let request = self.object_request(Method::PUT, "", true);
+        let request = self.object_request(Method::PUT, "", true)?;
         self.send(
             "PutObject",
             &request,
@@ -156,14 +186,14 @@ impl Upload<'_> {
 
     /// Starts a multipart upload: its id.
     pub async fn initiate(&self) -> Result<String> {
-        let request = self.object_request(Method::POST, "?uploads", true);
+        let request = self.object_request(Method::POST, "?uploads", true)?;
         let answer = self
             .send("InitiateMultipartUpload", &request, Body::Empty)
             .await?;
         xml_element(&answer.body, "UploadId").ok_or_else(|| {
             storage_error(
                 "InitiateMultipartUpload",
-                &format!("no UploadId in the answer: {}", clip(&answer.body)),
+                format!("no UploadId in the answer: {}", clip(&answer.body)),
             )
         })
     }
@@ -190,15 +220,15 @@ impl Upload<'_> {
                     let query = format!(
                         "?partNumber={}&uploadId={}",
                         index + 1,
-                        encode_key(upload_id)
+                        query_value(upload_id)
                     );
-                    let request = self.object_request(Method::PUT, &query, false);
+                    let request = self.object_request(Method::PUT, &query, false)?;
                     let answer = self
                         .send("UploadPart", &request, Body::File { offset, len })
                         .await?;
                     let etag = answer
                         .etag
-                        .ok_or_else(|| storage_error("UploadPart", &"no ETag in the answer"))?;
+                        .ok_or_else(|| storage_error("UploadPart", "no ETag in the answer"))?;
                     progress(sent.fetch_add(len, Ordering::Relaxed) + len);
                     Ok((index, etag))
                 }
@@ -222,8 +252,8 @@ impl Upload<'_> {
             ));
         }
         xml.push_str("</CompleteMultipartUpload>");
-        let query = format!("?uploadId={}", encode_key(upload_id));
-        let request = self.object_request(Method::POST, &query, false);
+        let query = format!("?uploadId={}", query_value(upload_id));
+        let request = self.object_request(Method::POST, &query, false)?;
         self.send("CompleteMultipartUpload", &request, Body::Text(&xml))
             .await
             .map(drop)
@@ -231,8 +261,8 @@ impl Upload<'_> {
 
     /// Aborts a multipart upload, once: the caller bounds how long it waits.
     pub async fn abort(&self, upload_id: &str) -> Result<()> {
-        let query = format!("?uploadId={}", encode_key(upload_id));
-        let request = self.object_request(Method::DELETE, &query, false);
+        let query = format!("?uploadId={}", query_value(upload_id));
+        let request = self.object_request(Method::DELETE, &query, false)?;
         let once = Upload {
             max_retries: 0,
             ..*self
@@ -244,7 +274,12 @@ impl Upload<'_> {
 
     /// A request on the object; with `described`, it carries the object's
     /// type, disposition and checksum (PutObject, InitiateMultipartUpload).
-    fn object_request(&self, method: Method, query: &str, described: bool) -> http::request::Parts {
+    fn object_request(
+        &self,
+        method: Method,
+        query: &str,
+        described: bool,
+    ) -> Result<http::request::Parts> {
         let mut request = http::Request::builder()
             .method(method)
             .uri(format!("{}{query}", self.object_url));
@@ -256,13 +291,14 @@ impl Upload<'_> {
         }
         request
             .body(())
-            .expect("a request of a valid URL and ASCII headers")
-            .into_parts()
-            .0
+            .map(|r| r.into_parts().0)
+            .map_err(|e| storage_error(&format!("a request to {}", self.object_url), e))
     }
 
-    /// Sends a request, again while it fails in a way that may pass
-    /// (no answer, a timeout, 5xx, 429), at most `max_retries` more times.
+    /// Sends a request, again while it fails in a way that may pass (no
+    /// connection, no answer in time, 5xx, 408, 429, the codes in
+    /// [`RETRIED_CODES`], an error in a 2xx answer), at most `max_retries`
+    /// more times.
     async fn send(
         &self,
         operation: &str,
@@ -292,6 +328,7 @@ impl Upload<'_> {
         request: &http::request::Parts,
         body: Body<'_>,
     ) -> std::result::Result<Answer, Failure> {
+        let fail = |error, retry| Failure { error, retry };
         let mut parts = request.clone();
         let length = match body {
             Body::Empty => 0,
@@ -301,23 +338,21 @@ impl Upload<'_> {
         parts
             .headers
             .insert(header::CONTENT_LENGTH, HeaderValue::from(length));
-        self.signer.sign(&mut parts).await.map_err(|e| Failure {
-            error: storage_error(&format!("{operation}: signing"), &e),
-            retry: false,
-        })?;
-        // reqwest sets the host from the URL.
+        self.signer
+            .sign(&mut parts)
+            .await
+            .map_err(|e| fail(storage_error(&format!("{operation}: signing"), e), false))?;
+        // hyper writes the same host from the URL, which `bucket_url` made
+        // the way reqwest sends it.
         parts.headers.remove(header::HOST);
+        let end = body_end(body);
         let body = match body {
             Body::Empty => reqwest::Body::from(""),
             Body::Text(text) => reqwest::Body::from(text.to_owned()),
-            Body::File { offset, len } => {
-                self.file_range(offset, len)
-                    .await
-                    .map_err(|error| Failure {
-                        error,
-                        retry: false,
-                    })?
-            }
+            Body::File { offset, len } => self
+                .file_range(offset, len)
+                .await
+                .map_err(|e| fail(e, false))?,
         };
         let sent = self
             .client
@@ -329,24 +364,7 @@ impl Upload<'_> {
             .await;
         let answer = match sent {
             Ok(answer) => answer,
-            Err(e) if e.is_timeout() => {
-                return Err(Failure {
-                    error: storage_error(
-                        operation,
-                        &format!(
-                            "no answer within {:.1} s (a request's share of fluxo.upload_timeout)",
-                            self.attempt_timeout.as_secs_f32()
-                        ),
-                    ),
-                    retry: true,
-                })
-            }
-            Err(e) => {
-                return Err(Failure {
-                    error: storage_error(operation, &with_causes(&e)),
-                    retry: true,
-                })
-            }
+            Err(e) => return Err(self.unsent(operation, end, &e).await),
         };
         let status = answer.status();
         let etag = answer
@@ -354,19 +372,10 @@ impl Upload<'_> {
             .get(header::ETAG)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
-        // Every answer here is a few hundred bytes of XML at most.
-        let text = match answer.text().await {
-            Ok(text) => text,
-            Err(e) => {
-                return Err(Failure {
-                    error: storage_error(
-                        &format!("{operation}: reading the answer"),
-                        &with_causes(&e),
-                    ),
-                    retry: true,
-                })
-            }
-        };
+        let text = read_answer(answer).await.map_err(|e| {
+            let what = format!("{operation}: reading the answer");
+            fail(storage_error(&what, with_causes(&e)), true)
+        })?;
         // S3 may answer a CompleteMultipartUpload with 200 and an error in
         // the body.
         if status.is_success() && !text.contains("<Error>") {
@@ -374,18 +383,49 @@ impl Upload<'_> {
         }
         let code = xml_element(&text, "Code");
         let message = xml_element(&text, "Message");
+        let retry = status.is_server_error()
+            || status.is_success()
+            || status == StatusCode::TOO_MANY_REQUESTS
+            || status == StatusCode::REQUEST_TIMEOUT
+            || code.as_deref().is_some_and(|c| RETRIED_CODES.contains(&c));
         let detail = match (code, message) {
             (Some(code), Some(message)) => format!("{status}: {code}: {message}"),
             (Some(code), None) => format!("{status}: {code}"),
             _ => format!("{status}: {}", clip(&text)),
         };
-        Err(Failure {
-            error: storage_error(operation, &detail),
-            retry: status.is_server_error()
-                || status.is_success()
-                || status == StatusCode::TOO_MANY_REQUESTS
-                || status == StatusCode::REQUEST_TIMEOUT,
-        })
+        Err(fail(storage_error(operation, detail), retry))
+    }
+
+    /// Why a request got no answer, and whether to send it again: not when
+    /// reqwest refused to build it, nor when the spool file no longer holds
+    /// the body's bytes (each try would fail the same way).
+    async fn unsent(&self, operation: &str, body_end: u64, e: &reqwest::Error) -> Failure {
+        if e.is_timeout() && !e.is_connect() {
+            let detail = format!(
+                "no answer within {:.1} s (a request's share of fluxo.upload_timeout)",
+                self.attempt_timeout.as_secs_f32()
+            );
+            return Failure {
+                error: storage_error(operation, detail),
+                retry: true,
+            };
+        }
+        let file_len = tokio::fs::metadata(self.spool).await.map(|m| m.len());
+        if file_len.as_ref().map_or(true, |&len| len < body_end) {
+            let detail = format!(
+                "the file {} changed while it was sent ({})",
+                self.spool.display(),
+                with_causes(e)
+            );
+            return Failure {
+                error: storage_error(operation, detail),
+                retry: false,
+            };
+        }
+        Failure {
+            error: storage_error(operation, with_causes(e)),
+            retry: !e.is_builder(),
+        }
     }
 
     /// `len` bytes of the spool file from `offset`, read as they are sent.
@@ -402,29 +442,41 @@ impl Upload<'_> {
     }
 }
 
-/// `delay` scaled by a factor in [0.5, 1.5), so that parts refused together
-/// are not sent again together.
-fn jittered(delay: Duration) -> Duration {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
-    delay.mul_f64(0.5 + f64::from(nanos % 1000) / 1000.0)
-}
-
-fn storage_error(what: &str, err: &dyn std::fmt::Display) -> ExportError {
-    ExportError::new(ErrorKind::Storage, format!("{what}: {err}"))
-}
-
-/// An error and its causes: reqwest names a refused connection only there.
-fn with_causes(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut cause = err.source();
-    while let Some(c) = cause {
-        text.push_str(": ");
-        text.push_str(&c.to_string());
-        cause = c.source();
+/// Where a request's body ends in the spool file; 0 for no file.
+fn body_end(body: Body<'_>) -> u64 {
+    match body {
+        Body::File { offset, len } => offset + len,
+        Body::Empty | Body::Text(_) => 0,
     }
-    text
+}
+
+/// A query value percent-encoded as SigV4 canonicalises it.
+fn query_value(value: &str) -> String {
+    percent_encode(value, b"-_.~")
+}
+
+/// The first [`ANSWER_LIMIT`] bytes of an answer's body, as text.
+async fn read_answer(mut answer: reqwest::Response) -> reqwest::Result<String> {
+    let mut body = Vec::new();
+    while let Some(chunk) = answer.chunk().await? {
+        let room = ANSWER_LIMIT - body.len();
+        body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if body.len() == ANSWER_LIMIT {
+            break;
+        }
+    }
+    Ok(String::from_utf8_lossy(&body).into_owned())
+}
+
+/// `delay` scaled by a random factor in [0.5, 1.5), so that parts refused
+/// together are not sent again together.
+fn jittered(delay: Duration) -> Duration {
+    use std::hash::{BuildHasher, Hasher};
+    // Each RandomState has keys of its own, drawn from the system's source.
+    let random = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
+    delay.mul_f64(0.5 + (random % 1000) as f64 / 1000.0)
 }
 
 /// The text of the first `<name>` element, unescaped.
@@ -462,27 +514,36 @@ mod tests {
     use super::*;
 
     #[test]
-    fn bucket_urls_follow_the_addressing_style() {
+    fn bucket_urls_follow_the_addressing_style_as_they_are_sent() {
+        let url = |endpoint, bucket, virtual_host| bucket_url(endpoint, bucket, virtual_host);
         assert_eq!(
-            bucket_url("http://127.0.0.1:8014/", "b", false),
-            "http://127.0.0.1:8014/b/"
+            url("http://127.0.0.1:8014/", "b", false).as_deref(),
+            Some("http://127.0.0.1:8014/b/")
         );
         assert_eq!(
-            bucket_url("https://oss-cn-hangzhou.aliyuncs.com", "b", true),
-            "https://b.oss-cn-hangzhou.aliyuncs.com/"
+            url("https://oss-cn-hangzhou.aliyuncs.com", "b", true).as_deref(),
+            Some("https://b.oss-cn-hangzhou.aliyuncs.com/")
         );
         assert_eq!(
-            bucket_url("s3.eu-west-1.amazonaws.com", "b", true),
-            "https://b.s3.eu-west-1.amazonaws.com/"
+            url("s3.eu-west-1.amazonaws.com", " b ", true).as_deref(),
+            Some("https://b.s3.eu-west-1.amazonaws.com/")
         );
+        // Signed as reqwest sends it: host in lower case, no default port.
+        assert_eq!(
+            url("HTTPS://S3.Example.com:443", "b", false).as_deref(),
+            Some("https://s3.example.com/b/")
+        );
+        assert_eq!(url("http://my host", "b", false), None);
+        assert_eq!(url("http://h:99999", "b", false), None);
     }
 
     #[test]
     fn keys_are_percent_encoded_but_for_slashes() {
         assert_eq!(
-            encode_key("exports/2026/订单 1+1.csv"),
-            "exports/2026/%E8%AE%A2%E5%8D%95%201%2B1.csv"
+            object_url("http://h/b/", "exports/2026/订单 1+1.csv"),
+            "http://h/b/exports/2026/%E8%AE%A2%E5%8D%95%201%2B1.csv"
         );
+        assert_eq!(query_value("a/b+c"), "a%2Fb%2Bc");
     }
 
     #[test]

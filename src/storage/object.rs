@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use opendal::layers::{RetryEvent, RetryLayer, TimeoutLayer};
 use opendal::{services, Operator};
 
-use super::multipart::{self, RequestSigner, Upload};
-use super::{ObjectMeta, Store, StoredObject};
+use super::multipart::{self, RequestSigner, Target, Upload};
+use super::{causes, storage_error, ObjectMeta, Store, StoredObject};
 use crate::config::{OssSettings, S3Settings, StorageKind, UploadSettings};
 use crate::error::{ErrorKind, ExportError, Result};
 
@@ -64,6 +64,12 @@ fn is_ip_or_localhost(endpoint: &str) -> bool {
 /// The most parts a multipart upload may have, on S3 and on OSS.
 const MAX_PARTS: u64 = 10_000;
 
+/// The parts of a file of `file_size` bytes: of `part_size`, or bigger if
+/// that would take more than [`MAX_PARTS`].
+fn part_size_for(upload: &UploadSettings, file_size: u64) -> u64 {
+    (upload.part_size as u64).max(file_size.div_ceil(MAX_PARTS))
+}
+
 /// The slowest uplink an upload should still get through, in bytes a second.
 const SLOWEST_UPLINK: u64 = 512 * 1024;
 
@@ -75,29 +81,19 @@ const SLOWEST_UPLINK: u64 = 512 * 1024;
 /// [`SLOWEST_UPLINK`]: 10 s cut every 8 MiB part on a link of 400 KB/s. A
 /// small file's requests keep the 10 s: a store that stops answering is
 /// given up on soon.
-fn attempt_timeout(upload: &UploadSettings, file_size: u64) -> Duration {
+fn attempt_timeout(upload: &UploadSettings, part_size: u64, file_size: u64) -> Duration {
     let attempts = u32::try_from(upload.max_retries + 1).unwrap_or(u32::MAX);
-    let in_flight = (upload.parallel_parts as u64 * upload.part_size as u64).min(file_size);
+    let in_flight = (upload.parallel_parts as u64 * part_size).min(file_size);
     let sending =
         Duration::from_secs(in_flight.div_ceil(SLOWEST_UPLINK)).max(Duration::from_secs(10));
     (upload.timeout / attempts).min(sending)
 }
 
-fn storage_error(what: &str, err: impl std::fmt::Display) -> ExportError {
-    ExportError::new(ErrorKind::Storage, format!("{what}: {err}"))
-}
-
-/// A store's error: opendal's message, then the causes below its direct
-/// source, which it does not show (a refused connection is named only there).
+/// A store's error: opendal's message, which shows its direct source, then
+/// the causes below that (a refused connection is named only there).
 fn store_error(what: &str, err: &opendal::Error) -> ExportError {
-    let mut text = err.to_string();
-    let mut cause = std::error::Error::source(err).and_then(std::error::Error::source);
-    while let Some(c) = cause {
-        text.push_str(": ");
-        text.push_str(&c.to_string());
-        cause = c.source();
-    }
-    storage_error(what, text)
+    let below = std::error::Error::source(err).and_then(std::error::Error::source);
+    storage_error(what, format!("{err}{}", causes(below)))
 }
 
 fn required<'a>(value: &'a str, key: &str) -> Result<&'a str> {
@@ -119,10 +115,8 @@ fn required<'a>(value: &'a str, key: &str) -> Result<&'a str> {
 pub struct ObjectStore {
     /// Without timeout and retries: [`ObjectStore::operator`] adds them.
     base: Operator,
-    /// Signs the upload's requests.
-    signer: RequestSigner,
-    /// Where the bucket's objects are ([`multipart::bucket_url`]).
-    bucket_url: String,
+    /// Where uploads go, and how they are signed.
+    target: Target,
     kind: StorageKind,
     /// OSS: signed URLs on this domain (bound to the bucket) as `domain/key`.
     download_domain: Option<String>,
@@ -171,10 +165,14 @@ impl ObjectStore {
             oss.access_key_secret.expose(),
             oss.security_token.expose(),
         );
-        let bucket_url = multipart::bucket_url(&endpoint, &oss.bucket, style == "virtual");
+        let target = Target::new(
+            signer,
+            (&endpoint, &oss.bucket, style == "virtual"),
+            "fluxo.oss_endpoint (or fluxo.oss_region) and fluxo.oss_bucket",
+        )?;
         let mut store = Self::new(
             builder,
-            (signer, bucket_url),
+            target,
             StorageKind::Oss,
             format!("oss://{}", oss.bucket),
             upload,
@@ -214,12 +212,14 @@ impl ObjectStore {
             s3.secret_access_key.expose(),
             s3.session_token.expose(),
         );
+        let target = Target::new(
+            signer,
+            (&s3.endpoint, &s3.bucket, s3.virtual_host),
+            "fluxo.s3_endpoint and fluxo.s3_bucket",
+        )?;
         Self::new(
             builder,
-            (
-                signer,
-                multipart::bucket_url(&s3.endpoint, &s3.bucket, s3.virtual_host),
-            ),
+            target,
             StorageKind::S3,
             format!("s3://{}", s3.bucket),
             upload,
@@ -229,7 +229,7 @@ impl ObjectStore {
 
     fn new(
         builder: impl opendal::Builder,
-        (signer, bucket_url): (RequestSigner, String),
+        target: Target,
         kind: StorageKind,
         location: String,
         upload: &UploadSettings,
@@ -246,8 +246,7 @@ impl ObjectStore {
             .map_err(|e| ExportError::invalid_option(format!("{location}: {e}")))?;
         Ok(Self {
             base,
-            signer,
-            bucket_url,
+            target,
             kind,
             download_domain: None,
             bucket_path: None,
@@ -258,14 +257,14 @@ impl ObjectStore {
         })
     }
 
-    /// The store with the timeout and retries for a file of `file_size`
-    /// bytes (see [`attempt_timeout`]).
-    fn operator(&self, file_size: u64) -> Operator {
+    /// The store with the timeout and retries of a request without a body
+    /// (see [`attempt_timeout`]).
+    fn operator(&self) -> Operator {
         let counted = self.retries.clone();
         let location = self.location.clone();
         self.base
             .clone()
-            .layer(TimeoutLayer::new().with_io_timeout(attempt_timeout(&self.upload, file_size)))
+            .layer(TimeoutLayer::new().with_io_timeout(attempt_timeout(&self.upload, 0, 0)))
             .layer(
                 RetryLayer::new()
                     .with_max_times(self.upload.max_retries)
@@ -307,14 +306,18 @@ impl ObjectStore {
                 .redirect(reqwest::redirect::Policy::none())
                 .build()
                 .map_err(|e| storage_error("cannot start an HTTP client", e))?;
-            let object_url = multipart::object_url(&self.bucket_url, key);
+            let object_url = multipart::object_url(&self.target.bucket_url, key);
             let upload = Upload {
                 client: &client,
-                signer: &self.signer,
+                signer: &self.target.signer,
                 object_url: &object_url,
                 spool,
                 meta,
-                attempt_timeout: attempt_timeout(&self.upload, size),
+                attempt_timeout: attempt_timeout(
+                    &self.upload,
+                    part_size_for(&self.upload, size),
+                    size,
+                ),
                 max_retries: self.upload.max_retries,
                 retries: &self.retries,
                 location: &self.location,
@@ -358,13 +361,10 @@ impl ObjectStore {
         deadline: tokio::time::Instant,
     ) -> Result<()> {
         let upload_id = self.by_deadline(deadline, upload.initiate()).await?;
-        // Both stores take at most 10,000 parts: a file too big for that many
-        // of `part_size` gets bigger parts.
-        let part_size = (self.upload.part_size as u64).max(size.div_ceil(MAX_PARTS));
         let parts = upload.send_parts(
             &upload_id,
             size,
-            part_size,
+            part_size_for(&self.upload, size),
             self.upload.parallel_parts,
             progress,
         );
@@ -424,7 +424,7 @@ impl ObjectStore {
     /// in the metadata (each export has a key of its own). At most 10 s: a
     /// store that stopped answering is not waited for again.
     async fn holds(&self, key: &str, meta: &ObjectMeta) -> bool {
-        let asked = tokio::time::timeout(Duration::from_secs(10), self.operator(0).stat(key)).await;
+        let asked = tokio::time::timeout(Duration::from_secs(10), self.operator().stat(key)).await;
         asked.is_ok_and(|stat| {
             stat.is_ok_and(|stored| {
                 stored
@@ -475,7 +475,7 @@ impl Store for ObjectStore {
 
     fn check(&self) -> Result<()> {
         let answered = runtime().block_on(async {
-            tokio::time::timeout(Duration::from_secs(5), self.operator(0).check()).await
+            tokio::time::timeout(Duration::from_secs(5), self.operator().check()).await
         });
         match answered {
             Ok(Ok(())) => Ok(()),
@@ -535,29 +535,42 @@ mod tests {
         let mut upload = Settings::default().upload;
         let big = u64::MAX;
         // Four 8 MiB parts in flight at 512 KiB/s.
-        assert_eq!(attempt_timeout(&upload, big), Duration::from_secs(64));
+        let part = upload.part_size as u64;
+        assert_eq!(attempt_timeout(&upload, part, big), Duration::from_secs(64));
         assert_eq!(
-            attempt_timeout(&upload, 20 << 20),
+            attempt_timeout(&upload, part, 20 << 20),
             Duration::from_secs(40),
             "20 MiB"
         );
         assert_eq!(
-            attempt_timeout(&upload, 70_000),
+            attempt_timeout(&upload, part, 70_000),
             Duration::from_secs(10),
             "a small file"
         );
-        upload.part_size = 5 << 20;
         upload.parallel_parts = 3;
-        assert_eq!(attempt_timeout(&upload, big), Duration::from_secs(30));
-        upload.part_size = 1 << 20;
         assert_eq!(
-            attempt_timeout(&upload, big),
+            attempt_timeout(&upload, 5 << 20, big),
+            Duration::from_secs(30)
+        );
+        assert_eq!(
+            attempt_timeout(&upload, 1 << 20, big),
             Duration::from_secs(10),
             "10 s at least"
         );
         upload.timeout = Duration::from_secs(3);
         upload.max_retries = 2;
-        assert_eq!(attempt_timeout(&upload, big), Duration::from_secs(1));
+        assert_eq!(attempt_timeout(&upload, part, big), Duration::from_secs(1));
+    }
+
+    #[test]
+    fn a_file_too_big_for_ten_thousand_parts_gets_bigger_parts() {
+        let mut upload = Settings::default().upload;
+        upload.part_size = 100 << 10;
+        assert_eq!(part_size_for(&upload, 500 << 20), 100 << 10, "5,120 parts");
+        // 1 GiB would take 10,486 parts of 100 KiB.
+        let bigger = part_size_for(&upload, 1 << 30);
+        assert_eq!(bigger, 107_375);
+        assert_eq!((1u64 << 30).div_ceil(bigger), MAX_PARTS);
     }
 
     #[test]

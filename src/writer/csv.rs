@@ -329,8 +329,6 @@ impl CsvWriter {
         }
     }
 
-    /// Writes `text` as a field, behind a `'` if a spreadsheet would run it
-    /// as a formula (with `formula_guard`).
     /// Whether the file's first byte is the first field's: no BOM comes
     /// first without `bom`, nor in GBK and GB18030. Excel takes a file that
     /// begins with `ID` for a SYLK file and refuses it; a field starting
@@ -339,6 +337,8 @@ impl CsvWriter {
         !self.options.bom || self.options.encoding.bom().is_empty()
     }
 
+    /// Writes `text` as a field, behind a `'` if a spreadsheet would run it
+    /// as a formula (with `formula_guard`).
     fn text_field(&mut self, text: &str) {
         let encoding = self.options.encoding;
         if self.options.formula_guard && looks_like_formula(text) {
