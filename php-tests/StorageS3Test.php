@@ -411,6 +411,54 @@ final class StorageS3Test extends FluxoTestCase
         self::assertLessThan(16.0, $extra, 'peak RSS of the upload over the local export, in MB');
     }
 
+    /**
+     * A child forked after its parent uploaded uploads too. It hung for ever: the
+     * parent's I/O runtime, copied without its threads, was dropped in the child,
+     * and the drop waited for those threads.
+     */
+    public function testAChildForkedAfterAnUploadUploads(): void
+    {
+        $code = <<<'PHP'
+            $export = static function (string $name): string {
+                $e = new Fluxo\Exporter(['columns' => ['c'], 'filename' => $name]);
+                $e->addBatch([[$name]]);
+                return $e->finish()->key;
+            };
+            $keys = ['parent' => $export('parent')];
+            $pid = pcntl_fork();
+            if ($pid === 0) {
+                echo json_encode(['child' => $export('child')]), "\n";
+                exit(0);
+            }
+            pcntl_waitpid($pid, $status);
+            $keys['child_exit'] = pcntl_wexitstatus($status);
+            echo json_encode($keys), "\n";
+            PHP;
+        $ini = ObjectStores::STORAGE_INI_DEFAULTS;
+        $ini['fluxo.storage'] = 's3';
+        $ini['fluxo.s3_endpoint'] = $this->s3['endpoint'];
+        $ini['fluxo.s3_bucket'] = $this->s3['bucket'];
+        $ini['fluxo.s3_access_key_id'] = $this->s3['ak'];
+        $ini['fluxo.s3_secret_access_key'] = $this->s3['sk'];
+        $ini['fluxo.upload_timeout'] = '20';
+        $script = ChildPhp::script($code);
+        $out = Env::scratchDir() . '/fork-upload-' . bin2hex(random_bytes(4));
+        $proc = new BackgroundProcess(ChildPhp::command($script, [], $ini), $out . '.out', $out . '.err');
+        $exit = $proc->waitFor(60);
+        self::assertSame(0, $exit, 'the parent and its child end: ' . $proc->describe());
+        $lines = array_map(
+            static fn (string $line): array => json_decode($line, true, 512, JSON_THROW_ON_ERROR),
+            array_values(array_filter(explode("\n", $proc->stdout())))
+        );
+        $child = $lines[0]['child'] ?? null;
+        self::assertIsString($child, $proc->describe());
+        self::assertSame(0, $lines[1]['child_exit'] ?? null, $proc->describe());
+        foreach ([$lines[1]['parent'], $child] as $key) {
+            self::assertFileExists($this->objectFile($key));
+            @unlink($this->objectFile($key));
+        }
+    }
+
     public function testTamperedSignatureIsRefused(): void
     {
         $this->useS3();

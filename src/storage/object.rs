@@ -41,10 +41,15 @@ fn runtime() -> Arc<tokio::runtime::Runtime> {
                     .build()
                     .expect("cannot start the I/O runtime"),
             );
-            *slot = Some(ProcessRuntime {
+            let made = ProcessRuntime {
                 pid,
                 runtime: runtime.clone(),
-            });
+            };
+            if let Some(inherited) = slot.replace(made) {
+                // A parent's runtime, copied by fork without its threads:
+                // dropping it would wait for them for ever.
+                std::mem::forget(inherited);
+            }
             runtime
         }
     }
