@@ -405,6 +405,9 @@ enum Fault {
     /// Answers every request `301 PermanentRedirect` to another host, as S3
     /// does for a bucket of another region.
     Redirect,
+    /// Passes every PutObject (a `PUT` without `partNumber=`) on but never
+    /// answers it: the object is stored, the client hears nothing.
+    PutNeverAnswered,
 }
 
 /// A request the proxy saw, and the status it answered (0: none, stalled).
@@ -457,6 +460,7 @@ impl FaultProxy {
                                 && counted.fetch_add(1, Ordering::SeqCst) == 0
                         }
                         Fault::Redirect => true,
+                        Fault::PutNeverAnswered => method == "PUT" && !target.contains('?'),
                     };
                     let _ = relay(client, upstream, fault, faulty, &seen, &stop);
                 });
@@ -542,7 +546,7 @@ fn relay(
         Fault::SlowDown => Some((503, "Slow Down", "SlowDown", "Please reduce your request rate.")),
         Fault::RequestTimeout => Some((400, "Bad Request", "RequestTimeout", "Your socket connection to the server was not read from or written to within the timeout period.")),
         Fault::Redirect => Some((301, "Moved Permanently", "PermanentRedirect", "The bucket you are attempting to access must be addressed using the specified endpoint.")),
-        Fault::Stall | Fault::CompleteAnsweredTooLate => None,
+        Fault::Stall | Fault::CompleteAnsweredTooLate | Fault::PutNeverAnswered => None,
     };
     if let Some((status, reason, code, message)) = refusal.filter(|_| faulty) {
         record(status);
@@ -576,7 +580,12 @@ fn relay(
             .and_then(|c| c.parse().ok())
             .unwrap_or(0),
     );
-    if faulty && fault == Fault::CompleteAnsweredTooLate {
+    if faulty
+        && matches!(
+            fault,
+            Fault::CompleteAnsweredTooLate | Fault::PutNeverAnswered
+        )
+    {
         stall();
         return Ok(());
     }
@@ -711,6 +720,24 @@ fn a_part_refused_as_too_slow_is_sent_again() {
     assert_eq!(hex::encode(Sha256::digest(&stored)), outcome.sha256);
 }
 
+/// A file sent in one PutObject that the store stored but never answered:
+/// the store is asked whether it holds the object with this export's
+/// SHA-256, and the export completes. It failed, with the object stored.
+#[test]
+fn a_put_stored_but_never_answered_still_completes_the_export() {
+    let server = S3Server::start();
+    let proxy = FaultProxy::start(server.port, Fault::PutNeverAnswered, 0);
+    let dir = tempfile::tempdir().unwrap();
+    let mut extra = MULTIPART.to_vec();
+    extra.push(("upload_timeout", "4"));
+    let settings = settings_for(proxy.port, dir.path(), SECRET, &extra);
+    let outcome = export(&settings, 1_000, "unanswered.csv").unwrap();
+    let puts = proxy.seen().iter().filter(|s| s.method == "PUT").count();
+    assert_eq!(puts, 3, "sent, then retried twice, never answered");
+    let stored = std::fs::read(server.object(&outcome.key)).unwrap();
+    assert_eq!(hex::encode(Sha256::digest(&stored)), outcome.sha256);
+}
+
 /// A redirect (S3's answer for a bucket of another region) is the store's
 /// answer: not followed, not retried.
 #[test]
@@ -723,7 +750,8 @@ fn a_redirect_is_reported_not_followed() {
     assert!(err.message.contains("301"), "{err}");
     assert!(err.message.contains("PermanentRedirect"), "{err}");
     assert!(!err.message.contains("retries"), "{err}");
-    assert_eq!(proxy.seen().len(), 1, "one request, no retry");
+    let puts = proxy.seen().iter().filter(|s| s.method == "PUT").count();
+    assert_eq!(puts, 1, "one PutObject, not retried nor followed");
 }
 
 /// An endpoint written with capitals is signed as it is sent (reqwest

@@ -328,7 +328,8 @@ impl ObjectStore {
                 location: &self.location,
             };
             if size <= self.upload.part_size as u64 {
-                self.by_deadline(deadline, upload.put(size)).await?;
+                let put = self.by_deadline(deadline, upload.put(size)).await;
+                self.or_stored(put, key, meta).await?;
             } else {
                 self.send_in_parts(&upload, key, size, progress, deadline)
                     .await?;
@@ -374,18 +375,13 @@ impl ObjectStore {
             progress,
         );
         let sent = match self.by_deadline(deadline, parts).await {
-            Ok(etags) => match self
-                .by_deadline(deadline, upload.complete(&upload_id, &etags))
-                .await
-            {
-                Err(e) if self.holds(key, upload.meta).await => {
-                    // A CompleteMultipartUpload that took effect but whose
-                    // answer came too late; its retry is refused.
-                    tracing::warn!(location = %self.location, key, error = %e, "completing the upload failed, but the store holds the whole object");
-                    Ok(())
-                }
-                completed => completed,
-            },
+            Ok(etags) => {
+                let completed = self
+                    .by_deadline(deadline, upload.complete(&upload_id, &etags))
+                    .await;
+                // A retried Complete is refused once the first took effect.
+                self.or_stored(completed, key, upload.meta).await
+            }
             Err(e) => Err(e),
         };
         if sent.is_err() {
@@ -402,6 +398,20 @@ impl ObjectStore {
             }
         }
         sent
+    }
+
+    /// `sent`, or done if it failed but the store holds the object as this
+    /// upload wrote it: the last request took effect, but its answer came
+    /// too late (or never). Without this the export failed with the object
+    /// stored, and a caller's retry stored a second copy.
+    async fn or_stored(&self, sent: Result<()>, key: &str, meta: &ObjectMeta) -> Result<()> {
+        match sent {
+            Err(e) if self.holds(key, meta).await => {
+                tracing::warn!(location = %self.location, key, error = %e, "the upload's last request failed, but the store holds the whole object");
+                Ok(())
+            }
+            sent => sent,
+        }
     }
 
     /// `sending`, given up on at `deadline`.
@@ -426,10 +436,11 @@ impl ObjectStore {
 
 impl ObjectStore {
     /// Whether the store holds `key` as this upload wrote it: its SHA-256
-    /// in the metadata (each export has a key of its own). At most 10 s: a
+    /// in the metadata (each export has a key of its own). One request, not
+    /// retried nor counted among the upload's retries, for 10 s at most: a
     /// store that stopped answering is not waited for again.
     async fn holds(&self, key: &str, meta: &ObjectMeta) -> bool {
-        let asked = tokio::time::timeout(Duration::from_secs(10), self.operator().stat(key)).await;
+        let asked = tokio::time::timeout(Duration::from_secs(10), self.base.stat(key)).await;
         asked.is_ok_and(|stat| {
             stat.is_ok_and(|stored| {
                 stored
