@@ -408,6 +408,8 @@ enum Fault {
     /// Passes every PutObject (a `PUT` without `partNumber=`) on but never
     /// answers it: the object is stored, the client hears nothing.
     PutNeverAnswered,
+    /// Reads PutObject bodies at 100 KiB/s: a slow uplink.
+    SlowLink,
 }
 
 /// A request the proxy saw, and the status it answered (0: none, stalled).
@@ -460,7 +462,9 @@ impl FaultProxy {
                                 && counted.fetch_add(1, Ordering::SeqCst) == 0
                         }
                         Fault::Redirect => true,
-                        Fault::PutNeverAnswered => method == "PUT" && !target.contains('?'),
+                        Fault::PutNeverAnswered | Fault::SlowLink => {
+                            method == "PUT" && !target.contains('?')
+                        }
                     };
                     let _ = relay(client, upstream, fault, faulty, &seen, &stop);
                 });
@@ -539,14 +543,24 @@ fn relay(
     );
     let length = header("content-length").map_or(0, |v| v.parse().unwrap());
     let mut body = vec![0; length];
-    reader.read_exact(&mut body)?;
+    if faulty && fault == Fault::SlowLink {
+        for piece in body.chunks_mut(10 * 1024) {
+            reader.read_exact(piece)?;
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    } else {
+        reader.read_exact(&mut body)?;
+    }
     // Each request is recorded before its answer goes back: the client may
     // act on the answer, and the test read `seen`, at once.
     let refusal = match fault {
         Fault::SlowDown => Some((503, "Slow Down", "SlowDown", "Please reduce your request rate.")),
         Fault::RequestTimeout => Some((400, "Bad Request", "RequestTimeout", "Your socket connection to the server was not read from or written to within the timeout period.")),
         Fault::Redirect => Some((301, "Moved Permanently", "PermanentRedirect", "The bucket you are attempting to access must be addressed using the specified endpoint.")),
-        Fault::Stall | Fault::CompleteAnsweredTooLate | Fault::PutNeverAnswered => None,
+        Fault::Stall
+        | Fault::CompleteAnsweredTooLate
+        | Fault::PutNeverAnswered
+        | Fault::SlowLink => None,
     };
     if let Some((status, reason, code, message)) = refusal.filter(|_| faulty) {
         record(status);
@@ -734,6 +748,29 @@ fn a_put_stored_but_never_answered_still_completes_the_export() {
     let outcome = export(&settings, 1_000, "unanswered.csv").unwrap();
     let puts = proxy.seen().iter().filter(|s| s.method == "PUT").count();
     assert_eq!(puts, 3, "sent, then retried twice, never answered");
+    let stored = std::fs::read(server.object(&outcome.key)).unwrap();
+    assert_eq!(hex::encode(Sha256::digest(&stored)), outcome.sha256);
+}
+
+/// A 1.5 MB file over a link of 100 KiB/s takes 15 s: more than the 10 s a
+/// request of a small file gets, within what 1.5 MB take at the slowest
+/// uplink allowed for (64 KiB/s). With 512 KiB/s as that floor it could
+/// not be sent, whatever `upload_timeout` said.
+#[test]
+fn a_slow_link_still_gets_the_file_through() {
+    let server = S3Server::start();
+    let proxy = FaultProxy::start(server.port, Fault::SlowLink, 0);
+    let dir = tempfile::tempdir().unwrap();
+    let settings = settings_for(proxy.port, dir.path(), SECRET, &[]);
+    let outcome = export(&settings, 15_000, "slow-link.csv").unwrap();
+    assert!(outcome.bytes > 1_400_000, "{} bytes", outcome.bytes);
+    let seen = proxy.seen();
+    let puts: Vec<u16> = seen
+        .iter()
+        .filter(|s| s.method == "PUT")
+        .map(|s| s.status)
+        .collect();
+    assert_eq!(puts, [200], "sent once, not cut off: {seen:?}");
     let stored = std::fs::read(server.object(&outcome.key)).unwrap();
     assert_eq!(hex::encode(Sha256::digest(&stored)), outcome.sha256);
 }

@@ -402,8 +402,9 @@ impl Upload<'_> {
     async fn unsent(&self, operation: &str, body_end: u64, e: &reqwest::Error) -> Failure {
         if e.is_timeout() && !e.is_connect() {
             let detail = format!(
-                "no answer within {:.1} s (a request's share of fluxo.upload_timeout)",
-                self.attempt_timeout.as_secs_f32()
+                "no answer within {:.1} s (a request may take what the parts in flight need at {} KiB/s, at least 10 s, at most fluxo.upload_timeout / (fluxo.max_retries + 1))",
+                self.attempt_timeout.as_secs_f32(),
+                super::object::SLOWEST_UPLINK / 1024
             );
             return Failure {
                 error: storage_error(operation, detail),

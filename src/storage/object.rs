@@ -75,17 +75,19 @@ fn part_size_for(upload: &UploadSettings, file_size: u64) -> u64 {
     (upload.part_size as u64).max(file_size.div_ceil(MAX_PARTS))
 }
 
-/// The slowest uplink an upload should still get through, in bytes a second.
-const SLOWEST_UPLINK: u64 = 512 * 1024;
+/// The slowest uplink an upload should still get through, in bytes a second
+/// (half a megabit: a congested office line, a link across the world).
+pub(super) const SLOWEST_UPLINK: u64 = 64 * 1024;
 
 /// How long one request may take before it is given up and retried: its
 /// share of `fluxo.upload_timeout`, so that a stalled request is retried
 /// before the whole upload runs out of time, and a request still in flight
 /// is dropped at the deadline. Within that, 10 s, or longer when the parts
 /// in flight, which share the link, take longer to send at
-/// [`SLOWEST_UPLINK`]: 10 s cut every 8 MiB part on a link of 400 KB/s. A
-/// small file's requests keep the 10 s: a store that stops answering is
-/// given up on soon.
+/// [`SLOWEST_UPLINK`]. A small file's requests keep the 10 s: a store that
+/// stops answering is given up on soon. At 512 KiB/s, the floor before,
+/// a 7 MB file could not be sent over a link of 300 KB/s whatever
+/// `upload_timeout` said.
 fn attempt_timeout(upload: &UploadSettings, part_size: u64, file_size: u64) -> Duration {
     let attempts = u32::try_from(upload.max_retries + 1).unwrap_or(u32::MAX);
     let in_flight = (upload.parallel_parts as u64 * part_size).min(file_size);
@@ -550,12 +552,21 @@ mod tests {
     fn every_attempt_fits_in_the_upload_timeout() {
         let mut upload = Settings::default().upload;
         let big = u64::MAX;
-        // Four 8 MiB parts in flight at 512 KiB/s.
         let part = upload.part_size as u64;
-        assert_eq!(attempt_timeout(&upload, part, big), Duration::from_secs(64));
+        // A quarter of the default 600 s.
+        assert_eq!(
+            attempt_timeout(&upload, part, big),
+            Duration::from_secs(150)
+        );
+        upload.timeout = Duration::from_secs(3600);
+        // Four 8 MiB parts in flight at 64 KiB/s.
+        assert_eq!(
+            attempt_timeout(&upload, part, big),
+            Duration::from_secs(512)
+        );
         assert_eq!(
             attempt_timeout(&upload, part, 20 << 20),
-            Duration::from_secs(40),
+            Duration::from_secs(320),
             "20 MiB"
         );
         assert_eq!(
@@ -566,10 +577,10 @@ mod tests {
         upload.parallel_parts = 3;
         assert_eq!(
             attempt_timeout(&upload, 5 << 20, big),
-            Duration::from_secs(30)
+            Duration::from_secs(240)
         );
         assert_eq!(
-            attempt_timeout(&upload, 1 << 20, big),
+            attempt_timeout(&upload, 100 << 10, big),
             Duration::from_secs(10),
             "10 s at least"
         );
