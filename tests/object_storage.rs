@@ -300,7 +300,11 @@ fn tampered_and_expired_urls_are_refused() {
 fn a_wrong_secret_fails_clearly_and_leaves_no_object() {
     let server = S3Server::start();
     let dir = tempfile::tempdir().unwrap();
-    let settings = server.settings(dir.path(), "not-the-secret", &[("max_retries", "0")]);
+    let settings = server.settings(
+        dir.path(),
+        "not-the-secret",
+        &[("max_retries", "0"), ("keep_local", "1")],
+    );
     let err = export(&settings, 10, "a.csv").unwrap_err();
     assert_eq!(err.kind, ErrorKind::Storage);
     assert!(
@@ -313,6 +317,21 @@ fn a_wrong_secret_fails_clearly_and_leaves_no_object() {
     );
     let objects = walk(&server.data.path().join(BUCKET));
     assert!(objects.is_empty(), "objects left: {objects:?}");
+    // keep_local's copy went back to the spool, and its task's folder
+    // (named by the task id) is gone.
+    let mut folders = vec![dir.path().join("out")];
+    let mut task_folders = Vec::new();
+    while let Some(folder) = folders.pop() {
+        for entry in std::fs::read_dir(&folder).into_iter().flatten().flatten() {
+            if entry.path().is_dir() {
+                if entry.file_name().len() == 36 {
+                    task_folders.push(entry.path());
+                }
+                folders.push(entry.path());
+            }
+        }
+    }
+    assert_eq!(task_folders, Vec::<PathBuf>::new(), "task folders left");
 }
 
 #[test]

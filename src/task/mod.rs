@@ -988,6 +988,10 @@ fn write_and_store(
                 if std::fs::rename(path, spool).is_err() {
                     let _ = std::fs::remove_file(path);
                 }
+                // The task's own folder, empty now (a folder of its key).
+                if let Some(folder) = path.parent() {
+                    let _ = std::fs::remove_dir(folder);
+                }
             }
             return Err(e);
         }
