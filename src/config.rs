@@ -422,7 +422,7 @@ impl Settings {
                 virtual_host: flag("s3_virtual_host")?,
             },
             upload: UploadSettings {
-                part_size: number(&get("part_size"), "part_size", 102_400, 5 << 30)?,
+                part_size: bytes(&get("part_size"), "part_size", 102_400, 5 << 30)?,
                 parallel_parts: number(&get("parallel_parts"), "parallel_parts", 1, 64)?,
                 max_retries: number(&get("max_retries"), "max_retries", 0, 20)?,
                 timeout: secs("upload_timeout", 1, 86_400)?,
@@ -448,7 +448,7 @@ impl Settings {
                 1,
                 4096,
             )?,
-            buffer_size: number(&get("buffer_size"), "buffer_size", 65_536, 1 << 34)?,
+            buffer_size: bytes(&get("buffer_size"), "buffer_size", 65_536, 1 << 34)?,
             queue_timeout: Duration::from_secs(number(
                 &get("queue_timeout"),
                 "queue_timeout",
@@ -560,6 +560,29 @@ fn number(value: &str, key: &str, min: usize, max: usize) -> Result<usize> {
         Ok(n) if (min..=max).contains(&n) => Ok(n),
         _ => Err(ExportError::invalid_option(format!(
             "fluxo.{key} must be a whole number from {min} to {max}, not \"{value}\""
+        ))),
+    }
+}
+
+/// A size in bytes, in php.ini's shorthand too: `5M` is 5 MiB, as for
+/// `upload_max_filesize` (`K`, `M`, `G`, either case, powers of 1024).
+fn bytes(value: &str, key: &str, min: usize, max: usize) -> Result<usize> {
+    let text = value.trim();
+    let (digits, unit) = match text.char_indices().last() {
+        Some((at, c)) if c.is_ascii_alphabetic() => (&text[..at], c.to_ascii_uppercase()),
+        _ => (text, 'B'),
+    };
+    let scale: usize = match unit {
+        'B' => 1,
+        'K' => 1 << 10,
+        'M' => 1 << 20,
+        'G' => 1 << 30,
+        _ => 0,
+    };
+    match digits.trim().parse::<usize>() {
+        Ok(n) if (min..=max).contains(&n.saturating_mul(scale)) => Ok(n * scale),
+        _ => Err(ExportError::invalid_option(format!(
+            "fluxo.{key} must be a size from {min} to {max} bytes (or with K, M or G: 8M), not \"{value}\""
         ))),
     }
 }
@@ -1273,10 +1296,28 @@ mod tests {
     }
 
     #[test]
+    fn sizes_take_php_shorthand() {
+        let size = |v: &str| bytes(v, "part_size", 102_400, 5 << 30);
+        assert_eq!(size("8388608").unwrap(), 8 << 20);
+        assert_eq!(size("8M").unwrap(), 8 << 20);
+        assert_eq!(size(" 100k ").unwrap(), 100 << 10);
+        assert_eq!(size("1G").unwrap(), 1 << 30);
+        for bad in ["8X", "M", "", "6G", "99K", "-1M", "8MB"] {
+            let err = size(bad).unwrap_err();
+            assert!(
+                err.message.contains("(or with K, M or G: 8M)"),
+                "{bad}: {err}"
+            );
+        }
+    }
+
+    #[test]
     fn a_bad_value_from_the_environment_names_its_variable() {
-        let err =
-            Settings::resolve_with_env(|_| None, |k| (k == "FLUXO_PART_SIZE").then(|| "8M".into()))
-                .unwrap_err();
+        let err = Settings::resolve_with_env(
+            |_| None,
+            |k| (k == "FLUXO_PART_SIZE").then(|| "lots".into()),
+        )
+        .unwrap_err();
         assert!(err.message.contains("fluxo.part_size"), "{err}");
         assert!(
             err.message
@@ -1284,7 +1325,7 @@ mod tests {
             "{err}"
         );
         let from_ini = Settings::resolve_with_env(
-            |k| (k == "part_size").then(|| "8M".into()),
+            |k| (k == "part_size").then(|| "lots".into()),
             |k| (k == "FLUXO_PARALLEL_PARTS").then(|| "2".into()),
         )
         .unwrap_err();

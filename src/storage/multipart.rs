@@ -97,8 +97,13 @@ impl Target {
         settings: &str,
     ) -> Result<Self> {
         let bucket_url = bucket_url(endpoint, bucket, virtual_host).ok_or_else(|| {
+            let style = if virtual_host {
+                " (virtual-host style puts the bucket in the host name, which an IP address cannot take: set fluxo.s3_virtual_host = 0)"
+            } else {
+                ""
+            };
             ExportError::invalid_option(format!(
-                "{settings} do not make a URL: endpoint \"{endpoint}\", bucket \"{bucket}\""
+                "{settings} do not make a URL: endpoint \"{endpoint}\", bucket \"{bucket}\"{style}"
             ))
         })?;
         Ok(Self { signer, bucket_url })
@@ -307,17 +312,26 @@ impl Upload<'_> {
     ) -> Result<Answer> {
         let mut delay = Duration::from_millis(200);
         let mut attempt = 0;
+        let mut first_failure: Option<String> = None;
         loop {
             match self.send_once(operation, request, body).await {
                 Ok(answer) => return Ok(answer),
                 Err(Failure { error, retry }) if retry && attempt < self.max_retries => {
                     attempt += 1;
                     self.retries.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(location = %self.location, operation, attempt, error = %error, "object store request failed: retrying");
+                    tracing::warn!(location = %self.location, url = %self.object_url, operation, attempt, error = %error, "object store request failed: retrying");
+                    first_failure.get_or_insert(error.message);
                     tokio::time::sleep(jittered(delay)).await;
                     delay = (delay * 2).min(Duration::from_secs(10));
                 }
-                Err(failure) => return Err(failure.error),
+                Err(Failure { mut error, .. }) => {
+                    // The first failure is often the cause, a retry's only
+                    // its echo (a 500, then 403 for an upload id used up).
+                    if let Some(first) = first_failure.filter(|f| *f != error.message) {
+                        error.message = format!("{} (the first try: {first})", error.message);
+                    }
+                    return Err(error);
+                }
             }
         }
     }

@@ -330,7 +330,9 @@ impl ObjectStore {
                 location: &self.location,
             };
             if size <= self.upload.part_size as u64 {
-                let put = self.by_deadline(deadline, upload.put(size)).await;
+                let put = self
+                    .by_deadline(deadline, "PutObject", upload.put(size))
+                    .await;
                 self.or_stored(put, key, meta).await?;
             } else {
                 self.send_in_parts(&upload, key, size, progress, deadline)
@@ -368,7 +370,9 @@ impl ObjectStore {
         progress: &(dyn Fn(u64) + Sync),
         deadline: tokio::time::Instant,
     ) -> Result<()> {
-        let upload_id = self.by_deadline(deadline, upload.initiate()).await?;
+        let upload_id = self
+            .by_deadline(deadline, "InitiateMultipartUpload", upload.initiate())
+            .await?;
         let parts = upload.send_parts(
             &upload_id,
             size,
@@ -376,10 +380,14 @@ impl ObjectStore {
             self.upload.parallel_parts,
             progress,
         );
-        let sent = match self.by_deadline(deadline, parts).await {
+        let sent = match self.by_deadline(deadline, "UploadPart", parts).await {
             Ok(etags) => {
                 let completed = self
-                    .by_deadline(deadline, upload.complete(&upload_id, &etags))
+                    .by_deadline(
+                        deadline,
+                        "CompleteMultipartUpload",
+                        upload.complete(&upload_id, &etags),
+                    )
                     .await;
                 // A retried Complete is refused once the first took effect.
                 self.or_stored(completed, key, upload.meta).await
@@ -416,10 +424,11 @@ impl ObjectStore {
         }
     }
 
-    /// `sending`, given up on at `deadline`.
+    /// `sending` (the requests of `operation`), given up on at `deadline`.
     async fn by_deadline<T>(
         &self,
         deadline: tokio::time::Instant,
+        operation: &str,
         sending: impl std::future::Future<Output = Result<T>>,
     ) -> Result<T> {
         tokio::time::timeout_at(deadline, sending)
@@ -428,7 +437,7 @@ impl ObjectStore {
                 Err(ExportError::new(
                     ErrorKind::Storage,
                     format!(
-                        "not finished within fluxo.upload_timeout ({} s)",
+                        "{operation}: not finished within fluxo.upload_timeout ({} s)",
                         self.upload.timeout.as_secs()
                     ),
                 ))
@@ -627,5 +636,26 @@ mod tests {
             "{err}"
         );
         assert!(ObjectStore::oss(&oss("http://127.0.0.1:1", ""), &upload).is_ok());
+    }
+
+    #[test]
+    fn settings_that_make_no_url_are_named_when_the_store_opens() {
+        let upload = Settings::default().upload;
+        let s3 = S3Settings {
+            endpoint: "http://127.0.0.1:9000".into(),
+            bucket: "b".into(),
+            region: "us-east-1".into(),
+            access_key_id: "id".into(),
+            secret_access_key: Secret::from("secret"),
+            virtual_host: true,
+            ..Default::default()
+        };
+        let err = ObjectStore::s3(&s3, &upload).err().unwrap();
+        assert_eq!(err.kind, ErrorKind::InvalidOption);
+        assert!(err.message.contains("fluxo.s3_virtual_host = 0"), "{err}");
+        let err = ObjectStore::oss(&oss("https://oss cn.example.com", ""), &upload)
+            .err()
+            .unwrap();
+        assert!(err.message.contains("fluxo.oss_endpoint"), "{err}");
     }
 }
