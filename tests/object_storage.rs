@@ -878,3 +878,49 @@ fn a_store_stalling_mid_multipart_fails_after_retries_and_aborts_the_upload() {
     );
     assert_nothing_stored(&server, dir.path(), "stalled.csv");
 }
+
+/// An export failed by its producer while it uploads (the gRPC server's
+/// grace period ran out) stops the upload and aborts it, and ends FAILED
+/// with that reason. The upload used to go on and the task to end
+/// COMPLETED, after the client had been told it failed.
+#[test]
+fn an_export_failed_while_it_uploads_stops_the_upload() {
+    let server = S3Server::start();
+    let proxy = FaultProxy::start(server.port, Fault::Stall, 2);
+    let dir = tempfile::tempdir().unwrap();
+    let mut extra = MULTIPART.to_vec();
+    extra.push(("upload_timeout", "600"));
+    let settings = settings_for(proxy.port, dir.path(), SECRET, &extra);
+    let mut export = Export::start(spec(&settings, "csv", "stopped.csv"), &settings).unwrap();
+    let id = export.task_id().to_owned();
+    feed(&mut export, 150_000);
+    let canceller = export.canceller();
+    let finishing = std::thread::spawn(move || export.finish());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while proxy.seen().iter().all(|s| s.status != 0) {
+        assert!(Instant::now() < deadline, "no part stalled");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let stopped_at = Instant::now();
+    canceller.fail(ExportError::export("the server shut down"));
+    let err = finishing
+        .join()
+        .unwrap()
+        .expect_err("the export was failed");
+    assert!(
+        stopped_at.elapsed() < Duration::from_secs(20),
+        "stopped at once, not after the upload: {:?}",
+        stopped_at.elapsed()
+    );
+    assert_eq!(err.message, "the server shut down", "{err}");
+    let status = task::status(&settings, &id).unwrap().unwrap();
+    assert_eq!(status.state, TaskState::Failed, "{status:?}");
+    assert!(
+        proxy
+            .seen()
+            .iter()
+            .any(|s| s.method == "DELETE" && s.status == 204),
+        "AbortMultipartUpload sent and accepted"
+    );
+    assert_nothing_stored(&server, dir.path(), "stopped.csv");
+}

@@ -428,7 +428,7 @@ async fn session(shared: Arc<Shared>, mut io: Io) -> Result<(), Status> {
         // A client that cancels after its half-close, while the file is
         // finished: the task ends CANCELLED, as for a cancel mid-stream.
         _ = io.out.closed() => {
-            tracing::info!(task_id = %task_id, component = "grpc", event = "stream_cancelled", reason = "the client stopped reading responses", "client went away while the file was finished: cancelling the export (an upload already begun completes)");
+            tracing::info!(task_id = %task_id, component = "grpc", event = "stream_cancelled", reason = "the client stopped reading responses", "client went away while the file was finished: cancelling the export (an upload in progress is stopped and aborted)");
             canceller.cancel();
             finishing.await
         }

@@ -3,7 +3,7 @@
 use std::fs;
 use std::path::{Component, Path, PathBuf};
 
-use super::{ObjectMeta, Store, StoredObject};
+use super::{ObjectMeta, Store, StoredObject, Watch};
 use crate::config::StorageKind;
 use crate::error::{ExportError, Result};
 
@@ -66,7 +66,7 @@ impl Store for LocalStore {
         spool: &Path,
         key: &str,
         _meta: &ObjectMeta,
-        _progress: &(dyn Fn(u64) + Sync),
+        _watch: &Watch<'_>,
     ) -> Result<StoredObject> {
         let target = self.target(key)?;
         let dir = target.parent().expect("a key has a file name");
@@ -107,7 +107,7 @@ mod tests {
         let store = LocalStore::new(dir.path().join("out"));
         let meta = ObjectMeta::new("text/csv", "报表 1.csv", "00");
         let obj = store
-            .put_file(&spool, "2026/11/29/t/报表 1.csv", &meta, &|_| {})
+            .put_file(&spool, "2026/11/29/t/报表 1.csv", &meta, &Watch::NONE)
             .unwrap();
         let path = obj.path.unwrap();
         assert_eq!(fs::read(&path).unwrap(), b"data");

@@ -40,6 +40,24 @@ impl ObjectMeta {
     }
 }
 
+/// What the export asks of an upload as it goes.
+pub struct Watch<'a> {
+    /// Called with the bytes sent so far.
+    pub progress: &'a (dyn Fn(u64) + Sync),
+    /// Whether the export was cancelled or failed meanwhile (a gRPC
+    /// server's grace period ran out): the upload stops, and a multipart
+    /// upload is aborted.
+    pub stopped: &'a (dyn Fn() -> bool + Sync),
+}
+
+impl Watch<'static> {
+    /// For a store that is quick (a rename) or a caller that never stops.
+    pub const NONE: Self = Self {
+        progress: &|_| {},
+        stopped: &|| false,
+    };
+}
+
 pub trait Store: Send + Sync {
     /// Stores the finished spool file under `key`, reporting bytes sent.
     /// A local store moves the file; an object store uploads a copy.
@@ -48,7 +66,7 @@ pub trait Store: Send + Sync {
         spool: &Path,
         key: &str,
         meta: &ObjectMeta,
-        progress: &(dyn Fn(u64) + Sync),
+        watch: &Watch<'_>,
     ) -> Result<StoredObject>;
 
     fn kind(&self) -> StorageKind;

@@ -11,7 +11,7 @@ use opendal::layers::{RetryEvent, RetryLayer, TimeoutLayer};
 use opendal::{services, Operator};
 
 use super::multipart::{self, RequestSigner, Target, Upload};
-use super::{causes, storage_error, ObjectMeta, Store, StoredObject};
+use super::{causes, storage_error, ObjectMeta, Store, StoredObject, Watch};
 use crate::config::{OssSettings, S3Settings, StorageKind, UploadSettings};
 use crate::error::{ErrorKind, ExportError, Result};
 
@@ -298,7 +298,7 @@ impl ObjectStore {
         spool: &Path,
         key: &str,
         meta: &ObjectMeta,
-        progress: &(dyn Fn(u64) + Sync),
+        watch: &Watch<'_>,
     ) -> Result<String> {
         let deadline = tokio::time::Instant::now() + self.upload.timeout;
         let stored = async {
@@ -331,14 +331,14 @@ impl ObjectStore {
             };
             if size <= self.upload.part_size as u64 {
                 let put = self
-                    .by_deadline(deadline, "PutObject", upload.put(size))
+                    .within(deadline, watch, "PutObject", upload.put(size))
                     .await;
                 self.or_stored(put, key, meta).await?;
             } else {
-                self.send_in_parts(&upload, key, size, progress, deadline)
+                self.send_in_parts(&upload, key, size, watch, deadline)
                     .await?;
             }
-            progress(size);
+            (watch.progress)(size);
             Ok::<_, ExportError>(())
         };
         if let Err(mut e) = stored.await {
@@ -367,24 +367,30 @@ impl ObjectStore {
         upload: &Upload<'_>,
         key: &str,
         size: u64,
-        progress: &(dyn Fn(u64) + Sync),
+        watch: &Watch<'_>,
         deadline: tokio::time::Instant,
     ) -> Result<()> {
         let upload_id = self
-            .by_deadline(deadline, "InitiateMultipartUpload", upload.initiate())
+            .within(
+                deadline,
+                watch,
+                "InitiateMultipartUpload",
+                upload.initiate(),
+            )
             .await?;
         let parts = upload.send_parts(
             &upload_id,
             size,
             part_size_for(&self.upload, size),
             self.upload.parallel_parts,
-            progress,
+            watch.progress,
         );
-        let sent = match self.by_deadline(deadline, "UploadPart", parts).await {
+        let sent = match self.within(deadline, watch, "UploadPart", parts).await {
             Ok(etags) => {
                 let completed = self
-                    .by_deadline(
+                    .within(
                         deadline,
+                        watch,
                         "CompleteMultipartUpload",
                         upload.complete(&upload_id, &etags),
                     )
@@ -416,7 +422,8 @@ impl ObjectStore {
     /// stored, and a caller's retry stored a second copy.
     async fn or_stored(&self, sent: Result<()>, key: &str, meta: &ObjectMeta) -> Result<()> {
         match sent {
-            Err(e) if self.holds(key, meta).await => {
+            // Stopped: the export ends as its producer said, with no object.
+            Err(e) if e.kind != ErrorKind::Cancelled && self.holds(key, meta).await => {
                 tracing::warn!(location = %self.location, key, error = %e, "the upload's last request failed, but the store holds the whole object");
                 Ok(())
             }
@@ -424,16 +431,23 @@ impl ObjectStore {
         }
     }
 
-    /// `sending` (the requests of `operation`), given up on at `deadline`.
-    async fn by_deadline<T>(
+    /// `sending` (the requests of `operation`), given up on at `deadline`,
+    /// or as soon as the export stops (asked every 100 ms).
+    async fn within<T>(
         &self,
         deadline: tokio::time::Instant,
+        watch: &Watch<'_>,
         operation: &str,
         sending: impl std::future::Future<Output = Result<T>>,
     ) -> Result<T> {
-        tokio::time::timeout_at(deadline, sending)
-            .await
-            .unwrap_or_else(|_| {
+        let stopped = async {
+            while !(watch.stopped)() {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        };
+        tokio::select! {
+            biased;
+            sent = tokio::time::timeout_at(deadline, sending) => sent.unwrap_or_else(|_| {
                 Err(ExportError::new(
                     ErrorKind::Storage,
                     format!(
@@ -441,7 +455,9 @@ impl ObjectStore {
                         self.upload.timeout.as_secs()
                     ),
                 ))
-            })
+            }),
+            () = stopped => Err(ExportError::cancelled()),
+        }
     }
 }
 
@@ -484,10 +500,10 @@ impl Store for ObjectStore {
         spool: &Path,
         key: &str,
         meta: &ObjectMeta,
-        progress: &(dyn Fn(u64) + Sync),
+        watch: &Watch<'_>,
     ) -> Result<StoredObject> {
         let started = Instant::now();
-        let url = runtime().block_on(self.upload(spool, key, meta, progress))?;
+        let url = runtime().block_on(self.upload(spool, key, meta, watch))?;
         tracing::info!(key, location = %self.location, ms = started.elapsed().as_millis() as u64, "uploaded");
         Ok(StoredObject {
             url,

@@ -45,7 +45,7 @@ use crate::config::StorageKind;
 use crate::config::{ExportSpec, Settings};
 use crate::error::{ErrorKind, ExportError, Result};
 use crate::schema::{Column, TextLimit};
-use crate::storage::{self, local::LocalStore, ObjectMeta, Store};
+use crate::storage::{self, local::LocalStore, ObjectMeta, Store, Watch};
 use crate::writer::{self, Format};
 use queue::ByteQueue;
 use registry::{now_ms, Owner, OwnerLock, StatusFiles, TaskState, TaskStatus};
@@ -575,7 +575,7 @@ impl Export {
 
     /// A handle that cancels this export from another thread, while its
     /// producer waits in [`Export::finish`]: a gRPC client that goes away
-    /// after its last batch. Once the upload has begun the task completes.
+    /// after its last batch. An upload in progress is stopped and aborted.
     pub fn canceller(&self) -> Canceller {
         Canceller(self.task.clone())
     }
@@ -974,14 +974,24 @@ fn write_and_store(
     // copy that fails then fails the export before any object exists.
     let kept = if object_store && settings.upload.keep_local {
         let local = LocalStore::new(spec.local_dir.as_ref().unwrap_or(&settings.local_dir));
-        local.put_file(spool, &key, &meta, &|_| {})?.path
+        local.put_file(spool, &key, &meta, &Watch::NONE)?.path
     } else {
         None
     };
     let upload_started = Instant::now();
-    let mut stored = match store.put_file(kept.as_deref().unwrap_or(spool), &key, &meta, &report) {
+    let watch = Watch {
+        progress: &report,
+        stopped: &|| task.cancelled.load(Ordering::SeqCst),
+    };
+    let mut stored = match store.put_file(kept.as_deref().unwrap_or(spool), &key, &meta, &watch) {
         Ok(stored) => stored,
         Err(e) => {
+            // Stopped by the producer: the export ends as it said.
+            let e = if task.cancelled.load(Ordering::SeqCst) {
+                task.abort_error()
+            } else {
+                e
+            };
             // Back to the spool, where a failed upload's file is kept for
             // fluxo.temp_retention; no local result of a failed export.
             if let Some(path) = &kept {
