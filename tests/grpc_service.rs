@@ -839,10 +839,11 @@ async fn shutdown_fails_a_stream_whose_upload_hangs() {
         .await
         .expect("the server stops while the upload still hangs")
         .unwrap();
-    // Its task is not reported done: once the server process has exited,
-    // its status reads FAILED, the owner lock being free (server_restart.rs).
+    // The upload is stopped, and the task ends as the client was told. It
+    // used to go on, and could end COMPLETED after the client heard it failed.
     let status = fluxo::task::status(&server.settings, &id).unwrap().unwrap();
-    assert_eq!(status.state, fluxo::task::registry::TaskState::Uploading);
+    assert_eq!(status.state, fluxo::task::registry::TaskState::Failed);
+    assert!(status.error.unwrap().contains("fluxo.shutdown_timeout"));
     drop(silent);
 }
 

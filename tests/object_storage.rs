@@ -650,6 +650,13 @@ fn failing_export(settings: &Settings, rows: usize, filename: &str) -> (TaskStat
     (status, err)
 }
 
+/// The store holds the export's object, byte for byte.
+fn assert_stored(server: &S3Server, outcome: &ExportOutcome) {
+    let stored = std::fs::read(server.object(&outcome.key)).unwrap();
+    assert_eq!(stored.len() as u64, outcome.bytes);
+    assert_eq!(hex::encode(Sha256::digest(&stored)), outcome.sha256);
+}
+
 /// After a failed upload: no object, no multipart upload left open in the
 /// store, and only the failed upload's spool file, kept for inspection.
 fn assert_nothing_stored(server: &S3Server, dir: &Path, filename: &str) {
@@ -749,8 +756,7 @@ fn a_part_refused_as_too_slow_is_sent_again() {
         .collect();
     assert_eq!(parts.iter().filter(|&&s| s == 400).count(), 1, "{parts:?}");
     assert_eq!(parts.iter().filter(|&&s| s == 200).count(), 3, "{parts:?}");
-    let stored = std::fs::read(server.object(&outcome.key)).unwrap();
-    assert_eq!(hex::encode(Sha256::digest(&stored)), outcome.sha256);
+    assert_stored(&server, &outcome);
 }
 
 /// A file sent in one PutObject that the store stored but never answered:
@@ -767,8 +773,7 @@ fn a_put_stored_but_never_answered_still_completes_the_export() {
     let outcome = export(&settings, 1_000, "unanswered.csv").unwrap();
     let puts = proxy.seen().iter().filter(|s| s.method == "PUT").count();
     assert_eq!(puts, 3, "sent, then retried twice, never answered");
-    let stored = std::fs::read(server.object(&outcome.key)).unwrap();
-    assert_eq!(hex::encode(Sha256::digest(&stored)), outcome.sha256);
+    assert_stored(&server, &outcome);
 }
 
 /// A 1.5 MB file over a link of 100 KiB/s takes 15 s: more than the 10 s a
@@ -790,8 +795,7 @@ fn a_slow_link_still_gets_the_file_through() {
         .map(|s| s.status)
         .collect();
     assert_eq!(puts, [200], "sent once, not cut off: {seen:?}");
-    let stored = std::fs::read(server.object(&outcome.key)).unwrap();
-    assert_eq!(hex::encode(Sha256::digest(&stored)), outcome.sha256);
+    assert_stored(&server, &outcome);
 }
 
 /// A redirect (S3's answer for a bucket of another region) is the store's
@@ -819,8 +823,7 @@ fn an_endpoint_in_capitals_is_signed_as_sent() {
     let mut settings = server.settings(dir.path(), SECRET, &[]);
     settings.s3.endpoint = format!("HTTP://LocalHost:{}/", server.port);
     let outcome = export(&settings, 1_000, "capitals.csv").unwrap();
-    let stored = std::fs::read(server.object(&outcome.key)).unwrap();
-    assert_eq!(hex::encode(Sha256::digest(&stored)), outcome.sha256);
+    assert_stored(&server, &outcome);
 }
 
 /// The store completes the object but its answer comes after the request
@@ -851,9 +854,7 @@ fn a_completion_answered_too_late_still_completes_the_export() {
         completes[0], 200,
         "the first one took effect: {completes:?}"
     );
-    let stored = std::fs::read(server.object(&outcome.key)).unwrap();
-    assert_eq!(stored.len() as u64, outcome.bytes);
-    assert_eq!(hex::encode(Sha256::digest(&stored)), outcome.sha256);
+    assert_stored(&server, &outcome);
     assert_eq!(server.open_uploads(), Vec::<PathBuf>::new());
 }
 
