@@ -97,13 +97,8 @@ impl Target {
         settings: &str,
     ) -> Result<Self> {
         let bucket_url = bucket_url(endpoint, bucket, virtual_host).ok_or_else(|| {
-            let style = if virtual_host {
-                " (virtual-host style puts the bucket in the host name, which an IP address cannot take: set fluxo.s3_virtual_host = 0)"
-            } else {
-                ""
-            };
             ExportError::invalid_option(format!(
-                "{settings} do not make a URL: endpoint \"{endpoint}\", bucket \"{bucket}\"{style}"
+                "{settings} do not make a URL: endpoint \"{endpoint}\", bucket \"{bucket}\""
             ))
         })?;
         Ok(Self { signer, bucket_url })

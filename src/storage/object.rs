@@ -222,7 +222,11 @@ impl ObjectStore {
         let target = Target::new(
             signer,
             (&s3.endpoint, &s3.bucket, s3.virtual_host),
-            "fluxo.s3_endpoint and fluxo.s3_bucket",
+            if s3.virtual_host {
+                "fluxo.s3_endpoint and fluxo.s3_bucket (with fluxo.s3_virtual_host = 1 the bucket goes in the host name, which an IP address cannot take)"
+            } else {
+                "fluxo.s3_endpoint and fluxo.s3_bucket"
+            },
         )?;
         Self::new(
             builder,
@@ -668,7 +672,7 @@ mod tests {
         };
         let err = ObjectStore::s3(&s3, &upload).err().unwrap();
         assert_eq!(err.kind, ErrorKind::InvalidOption);
-        assert!(err.message.contains("fluxo.s3_virtual_host = 0"), "{err}");
+        assert!(err.message.contains("fluxo.s3_virtual_host = 1"), "{err}");
         let err = ObjectStore::oss(&oss("https://oss cn.example.com", ""), &upload)
             .err()
             .unwrap();
