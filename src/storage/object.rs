@@ -15,15 +15,18 @@ use super::{causes, storage_error, ObjectMeta, Store, StoredObject, Watch};
 use crate::config::{OssSettings, S3Settings, StorageKind, UploadSettings};
 use crate::error::{ErrorKind, ExportError, Result};
 
-/// A runtime and the process that made it.
+/// A runtime, the HTTP client of the uploads run on it (its pooled
+/// connections live on the runtime), and the process that made them.
 struct ProcessRuntime {
     pid: u32,
     runtime: Arc<tokio::runtime::Runtime>,
+    client: reqwest::Client,
 }
 
-/// The tokio runtime of this process, made on first use (after any fork)
-/// and made again in a forked child.
-fn runtime() -> Arc<tokio::runtime::Runtime> {
+/// The tokio runtime of this process and the uploads' HTTP client, made on
+/// first use (after any fork) and made again in a forked child. One client
+/// per process keeps connections to the store open between exports.
+fn runtime() -> (Arc<tokio::runtime::Runtime>, reqwest::Client) {
     static RUNTIME: OnceLock<Mutex<Option<ProcessRuntime>>> = OnceLock::new();
     let mut slot = RUNTIME
         .get_or_init(Default::default)
@@ -31,7 +34,7 @@ fn runtime() -> Arc<tokio::runtime::Runtime> {
         .unwrap_or_else(|p| p.into_inner());
     let pid = std::process::id();
     match slot.as_ref() {
-        Some(current) if current.pid == pid => current.runtime.clone(),
+        Some(current) if current.pid == pid => (current.runtime.clone(), current.client.clone()),
         _ => {
             let runtime = Arc::new(
                 tokio::runtime::Builder::new_multi_thread()
@@ -41,16 +44,25 @@ fn runtime() -> Arc<tokio::runtime::Runtime> {
                     .build()
                     .expect("cannot start the I/O runtime"),
             );
+            // A redirect (S3's PermanentRedirect to the bucket's region) is
+            // shown as the store's answer: a streamed body cannot be sent
+            // again.
+            let client = reqwest::Client::builder()
+                .connect_timeout(Duration::from_secs(10))
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .expect("cannot start the HTTP client");
             let made = ProcessRuntime {
                 pid,
                 runtime: runtime.clone(),
+                client: client.clone(),
             };
             if let Some(inherited) = slot.replace(made) {
                 // A parent's runtime, copied by fork without its threads:
                 // dropping it would wait for them for ever.
                 std::mem::forget(inherited);
             }
-            runtime
+            (runtime, client)
         }
     }
 }
@@ -299,6 +311,7 @@ impl ObjectStore {
     /// dropped and a multipart upload is aborted.
     async fn upload(
         &self,
+        client: &reqwest::Client,
         spool: &Path,
         key: &str,
         meta: &ObjectMeta,
@@ -310,16 +323,9 @@ impl ObjectStore {
                 .await
                 .map_err(|e| ExportError::io("cannot read", spool, e))?
                 .len();
-            // A redirect (S3's PermanentRedirect to the bucket's region) is
-            // shown as the store's answer: a streamed body cannot be sent again.
-            let client = reqwest::Client::builder()
-                .connect_timeout(Duration::from_secs(10))
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .map_err(|e| storage_error("cannot start an HTTP client", e))?;
             let object_url = multipart::object_url(&self.target.bucket_url, key);
             let upload = Upload {
-                client: &client,
+                client,
                 signer: &self.target.signer,
                 object_url: &object_url,
                 spool,
@@ -507,7 +513,8 @@ impl Store for ObjectStore {
         watch: &Watch<'_>,
     ) -> Result<StoredObject> {
         let started = Instant::now();
-        let url = runtime().block_on(self.upload(spool, key, meta, watch))?;
+        let (runtime, client) = runtime();
+        let url = runtime.block_on(self.upload(&client, spool, key, meta, watch))?;
         tracing::info!(key, location = %self.location, ms = started.elapsed().as_millis() as u64, "uploaded");
         Ok(StoredObject {
             url,
@@ -521,7 +528,7 @@ impl Store for ObjectStore {
     }
 
     fn check(&self) -> Result<()> {
-        let answered = runtime().block_on(async {
+        let answered = runtime().0.block_on(async {
             tokio::time::timeout(Duration::from_secs(5), self.operator().check()).await
         });
         match answered {
