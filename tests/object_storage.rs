@@ -824,6 +824,13 @@ fn an_endpoint_in_capitals_is_signed_as_sent() {
     settings.s3.endpoint = format!("HTTP://LocalHost:{}/", server.port);
     let outcome = export(&settings, 1_000, "capitals.csv").unwrap();
     assert_stored(&server, &outcome);
+    // The signed URL too: it was https://http//localhost:….
+    assert!(
+        outcome.url.starts_with("http://localhost:"),
+        "{}",
+        outcome.url
+    );
+    assert_eq!(get(&outcome.url).status, 200);
 }
 
 /// The store completes the object but its answer comes after the request
@@ -878,6 +885,46 @@ fn a_store_stalling_mid_multipart_fails_after_retries_and_aborts_the_upload() {
         "AbortMultipartUpload sent and accepted: {seen:?}"
     );
     assert_nothing_stored(&server, dir.path(), "stalled.csv");
+}
+
+/// Failed while its CompleteMultipartUpload is in flight, and that request
+/// took effect: the object is deleted, so that the export ends as the
+/// producer said, with nothing stored.
+#[test]
+fn an_export_failed_as_its_upload_completes_leaves_no_object() {
+    let server = S3Server::start();
+    let proxy = FaultProxy::start(server.port, Fault::CompleteAnsweredTooLate, 0);
+    let dir = tempfile::tempdir().unwrap();
+    let mut extra = MULTIPART.to_vec();
+    extra.push(("upload_timeout", "600"));
+    let settings = settings_for(proxy.port, dir.path(), SECRET, &extra);
+    let mut export = Export::start(spec(&settings, "csv", "completed.csv"), &settings).unwrap();
+    feed(&mut export, 150_000);
+    let canceller = export.canceller();
+    let finishing = std::thread::spawn(move || export.finish());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !proxy
+        .seen()
+        .iter()
+        .any(|s| s.method == "POST" && s.target.contains("uploadId=") && s.status == 200)
+    {
+        assert!(Instant::now() < deadline, "no completion");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    canceller.fail(ExportError::export("the server shut down"));
+    let err = finishing
+        .join()
+        .unwrap()
+        .expect_err("the export was failed");
+    assert_eq!(err.message, "the server shut down", "{err}");
+    assert!(
+        proxy
+            .seen()
+            .iter()
+            .any(|s| s.method == "DELETE" && !s.target.contains("uploadId=")),
+        "the completed object is deleted"
+    );
+    assert_nothing_stored(&server, dir.path(), "completed.csv");
 }
 
 /// An export failed by its producer while it uploads (the gRPC server's

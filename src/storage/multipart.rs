@@ -105,6 +105,24 @@ impl Target {
     }
 }
 
+/// An endpoint as reqwest sends it, for the uploads and for opendal's
+/// signed URLs alike: `https://` when it names no scheme (as opendal takes
+/// it), scheme and host in lower case, no default port, no slash at the
+/// end. `HTTP://host` gave download URLs of `https://http//host`. Left as
+/// written if it is no URL: [`Target::new`] names the settings then.
+pub(super) fn normalized_endpoint(endpoint: &str) -> String {
+    let endpoint = endpoint.trim().trim_end_matches('/');
+    let with_scheme = if endpoint.contains("://") {
+        endpoint.to_owned()
+    } else {
+        format!("https://{endpoint}")
+    };
+    reqwest::Url::parse(&with_scheme).map_or_else(
+        |_| endpoint.to_owned(),
+        |url| url.as_str().trim_end_matches('/').to_owned(),
+    )
+}
+
 /// The URL of the bucket's objects: `{endpoint}/{bucket}/` (path style) or
 /// `{scheme}://{bucket}.{host}/` (virtual host), as reqwest will send it
 /// (host in lower case, no default port), so that it is signed as sent. An
@@ -411,7 +429,7 @@ impl Upload<'_> {
     async fn unsent(&self, operation: &str, body_end: u64, e: &reqwest::Error) -> Failure {
         if e.is_timeout() && !e.is_connect() {
             let detail = format!(
-                "no answer within {:.1} s (a request may take what the parts in flight need at {} KiB/s, at least 10 s, at most fluxo.upload_timeout / (fluxo.max_retries + 1))",
+                "no answer within {:.1} s (a request may take fluxo.upload_timeout / (fluxo.max_retries + 1); within that, what the parts in flight need at {} KiB/s, but 10 s at least)",
                 self.attempt_timeout.as_secs_f32(),
                 super::object::SLOWEST_UPLINK / 1024
             );
@@ -544,6 +562,15 @@ mod tests {
             Some("https://s3.example.com/b/")
         );
         assert_eq!(url("http://my host", "b", false), None);
+        assert_eq!(
+            normalized_endpoint(" HTTP://MinIO.local:80/ "),
+            "http://minio.local"
+        );
+        assert_eq!(
+            normalized_endpoint("oss-cn-hangzhou.aliyuncs.com"),
+            "https://oss-cn-hangzhou.aliyuncs.com"
+        );
+        assert_eq!(normalized_endpoint("http://my host/"), "http://my host");
         assert_eq!(url("http://h:99999", "b", false), None);
     }
 

@@ -155,7 +155,7 @@ impl ObjectStore {
         let endpoint = if oss.endpoint.trim().is_empty() && !oss.region.trim().is_empty() {
             format!("https://oss-{}.aliyuncs.com", oss.region.trim())
         } else {
-            required(&oss.endpoint, "oss_endpoint")?.to_owned()
+            multipart::normalized_endpoint(required(&oss.endpoint, "oss_endpoint")?)
         };
         let mut builder = services::Oss::default()
             .endpoint(&endpoint)
@@ -208,8 +208,9 @@ impl ObjectStore {
     }
 
     pub fn s3(s3: &S3Settings, upload: &UploadSettings) -> Result<Self> {
+        let endpoint = multipart::normalized_endpoint(required(&s3.endpoint, "s3_endpoint")?);
         let mut builder = services::S3::default()
-            .endpoint(required(&s3.endpoint, "s3_endpoint")?)
+            .endpoint(&endpoint)
             .bucket(required(&s3.bucket, "s3_bucket")?)
             .region(required(&s3.region, "s3_region")?)
             .access_key_id(required(&s3.access_key_id, "s3_access_key_id")?)
@@ -233,7 +234,7 @@ impl ObjectStore {
         );
         let target = Target::new(
             signer,
-            (&s3.endpoint, &s3.bucket, s3.virtual_host),
+            (&endpoint, &s3.bucket, s3.virtual_host),
             if s3.virtual_host {
                 "fluxo.s3_endpoint and fluxo.s3_bucket (with fluxo.s3_virtual_host = 1 the bucket goes in the host name, which an IP address cannot take)"
             } else {
@@ -432,8 +433,19 @@ impl ObjectStore {
     /// stored, and a caller's retry stored a second copy.
     async fn or_stored(&self, sent: Result<()>, key: &str, meta: &ObjectMeta) -> Result<()> {
         match sent {
-            // Stopped: the export ends as its producer said, with no object.
-            Err(e) if e.kind != ErrorKind::Cancelled && self.holds(key, meta).await => {
+            // Stopped: the export ends as its producer said, with no object,
+            // even if its last request took effect as it was stopped.
+            Err(e) if e.kind == ErrorKind::Cancelled => {
+                if self.holds(key, meta).await {
+                    let deleted =
+                        tokio::time::timeout(Duration::from_secs(10), self.base.delete(key)).await;
+                    if !matches!(deleted, Ok(Ok(()))) {
+                        tracing::warn!(location = %self.location, key, "the object of a stopped upload could not be deleted");
+                    }
+                }
+                Err(e)
+            }
+            Err(e) if self.holds(key, meta).await => {
                 tracing::warn!(location = %self.location, key, error = %e, "the upload's last request failed, but the store holds the whole object");
                 Ok(())
             }
