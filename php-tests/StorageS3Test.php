@@ -459,6 +459,42 @@ final class StorageS3Test extends FluxoTestCase
         }
     }
 
+    /**
+     * A script that ends with a finishAsync() upload still running past
+     * fluxo.shutdown_timeout fails it, so its upload is stopped (and a multipart
+     * upload aborted). It used to be abandoned: parts stored, task UPLOADING until
+     * its process was found dead.
+     */
+    public function testAnUploadRunningPastTheShutdownTimeoutIsFailed(): void
+    {
+        // A store that takes connections and never answers.
+        $silent = stream_socket_server('tcp://127.0.0.1:0');
+        self::assertIsResource($silent);
+        $ini = ObjectStores::STORAGE_INI_DEFAULTS;
+        $ini['fluxo.storage'] = 's3';
+        $ini['fluxo.s3_endpoint'] = 'http://' . stream_socket_get_name($silent, false);
+        $ini['fluxo.s3_bucket'] = $this->s3['bucket'];
+        $ini['fluxo.s3_access_key_id'] = $this->s3['ak'];
+        $ini['fluxo.s3_secret_access_key'] = $this->s3['sk'];
+        $ini['fluxo.upload_timeout'] = '600';
+        $ini['fluxo.shutdown_timeout'] = '1';
+        $child = ChildPhp::run(<<<'PHP'
+            $e = new Fluxo\Exporter(['columns' => ['c']]);
+            $e->addBatch([['x']]);
+            echo json_encode(['task' => $e->finishAsync()]), "\n";
+            PHP, [], $ini);
+        fclose($silent);
+        self::assertSame(0, $child->exitCode, $child->describe());
+        self::assertStringContainsString('failed, their uploads aborted', $child->stderr);
+        $status = Exporter::status($child->json()['task']);
+        self::assertNotNull($status);
+        self::assertSame('FAILED', $status->state);
+        self::assertStringContainsString(
+            'the PHP process ended before the export finished (fluxo.shutdown_timeout = 1 s)',
+            (string) $status->error
+        );
+    }
+
     public function testTamperedSignatureIsRefused(): void
     {
         $this->useS3();

@@ -222,15 +222,17 @@ impl BoundServer {
         let left = grace
             .saturating_sub(started.elapsed())
             .max(Duration::from_secs(5));
-        let running = tokio::task::spawn_blocking(move || crate::task::wait_for_running(left))
-            .await
-            .unwrap_or(0);
+        let reason = super::service::shutdown_reason(&settings);
+        let running =
+            tokio::task::spawn_blocking(move || crate::task::wait_for_running(left, &reason))
+                .await
+                .unwrap_or(0);
         if running > 0 {
             tracing::warn!(
                 component = "server",
                 event = "abandoned",
                 running,
-                "exports still running at exit"
+                "exports still running at exit: failed, their uploads aborted"
             );
         }
         // Connections close once their streams have ended.

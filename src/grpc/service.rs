@@ -212,7 +212,7 @@ async fn next(io: &mut Io) -> Inbound {
     }
 }
 
-fn shutdown_reason(settings: &Settings) -> String {
+pub(super) fn shutdown_reason(settings: &Settings) -> String {
     format!(
         "the server shut down before the export finished (fluxo.shutdown_timeout = {} s)",
         settings.shutdown_timeout.as_secs()

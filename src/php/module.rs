@@ -97,10 +97,14 @@ fn startup(_ty: i32, module_number: i32) -> i32 {
 extern "C" fn shutdown(_ty: i32, _module_number: i32) -> i32 {
     let _ = catch_unwind(|| {
         let timeout = Duration::from_secs(SHUTDOWN_TIMEOUT.load(Ordering::Relaxed));
-        let left = crate::task::wait_for_running(timeout);
+        let reason = format!(
+            "the PHP process ended before the export finished (fluxo.shutdown_timeout = {} s)",
+            timeout.as_secs()
+        );
+        let left = crate::task::wait_for_running(timeout, &reason);
         if left > 0 {
             eprintln!(
-                "fluxo: {left} export(s) still running after fluxo.shutdown_timeout; abandoned"
+                "fluxo: {left} export(s) still running after fluxo.shutdown_timeout: failed, their uploads aborted"
             );
         }
     });

@@ -436,7 +436,9 @@ impl ObjectStore {
             // Stopped: the export ends as its producer said, with no object,
             // even if its last request took effect as it was stopped.
             Err(e) if e.kind == ErrorKind::Cancelled => {
-                if self.holds(key, meta).await {
+                // Briefly: a process that stops its exports at exit waits
+                // for them only so long (task::wait_for_running).
+                if self.holds(key, meta, Duration::from_secs(3)).await {
                     let deleted =
                         tokio::time::timeout(Duration::from_secs(10), self.base.delete(key)).await;
                     if !matches!(deleted, Ok(Ok(()))) {
@@ -445,7 +447,7 @@ impl ObjectStore {
                 }
                 Err(e)
             }
-            Err(e) if self.holds(key, meta).await => {
+            Err(e) if self.holds(key, meta, Duration::from_secs(10)).await => {
                 tracing::warn!(location = %self.location, key, error = %e, "the upload's last request failed, but the store holds the whole object");
                 Ok(())
             }
@@ -486,10 +488,10 @@ impl ObjectStore {
 impl ObjectStore {
     /// Whether the store holds `key` as this upload wrote it: its SHA-256
     /// in the metadata (each export has a key of its own). One request, not
-    /// retried nor counted among the upload's retries, for 10 s at most: a
-    /// store that stopped answering is not waited for again.
-    async fn holds(&self, key: &str, meta: &ObjectMeta) -> bool {
-        let asked = tokio::time::timeout(Duration::from_secs(10), self.base.stat(key)).await;
+    /// retried nor counted among the upload's retries, for `patience` at
+    /// most: a store that stopped answering is not waited for again.
+    async fn holds(&self, key: &str, meta: &ObjectMeta, patience: Duration) -> bool {
+        let asked = tokio::time::timeout(patience, self.base.stat(key)).await;
         asked.is_ok_and(|stat| {
             stat.is_ok_and(|stored| {
                 stored

@@ -239,10 +239,31 @@ pub fn status(settings: &Settings, task_id: &str) -> Result<Option<TaskStatus>> 
     }
 }
 
-/// Waits up to `fluxo.shutdown_timeout` for this process's running exports,
-/// so an async export is not lost when a script ends.
-pub fn wait_for_running(timeout: Duration) -> usize {
-    manager::wait_idle(timeout)
+/// How long exports failed at exit get to stop: an upload notices within
+/// 100 ms and aborts its multipart upload.
+const STOPPING_AT_EXIT: Duration = Duration::from_secs(10);
+
+/// Waits up to `timeout` for this process's running exports, so an async
+/// export is not lost when a script ends. Those still running then are
+/// failed with `reason`, and get [`STOPPING_AT_EXIT`] to stop: an upload
+/// is aborted, where it used to be abandoned with its parts stored. The
+/// number that were still running.
+pub fn wait_for_running(timeout: Duration, reason: &str) -> usize {
+    let running = manager::wait_idle(timeout);
+    if running > 0 {
+        let tasks: Vec<Arc<Task>> = live_tasks()
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .filter_map(Weak::upgrade)
+            .filter(|t| t.runs_here())
+            .collect();
+        for task in tasks {
+            task.fail(ExportError::export(reason));
+        }
+        manager::wait_idle(STOPPING_AT_EXIT);
+    }
+    running
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
