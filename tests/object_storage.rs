@@ -887,66 +887,30 @@ fn a_store_stalling_mid_multipart_fails_after_retries_and_aborts_the_upload() {
     assert_nothing_stored(&server, dir.path(), "stalled.csv");
 }
 
-/// Failed while its CompleteMultipartUpload is in flight, and that request
-/// took effect: the object is deleted, so that the export ends as the
-/// producer said, with nothing stored.
-#[test]
-fn an_export_failed_as_its_upload_completes_leaves_no_object() {
-    let server = S3Server::start();
-    let proxy = FaultProxy::start(server.port, Fault::CompleteAnsweredTooLate, 0);
-    let dir = tempfile::tempdir().unwrap();
+/// Runs an export of ~15 MB in 5 MiB parts through a proxy with `fault`,
+/// and fails it as the gRPC server does when its grace period runs out,
+/// once the proxy has seen a request `upload_reached` looks for. Checks
+/// that `finish()` returns at once, with that reason, and the task ends
+/// FAILED; returns the proxy, to see what the upload sent.
+fn fail_during_upload(
+    server: &S3Server,
+    dir: &Path,
+    fault: Fault,
+    upload_reached: impl Fn(&Seen) -> bool,
+    filename: &str,
+) -> FaultProxy {
+    let proxy = FaultProxy::start(server.port, fault, 2);
     let mut extra = MULTIPART.to_vec();
     extra.push(("upload_timeout", "600"));
-    let settings = settings_for(proxy.port, dir.path(), SECRET, &extra);
-    let mut export = Export::start(spec(&settings, "csv", "completed.csv"), &settings).unwrap();
-    feed(&mut export, 150_000);
-    let canceller = export.canceller();
-    let finishing = std::thread::spawn(move || export.finish());
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !proxy
-        .seen()
-        .iter()
-        .any(|s| s.method == "POST" && s.target.contains("uploadId=") && s.status == 200)
-    {
-        assert!(Instant::now() < deadline, "no completion");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    canceller.fail(ExportError::export("the server shut down"));
-    let err = finishing
-        .join()
-        .unwrap()
-        .expect_err("the export was failed");
-    assert_eq!(err.message, "the server shut down", "{err}");
-    assert!(
-        proxy
-            .seen()
-            .iter()
-            .any(|s| s.method == "DELETE" && !s.target.contains("uploadId=")),
-        "the completed object is deleted"
-    );
-    assert_nothing_stored(&server, dir.path(), "completed.csv");
-}
-
-/// An export failed by its producer while it uploads (the gRPC server's
-/// grace period ran out) stops the upload and aborts it, and ends FAILED
-/// with that reason. The upload used to go on and the task to end
-/// COMPLETED, after the client had been told it failed.
-#[test]
-fn an_export_failed_while_it_uploads_stops_the_upload() {
-    let server = S3Server::start();
-    let proxy = FaultProxy::start(server.port, Fault::Stall, 2);
-    let dir = tempfile::tempdir().unwrap();
-    let mut extra = MULTIPART.to_vec();
-    extra.push(("upload_timeout", "600"));
-    let settings = settings_for(proxy.port, dir.path(), SECRET, &extra);
-    let mut export = Export::start(spec(&settings, "csv", "stopped.csv"), &settings).unwrap();
+    let settings = settings_for(proxy.port, dir, SECRET, &extra);
+    let mut export = Export::start(spec(&settings, "csv", filename), &settings).unwrap();
     let id = export.task_id().to_owned();
     feed(&mut export, 150_000);
     let canceller = export.canceller();
     let finishing = std::thread::spawn(move || export.finish());
     let deadline = Instant::now() + Duration::from_secs(30);
-    while proxy.seen().iter().all(|s| s.status != 0) {
-        assert!(Instant::now() < deadline, "no part stalled");
+    while !proxy.seen().iter().any(&upload_reached) {
+        assert!(Instant::now() < deadline, "the upload never got there");
         std::thread::sleep(Duration::from_millis(20));
     }
     let stopped_at = Instant::now();
@@ -963,12 +927,48 @@ fn an_export_failed_while_it_uploads_stops_the_upload() {
     assert_eq!(err.message, "the server shut down", "{err}");
     let status = task::status(&settings, &id).unwrap().unwrap();
     assert_eq!(status.state, TaskState::Failed, "{status:?}");
+    proxy
+}
+
+/// An export failed by its producer while it uploads (the gRPC server's
+/// grace period ran out) stops the upload and aborts it. The upload used to
+/// go on and the task to end COMPLETED, after the client had been told it
+/// failed.
+#[test]
+fn an_export_failed_while_it_uploads_stops_the_upload() {
+    let server = S3Server::start();
+    let dir = tempfile::tempdir().unwrap();
+    let stalled_part = |s: &Seen| s.status == 0;
+    let proxy = fail_during_upload(
+        &server,
+        dir.path(),
+        Fault::Stall,
+        stalled_part,
+        "stopped.csv",
+    );
+    let aborted = |s: &Seen| s.method == "DELETE" && s.status == 204;
     assert!(
-        proxy
-            .seen()
-            .iter()
-            .any(|s| s.method == "DELETE" && s.status == 204),
+        proxy.seen().iter().any(aborted),
         "AbortMultipartUpload sent and accepted"
     );
     assert_nothing_stored(&server, dir.path(), "stopped.csv");
+}
+
+/// Failed while its CompleteMultipartUpload is in flight, and that request
+/// took effect: the object is deleted, so that the export ends as the
+/// producer said, with nothing stored.
+#[test]
+fn an_export_failed_as_its_upload_completes_leaves_no_object() {
+    let server = S3Server::start();
+    let dir = tempfile::tempdir().unwrap();
+    let completed =
+        |s: &Seen| s.method == "POST" && s.target.contains("uploadId=") && s.status == 200;
+    let fault = Fault::CompleteAnsweredTooLate;
+    let proxy = fail_during_upload(&server, dir.path(), fault, completed, "completed.csv");
+    let deleted = |s: &Seen| s.method == "DELETE" && !s.target.contains("uploadId=");
+    assert!(
+        proxy.seen().iter().any(deleted),
+        "the completed object is deleted"
+    );
+    assert_nothing_stored(&server, dir.path(), "completed.csv");
 }
