@@ -168,6 +168,12 @@ struct Records {
     fields: usize,
     /// Where the current record starts in `buf`.
     record_start: usize,
+    /// No field written yet, and nothing before the first: no BOM without
+    /// `bom`, nor in GBK and GB18030. Excel takes a file that begins with
+    /// `ID` for a SYLK file and refuses it, so a text field there that
+    /// starts with `ID` is quoted: the file begins with `"ID`. That field is
+    /// the first header, or the first cell without a header.
+    at_bare_start: bool,
 }
 
 impl Records {
@@ -182,6 +188,7 @@ impl Records {
             terminator: if options.crlf { b"\r\n" } else { b"\n" },
             fields: 0,
             record_start: 0,
+            at_bare_start: !options.bom || options.encoding.bom().is_empty(),
         }
     }
 
@@ -191,6 +198,7 @@ impl Records {
             self.buf.push(self.core.get_delimiter());
         }
         self.fields += 1;
+        self.at_bare_start = false;
     }
 
     /// A field of text. With GBK or GB18030, each character the encoding
@@ -199,16 +207,18 @@ impl Records {
     /// split the field (found by fuzzing). Text cells and headers only get
     /// here with such characters under `unencodable => 'replace'`.
     fn field(&mut self, encoding: CsvEncoding, field: &[u8]) {
-        let replaced = replaced_for(encoding, field);
+        let replaced = encoding
+            .partial()
+            .filter(|_| !field.is_ascii())
+            .and_then(|e| replace_unencodable(e, std::str::from_utf8(field).ok()?));
+        let field = replaced.as_deref().map_or(field, str::as_bytes);
+        let begins_file = self.at_bare_start;
         self.next_field();
-        self.quoted(replaced.as_deref().map_or(field, str::as_bytes));
-    }
-
-    /// A field of text between quotes, whether it needs them or not.
-    fn enclosed_field(&mut self, encoding: CsvEncoding, field: &[u8]) {
-        let replaced = replaced_for(encoding, field);
-        self.next_field();
-        self.enclose(replaced.as_deref().map_or(field, str::as_bytes));
+        if begins_file && field.starts_with(b"ID") {
+            self.enclose(field);
+        } else {
+            self.quoted(field);
+        }
     }
 
     /// `field`, quoted if it needs to be.
@@ -274,8 +284,6 @@ pub struct CsvWriter {
     text_rules: Vec<TextRule>,
     sheets: u32,
     rows_written: u64,
-    /// Without a header, the first row's first cell begins the file.
-    guard_first_cell: bool,
 }
 
 impl CsvWriter {
@@ -305,7 +313,6 @@ impl CsvWriter {
             text_rules: Vec::new(),
             sheets: 0,
             rows_written: 0,
-            guard_first_cell: false,
         })
     }
 
@@ -327,14 +334,6 @@ impl CsvWriter {
             schema::write_text_form(cell, &self.options.style, &mut self.field);
             self.records.field(self.options.encoding, &self.field);
         }
-    }
-
-    /// Whether the file's first byte is the first field's: no BOM comes
-    /// first without `bom`, nor in GBK and GB18030. Excel takes a file that
-    /// begins with `ID` for a SYLK file and refuses it; a field starting
-    /// with `ID` there is quoted, so that the file begins with `"ID`.
-    fn starts_bare(&self) -> bool {
-        !self.options.bom || self.options.encoding.bom().is_empty()
     }
 
     /// Writes `text` as a field, behind a `'` if a spreadsheet would run it
@@ -361,14 +360,6 @@ impl CsvWriter {
             None => Ok(()),
         }
     }
-}
-
-/// `field` with the characters `encoding` cannot hold replaced, if it has any.
-fn replaced_for(encoding: CsvEncoding, field: &[u8]) -> Option<String> {
-    encoding
-        .partial()
-        .filter(|_| !field.is_ascii())
-        .and_then(|e| replace_unencodable(e, std::str::from_utf8(field).ok()?))
 }
 
 /// `text` with `?` for each character `encoding` cannot hold; `None` when it
@@ -519,18 +510,11 @@ impl FormatWriter for CsvWriter {
             for c in columns {
                 self.check_encodable(&c.name, || format!("header \"{}\"", c.name))?;
             }
-            for (i, c) in columns.iter().enumerate() {
-                if i == 0 && self.starts_bare() && c.name.starts_with("ID") {
-                    self.records
-                        .enclosed_field(self.options.encoding, c.name.as_bytes());
-                } else {
-                    // A header is text from the application too, perhaps a user's.
-                    self.text_field(&c.name);
-                }
+            // A header is text from the application too, perhaps a user's.
+            for c in columns {
+                self.text_field(&c.name);
             }
             self.records.end_record();
-        } else {
-            self.guard_first_cell = self.starts_bare();
         }
         Ok(())
     }
@@ -572,12 +556,6 @@ impl FormatWriter for CsvWriter {
                                 other => other,
                             }));
                             self.records.field(encoding, &self.field);
-                        } else if col == 0
-                            && self.guard_first_cell
-                            && self.rows_written == 1
-                            && t.starts_with("ID")
-                        {
-                            self.records.enclosed_field(encoding, t.as_bytes());
                         } else {
                             self.text_field(t);
                         }
