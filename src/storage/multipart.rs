@@ -123,14 +123,12 @@ pub(super) fn normalized_endpoint(endpoint: &str) -> String {
     )
 }
 
-/// The URL of the bucket's objects: `{endpoint}/{bucket}/` (path style) or
-/// `{scheme}://{bucket}.{host}/` (virtual host), as reqwest will send it
-/// (host in lower case, no default port), so that it is signed as sent. An
-/// endpoint without a scheme is taken as `https://`, as opendal takes it.
+/// The URL of the bucket's objects at a [`normalized_endpoint`]:
+/// `{endpoint}/{bucket}/` (path style) or `{scheme}://{bucket}.{host}/`
+/// (virtual host), as reqwest will send it, so that it is signed as sent.
 /// `None` if that makes no URL.
 pub(super) fn bucket_url(endpoint: &str, bucket: &str, virtual_host: bool) -> Option<String> {
-    let endpoint = endpoint.trim().trim_end_matches('/');
-    let (scheme, host) = endpoint.split_once("://").unwrap_or(("https", endpoint));
+    let (scheme, host) = endpoint.split_once("://")?;
     let bucket = bucket.trim();
     let url = if virtual_host {
         format!("{scheme}://{bucket}.{host}/")
@@ -160,7 +158,7 @@ pub(super) struct Upload<'a> {
     /// How long one request may take.
     pub attempt_timeout: Duration,
     pub max_retries: usize,
-    /// Requests retried so far, shared with the store for its messages.
+    /// Requests of this upload retried so far, for its error.
     pub retries: &'a AtomicU32,
     /// `oss://bucket` or `s3://bucket`, for the log.
     pub location: &'a str,
@@ -426,7 +424,7 @@ impl Upload<'_> {
     /// Why a request got no answer, and whether to send it again: not when
     /// reqwest refused to build it, nor when the spool file no longer holds
     /// the body's bytes (each try would fail the same way).
-    async fn unsent(&self, operation: &str, body_end: u64, e: &reqwest::Error) -> Failure {
+    async fn unsent(&self, operation: &str, body_end: Option<u64>, e: &reqwest::Error) -> Failure {
         if e.is_timeout() && !e.is_connect() {
             let detail = format!(
                 "no answer within {:.1} s (a request may take fluxo.upload_timeout / (fluxo.max_retries + 1); within that, what the parts in flight need at {} KiB/s, but 10 s at least)",
@@ -438,8 +436,13 @@ impl Upload<'_> {
                 retry: true,
             };
         }
-        let file_len = tokio::fs::metadata(self.spool).await.map(|m| m.len());
-        if file_len.as_ref().map_or(true, |&len| len < body_end) {
+        let file_changed = match body_end {
+            Some(end) => tokio::fs::metadata(self.spool)
+                .await
+                .map_or(true, |m| m.len() < end),
+            None => false,
+        };
+        if file_changed {
             let detail = format!(
                 "the file {} changed while it was sent ({})",
                 self.spool.display(),
@@ -470,11 +473,11 @@ impl Upload<'_> {
     }
 }
 
-/// Where a request's body ends in the spool file; 0 for no file.
-fn body_end(body: Body<'_>) -> u64 {
+/// Where a request's body ends in the spool file, if it is read from it.
+fn body_end(body: Body<'_>) -> Option<u64> {
     match body {
-        Body::File { offset, len } => offset + len,
-        Body::Empty | Body::Text(_) => 0,
+        Body::File { offset, len } => Some(offset + len),
+        Body::Empty | Body::Text(_) => None,
     }
 }
 
@@ -543,7 +546,9 @@ mod tests {
 
     #[test]
     fn bucket_urls_follow_the_addressing_style_as_they_are_sent() {
-        let url = |endpoint, bucket, virtual_host| bucket_url(endpoint, bucket, virtual_host);
+        let url = |endpoint, bucket, virtual_host| {
+            bucket_url(&normalized_endpoint(endpoint), bucket, virtual_host)
+        };
         assert_eq!(
             url("http://127.0.0.1:8014/", "b", false).as_deref(),
             Some("http://127.0.0.1:8014/b/")

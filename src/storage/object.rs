@@ -145,8 +145,6 @@ pub struct ObjectStore {
     location: String,
     upload: UploadSettings,
     url_expires: Duration,
-    /// Requests retried so far, for the error of an upload that gives up.
-    retries: Arc<AtomicU32>,
 }
 
 impl ObjectStore {
@@ -277,14 +275,12 @@ impl ObjectStore {
             location,
             upload: upload.clone(),
             url_expires: upload.url_expires,
-            retries: Arc::new(AtomicU32::new(0)),
         })
     }
 
     /// The store with the timeout and retries of a request without a body
     /// (see [`attempt_timeout`]).
     fn operator(&self) -> Operator {
-        let counted = self.retries.clone();
         let location = self.location.clone();
         self.base
             .clone()
@@ -296,7 +292,6 @@ impl ObjectStore {
                     .with_max_delay(Duration::from_secs(10))
                     .with_jitter()
                     .with_notify(move |event: RetryEvent<'_>| {
-                        counted.fetch_add(1, Ordering::Relaxed);
                         tracing::warn!(location = %location, operation = %event.op, attempt = event.attempt, error = %event.err, "object store request failed: retrying");
                     }),
             )
@@ -319,11 +314,14 @@ impl ObjectStore {
         watch: &Watch<'_>,
     ) -> Result<String> {
         let deadline = tokio::time::Instant::now() + self.upload.timeout;
+        // This upload's retries, for its error.
+        let retries = AtomicU32::new(0);
         let stored = async {
             let size = tokio::fs::metadata(spool)
                 .await
                 .map_err(|e| ExportError::io("cannot read", spool, e))?
                 .len();
+            let part_size = part_size_for(&self.upload, size);
             let object_url = multipart::object_url(&self.target.bucket_url, key);
             let upload = Upload {
                 client,
@@ -331,22 +329,18 @@ impl ObjectStore {
                 object_url: &object_url,
                 spool,
                 meta,
-                attempt_timeout: attempt_timeout(
-                    &self.upload,
-                    part_size_for(&self.upload, size),
-                    size,
-                ),
+                attempt_timeout: attempt_timeout(&self.upload, part_size, size),
                 max_retries: self.upload.max_retries,
-                retries: &self.retries,
+                retries: &retries,
                 location: &self.location,
             };
-            if size <= self.upload.part_size as u64 {
+            if size <= part_size {
                 let put = self
                     .within(deadline, watch, "PutObject", upload.put(size))
                     .await;
                 self.or_stored(put, key, meta).await?;
             } else {
-                self.send_in_parts(&upload, key, size, watch, deadline)
+                self.send_in_parts(&upload, key, size, part_size, watch, deadline)
                     .await?;
             }
             (watch.progress)(size);
@@ -354,7 +348,7 @@ impl ObjectStore {
         };
         if let Err(mut e) = stored.await {
             e.message = format!("upload to {}/{key} failed: {}", self.location, e.message);
-            let retries = self.retries.load(Ordering::Relaxed);
+            let retries = retries.load(Ordering::Relaxed);
             if retries > 0 {
                 e.message = format!(
                     "{} (after {retries} retries in all, at most fluxo.max_retries = {} per request)",
@@ -378,6 +372,7 @@ impl ObjectStore {
         upload: &Upload<'_>,
         key: &str,
         size: u64,
+        part_size: u64,
         watch: &Watch<'_>,
         deadline: tokio::time::Instant,
     ) -> Result<()> {
@@ -392,7 +387,7 @@ impl ObjectStore {
         let parts = upload.send_parts(
             &upload_id,
             size,
-            part_size_for(&self.upload, size),
+            part_size,
             self.upload.parallel_parts,
             watch.progress,
         );
@@ -472,10 +467,10 @@ impl ObjectStore {
         tokio::select! {
             biased;
             sent = tokio::time::timeout_at(deadline, sending) => sent.unwrap_or_else(|_| {
-                Err(ExportError::new(
-                    ErrorKind::Storage,
+                Err(storage_error(
+                    operation,
                     format!(
-                        "{operation}: not finished within fluxo.upload_timeout ({} s)",
+                        "not finished within fluxo.upload_timeout ({} s)",
                         self.upload.timeout.as_secs()
                     ),
                 ))

@@ -1002,17 +1002,13 @@ fn write_and_store(
     let upload_started = Instant::now();
     let watch = Watch {
         progress: &report,
-        stopped: &|| task.cancelled.load(Ordering::SeqCst),
+        stopped: &|| task.check_cancelled().is_err(),
     };
     let mut stored = match store.put_file(kept.as_deref().unwrap_or(spool), &key, &meta, &watch) {
         Ok(stored) => stored,
         Err(e) => {
             // Stopped by the producer: the export ends as it said.
-            let e = if task.cancelled.load(Ordering::SeqCst) {
-                task.abort_error()
-            } else {
-                e
-            };
+            let e = task.check_cancelled().err().unwrap_or(e);
             // Back to the spool, where a failed upload's file is kept for
             // fluxo.temp_retention; no local result of a failed export.
             if let Some(path) = &kept {
