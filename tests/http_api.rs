@@ -284,6 +284,80 @@ async fn signed_downloads_serve_local_files_and_refuse_tampering() {
     assert!(r.text().contains("expired"), "{}", r.text());
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_interrupted_download_resumes_from_a_byte_range() {
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let server = TestServer::start(&[
+        ("status_listen", &format!("127.0.0.1:{port}")),
+        ("public_base_url", &base),
+        ("download_secret", "download-secret-16"),
+    ])
+    .await;
+    let (_, url) = export(&server, None).await;
+    let path = url.strip_prefix(&base).unwrap();
+    let whole = get(server.status, path, &[]).await;
+    assert_eq!(whole.code, 200, "{}", whole.text());
+    let len = whole.body.len();
+    let head = whole.head.to_ascii_lowercase();
+    assert!(head.contains("accept-ranges: bytes\r\n"), "{head}");
+    let etag = whole
+        .head
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("etag: ")
+                .or_else(|| l.strip_prefix("ETag: "))
+        })
+        .unwrap_or_else(|| panic!("no etag: {head}"))
+        .to_owned();
+
+    // The rest of the file after the first 100 bytes, as a resuming client
+    // asks for it: the two pieces make the file again.
+    let rest = get(
+        server.status,
+        path,
+        &[("Range", "bytes=100-"), ("If-Range", &etag)],
+    )
+    .await;
+    assert_eq!(rest.code, 206, "{}", rest.text());
+    assert!(
+        rest.head
+            .to_ascii_lowercase()
+            .contains(&format!("content-range: bytes 100-{}/{len}\r\n", len - 1)),
+        "{}",
+        rest.head
+    );
+    assert!(rest.head.contains(&format!("{}\r\n", len - 100)));
+    assert_eq!([&whole.body[..100], &rest.body[..]].concat(), whole.body);
+
+    let middle = get(server.status, path, &[("Range", "bytes=3-12")]).await;
+    assert_eq!((middle.code, &middle.body[..]), (206, &whole.body[3..13]));
+    let tail = get(server.status, path, &[("Range", "bytes=-7")]).await;
+    assert_eq!((tail.code, &tail.body[..]), (206, &whole.body[len - 7..]));
+
+    // Another version's tag: the whole file, never a splice of two.
+    let other = get(
+        server.status,
+        path,
+        &[("Range", "bytes=100-"), ("If-Range", "\"0-0\"")],
+    )
+    .await;
+    assert_eq!((other.code, &other.body), (200, &whole.body));
+
+    let past = get(server.status, path, &[("Range", &format!("bytes={len}-"))]).await;
+    assert_eq!(past.code, 416, "{}", past.text());
+    assert!(
+        past.head
+            .to_ascii_lowercase()
+            .contains(&format!("content-range: bytes */{len}\r\n")),
+        "{}",
+        past.head
+    );
+    // A range that is not one valid byte range is ignored.
+    let several = get(server.status, path, &[("Range", "bytes=0-1,5-6")]).await;
+    assert_eq!((several.code, &several.body), (200, &whole.body));
+}
+
 /// `scripts/test-servers.sh env` names a real S3 server (s3s-fs); without it
 /// the S3 tests only check a store that does not answer.
 fn s3_env() -> Option<Vec<(&'static str, String)>> {

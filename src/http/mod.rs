@@ -3,6 +3,8 @@
 //! (`GET /v1/files/{key}?expires=…&signature=…`), and for operators
 //! `/health/live`, `/health/ready` and `/metrics` (Prometheus text).
 
+mod range;
+
 use std::path::{Component, Path};
 use std::sync::Arc;
 
@@ -154,6 +156,7 @@ async fn download(
     State(shared): State<Arc<Shared>>,
     UrlPath(key): UrlPath<String>,
     Query(q): Query<Signed>,
+    headers: HeaderMap,
 ) -> Response {
     let server = &shared.settings.server;
     if server.download_secret.is_empty() {
@@ -198,36 +201,71 @@ async fn download(
         Err(_) => return error(StatusCode::NOT_FOUND, "no such file"),
     };
     // A key that names a folder opens, and reading it fails mid-response.
-    let len = match file.metadata().await {
-        Ok(m) if m.is_file() => m.len(),
+    let (len, modified) = match file.metadata().await {
+        Ok(m) if m.is_file() => (m.len(), m.modified().ok()),
         _ => return error(StatusCode::NOT_FOUND, "no such file"),
+    };
+    let modified_nanos = modified
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_nanos());
+    let etag = range::etag(len, modified_nanos);
+    let header_text = |name| headers.get(name).and_then(|v| v.to_str().ok());
+    let part = match range::byte_range(
+        header_text(header::RANGE),
+        header_text(header::IF_RANGE),
+        &etag,
+        len,
+    ) {
+        range::Ranged::Whole => None,
+        range::Ranged::Part(part) => Some(part),
+        range::Ranged::Unsatisfiable => {
+            let mut refused = error(
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                format!("the file has {len} bytes"),
+            );
+            if let Ok(value) = format!("bytes */{len}").parse() {
+                refused.headers_mut().insert(header::CONTENT_RANGE, value);
+            }
+            return refused;
+        }
     };
     let mut head = [0u8; 3];
     // A regular file gives all the bytes asked for that it has.
     let read = file.read(&mut head).await.unwrap_or(0);
-    if file.rewind().await.is_err() {
+    let start = part.as_ref().map_or(0, |p| *p.start());
+    if file.seek(std::io::SeekFrom::Start(start)).await.is_err() {
         return error(StatusCode::INTERNAL_SERVER_ERROR, "cannot read the file");
     }
+    let sent = part.as_ref().map_or(len, |p| p.end() - p.start() + 1);
     let filename = key.rsplit('/').next().unwrap_or("export");
     let body = Body::from_stream(tokio_util::io::ReaderStream::with_capacity(
-        file,
+        file.take(sent),
         256 * 1024,
     ));
-    (
+    let mut response = (
         [
             (
                 header::CONTENT_TYPE,
                 content_type(&key, &head[..read]).to_owned(),
             ),
-            (header::CONTENT_LENGTH, len.to_string()),
+            (header::CONTENT_LENGTH, sent.to_string()),
             (
                 header::CONTENT_DISPOSITION,
                 crate::storage::content_disposition(filename),
             ),
+            (header::ACCEPT_RANGES, "bytes".to_owned()),
+            (header::ETAG, etag),
         ],
         body,
     )
-        .into_response()
+        .into_response();
+    if let Some(part) = part {
+        *response.status_mut() = StatusCode::PARTIAL_CONTENT;
+        if let Ok(value) = format!("bytes {}-{}/{len}", part.start(), part.end()).parse() {
+            response.headers_mut().insert(header::CONTENT_RANGE, value);
+        }
+    }
+    response
 }
 
 /// Writes and removes a probe file in `dir`, named for this probe alone:
