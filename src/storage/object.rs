@@ -115,6 +115,26 @@ fn store_error(what: &str, err: &opendal::Error) -> ExportError {
     storage_error(what, format!("{err}{}", causes(below)))
 }
 
+/// The endpoint setting `key`, [normalised](multipart::normalized_endpoint).
+/// Written without a scheme it is taken as `https://`, the way cloud
+/// endpoints are written (`oss-cn-hangzhou.aliyuncs.com`), unless it names a
+/// port: `minio:9000` is most often a plain-HTTP store, and taking it as
+/// https failed every upload with a TLS error that never named the setting.
+fn endpoint(value: &str, key: &str) -> Result<String> {
+    let value = required(value, key)?.trim();
+    let port = (!value.contains("://"))
+        .then(|| reqwest::Url::parse(&format!("https://{value}")).ok())
+        .flatten()
+        .and_then(|url| url.port());
+    if let Some(port) = port {
+        let host = value.trim_end_matches('/');
+        return Err(ExportError::invalid_option(format!(
+            "fluxo.{key} \"{value}\" names a port ({port}) but no scheme: write http://{host} or https://{host}"
+        )));
+    }
+    Ok(multipart::normalized_endpoint(value))
+}
+
 fn required<'a>(value: &'a str, key: &str) -> Result<&'a str> {
     if value.trim().is_empty() {
         let or_region = if key == "oss_endpoint" {
@@ -153,7 +173,7 @@ impl ObjectStore {
         let endpoint = if oss.endpoint.trim().is_empty() && !oss.region.trim().is_empty() {
             format!("https://oss-{}.aliyuncs.com", oss.region.trim())
         } else {
-            multipart::normalized_endpoint(required(&oss.endpoint, "oss_endpoint")?)
+            endpoint(&oss.endpoint, "oss_endpoint")?
         };
         let mut builder = services::Oss::default()
             .endpoint(&endpoint)
@@ -206,7 +226,7 @@ impl ObjectStore {
     }
 
     pub fn s3(s3: &S3Settings, upload: &UploadSettings) -> Result<Self> {
-        let endpoint = multipart::normalized_endpoint(required(&s3.endpoint, "s3_endpoint")?);
+        let endpoint = endpoint(&s3.endpoint, "s3_endpoint")?;
         let mut builder = services::S3::default()
             .endpoint(&endpoint)
             .bucket(required(&s3.bucket, "s3_bucket")?)
@@ -672,6 +692,32 @@ mod tests {
             "{err}"
         );
         assert!(ObjectStore::oss(&oss("http://127.0.0.1:1", ""), &upload).is_ok());
+    }
+
+    #[test]
+    fn an_endpoint_with_a_port_must_name_its_scheme() {
+        let upload = Settings::default().upload;
+        for written in ["127.0.0.1:8014", "minio:9000/", "[::1]:9000"] {
+            let err = ObjectStore::oss(&oss(written, ""), &upload).err().unwrap();
+            assert_eq!(err.kind, ErrorKind::InvalidOption);
+            let host = written.trim_end_matches('/');
+            assert!(
+                err.message
+                    .contains(&format!("fluxo.oss_endpoint \"{written}\" names a port"))
+                    && err
+                        .message
+                        .contains(&format!("write http://{host} or https://{host}")),
+                "{err}"
+            );
+        }
+        for fine in [
+            "oss-cn-hangzhou.aliyuncs.com",
+            "http://127.0.0.1:8014",
+            "HTTPS://minio:9000",
+            "minio:443",
+        ] {
+            assert!(ObjectStore::oss(&oss(fine, ""), &upload).is_ok(), "{fine}");
+        }
     }
 
     #[test]
