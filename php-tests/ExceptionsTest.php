@@ -9,6 +9,8 @@ use Fluxo\Exporter;
 use Fluxo\InvalidOptionException;
 use Fluxo\InvalidRowException;
 use Fluxo\StorageException;
+use Fluxo\Tests\Support\ChildPhp;
+use Fluxo\Tests\Support\Env;
 use Fluxo\Tests\Support\FluxoTestCase;
 
 /**
@@ -122,5 +124,46 @@ final class ExceptionsTest extends FluxoTestCase
         } catch (\Exception $ex) {
             self::assertInstanceOf(ExportException::class, $ex);
         }
+    }
+
+    /**
+     * A script run once as root leaves the default folders to root; PHP-FPM's
+     * user is then refused there, and the error says whose folder it is.
+     */
+    public function testAFolderOfAnotherUserIsNamedWhenWritingIsRefused(): void
+    {
+        if (!function_exists('posix_getuid') || posix_getuid() !== 0 || !is_executable('/usr/sbin/runuser')) {
+            self::markTestSkipped('needs root and runuser, to run PHP as another user');
+        }
+        $dir = Env::scratchDir() . '/owned-by-root-' . bin2hex(random_bytes(4));
+        foreach (['so', 'work', 'exports'] as $folder) {
+            mkdir("{$dir}/{$folder}", 0755, true);
+        }
+        // The build's own folder may be closed to other users.
+        copy(Env::$so, "{$dir}/so/fluxo.so");
+        $script = ChildPhp::script(<<<'PHP'
+            try {
+                new Fluxo\Exporter(['columns' => ['a']]);
+                echo 'created';
+            } catch (Fluxo\StorageException $e) {
+                echo $e->getMessage();
+            }
+            PHP);
+        $child = ChildPhp::runCommand([
+            '/usr/sbin/runuser', '-u', 'nobody', '--', PHP_BINARY, '-n',
+            '-d', "extension={$dir}/so/fluxo.so",
+            '-d', "fluxo.work_dir={$dir}/work",
+            '-d', "fluxo.local_dir={$dir}/exports",
+            $script,
+        ]);
+        $nobody = (int) trim((string) shell_exec('id -u nobody'));
+        self::assertStringContainsString('Permission denied', $child->stdout, $child->stderr);
+        self::assertStringContainsString(
+            "the folder {$dir}/work belongs to user 0 and this process runs as user {$nobody}: "
+            . 'give it write access, or set fluxo.local_dir and fluxo.work_dir to folders it owns',
+            $child->stdout,
+            $child->stderr
+        );
+        Env::removeTree($dir);
     }
 }

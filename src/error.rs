@@ -71,11 +71,36 @@ impl ExportError {
 
     /// An I/O failure on `path` while doing `what`.
     pub fn io(what: &str, path: &std::path::Path, err: std::io::Error) -> Self {
+        let owner = if err.kind() == std::io::ErrorKind::PermissionDenied {
+            // SAFETY: geteuid has no preconditions and cannot fail.
+            other_owner(path, unsafe { libc::geteuid() })
+        } else {
+            String::new()
+        };
         Self::new(
             ErrorKind::Storage,
-            format!("{what} {}: {err}", path.display()),
+            format!("{what} {}: {err}{owner}", path.display()),
         )
     }
+}
+
+/// For a path this process may not write: whose folder it is, when another
+/// user's. Running a script once as root (or as yourself) leaves the default
+/// folders in /tmp to that user, and PHP-FPM's user is refused there.
+fn other_owner(path: &std::path::Path, me: u32) -> String {
+    use std::os::unix::fs::MetadataExt;
+    path.ancestors()
+        .skip(1)
+        .find_map(|dir| Some((dir, std::fs::metadata(dir).ok()?)))
+        .filter(|(_, meta)| meta.is_dir() && meta.uid() != me)
+        .map_or_else(String::new, |(dir, meta)| {
+            format!(
+                "; the folder {} belongs to user {} and this process runs as user {me}: \
+                 give it write access, or set fluxo.local_dir and fluxo.work_dir to folders it owns",
+                dir.display(),
+                meta.uid()
+            )
+        })
 }
 
 impl fmt::Display for ExportError {
@@ -89,6 +114,23 @@ impl std::error::Error for ExportError {}
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn permission_denied_names_the_folder_owner_when_another_user() {
+        let lock = std::path::Path::new("/x.lock");
+        assert_eq!(
+            other_owner(lock, 12345),
+            "; the folder / belongs to user 0 and this process runs as user 12345: give it \
+             write access, or set fluxo.local_dir and fluxo.work_dir to folders it owns"
+        );
+        assert_eq!(other_owner(lock, 0), "", "root's own folder");
+        let other = ExportError::io(
+            "cannot create",
+            lock,
+            std::io::Error::from(std::io::ErrorKind::NotFound),
+        );
+        assert_eq!(other.message, "cannot create /x.lock: entity not found");
+    }
 
     #[test]
     fn a_panic_becomes_an_error_naming_its_place() {
