@@ -95,6 +95,23 @@ final class StorageS3Test extends FluxoTestCase
         $this->ini->set($overrides);
     }
 
+    /**
+     * The -d settings of a child PHP that exports to s3s-fs.
+     *
+     * @param array<string, string> $overrides
+     * @return array<string, string>
+     */
+    private function childIni(array $overrides = []): array
+    {
+        return array_merge(ObjectStores::STORAGE_INI_DEFAULTS, [
+            'fluxo.storage' => 's3',
+            'fluxo.s3_endpoint' => $this->s3['endpoint'],
+            'fluxo.s3_bucket' => $this->s3['bucket'],
+            'fluxo.s3_access_key_id' => $this->s3['ak'],
+            'fluxo.s3_secret_access_key' => $this->s3['sk'],
+        ], $overrides);
+    }
+
     private function objectFile(string $key, ?string $data = null, ?string $bucket = null): string
     {
         return ($data ?? $this->s3['data']) . '/' . ($bucket ?? $this->s3['bucket']) . '/' . $key;
@@ -390,11 +407,7 @@ final class StorageS3Test extends FluxoTestCase
             preg_match('/^VmHWM:\s+(\d+)\s+kB/m', (string) file_get_contents('/proc/self/status'), $hwm);
             echo json_encode(['bytes' => $r->bytes, 'sha256' => $r->sha256, 'key' => $r->key, 'vmhwm_kb' => (int) $hwm[1]]), "\n";
             PHP;
-        $ini = ObjectStores::STORAGE_INI_DEFAULTS;
-        $ini['fluxo.s3_endpoint'] = $this->s3['endpoint'];
-        $ini['fluxo.s3_bucket'] = $this->s3['bucket'];
-        $ini['fluxo.s3_access_key_id'] = $this->s3['ak'];
-        $ini['fluxo.s3_secret_access_key'] = $this->s3['sk'];
+        $ini = $this->childIni();
         $peaks = [];
         foreach (['local', 's3'] as $storage) {
             $child = ChildPhp::run($code, [$storage], $ini);
@@ -434,13 +447,7 @@ final class StorageS3Test extends FluxoTestCase
             $keys['child_exit'] = pcntl_wexitstatus($status);
             echo json_encode($keys), "\n";
             PHP;
-        $ini = ObjectStores::STORAGE_INI_DEFAULTS;
-        $ini['fluxo.storage'] = 's3';
-        $ini['fluxo.s3_endpoint'] = $this->s3['endpoint'];
-        $ini['fluxo.s3_bucket'] = $this->s3['bucket'];
-        $ini['fluxo.s3_access_key_id'] = $this->s3['ak'];
-        $ini['fluxo.s3_secret_access_key'] = $this->s3['sk'];
-        $ini['fluxo.upload_timeout'] = '20';
+        $ini = $this->childIni(['fluxo.upload_timeout' => '20']);
         $script = ChildPhp::script($code);
         $out = Env::scratchDir() . '/fork-upload-' . bin2hex(random_bytes(4));
         $proc = new BackgroundProcess(ChildPhp::command($script, [], $ini), $out . '.out', $out . '.err');
@@ -470,14 +477,11 @@ final class StorageS3Test extends FluxoTestCase
         // A store that takes connections and never answers.
         $silent = stream_socket_server('tcp://127.0.0.1:0');
         self::assertIsResource($silent);
-        $ini = ObjectStores::STORAGE_INI_DEFAULTS;
-        $ini['fluxo.storage'] = 's3';
-        $ini['fluxo.s3_endpoint'] = 'http://' . stream_socket_get_name($silent, false);
-        $ini['fluxo.s3_bucket'] = $this->s3['bucket'];
-        $ini['fluxo.s3_access_key_id'] = $this->s3['ak'];
-        $ini['fluxo.s3_secret_access_key'] = $this->s3['sk'];
-        $ini['fluxo.upload_timeout'] = '600';
-        $ini['fluxo.shutdown_timeout'] = '1';
+        $ini = $this->childIni([
+            'fluxo.s3_endpoint' => 'http://' . stream_socket_get_name($silent, false),
+            'fluxo.upload_timeout' => '600',
+            'fluxo.shutdown_timeout' => '1',
+        ]);
         $child = ChildPhp::run(<<<'PHP'
             $e = new Fluxo\Exporter(['columns' => ['c']]);
             $e->addBatch([['x']]);
@@ -884,5 +888,80 @@ final class StorageS3Test extends FluxoTestCase
             return;
         }
         self::fail('the upload finished before the server could be killed, twice');
+    }
+
+    /**
+     * An upload over https, through a TLS front with a certificate of a private CA,
+     * trusted the system's way (SSL_CERT_FILE, as OpenSSL and curl read it). Without
+     * the CA the upload fails and says the certificate was not trusted.
+     */
+    public function testAnUploadOverHttpsTrustsTheSystemCertificates(): void
+    {
+        $dir = Env::scratchDir() . '/tls-' . bin2hex(random_bytes(4));
+        mkdir($dir);
+        self::makeCertificates($dir);
+        $probe = stream_socket_server('tcp://127.0.0.1:0');
+        self::assertIsResource($probe);
+        $port = (int) substr((string) strrchr((string) stream_socket_get_name($probe, false), ':'), 1);
+        fclose($probe);
+        $relay = new BackgroundProcess([
+            Env::$python, dirname(__DIR__) . '/scripts/tls_relay.py',
+            '--port', (string) $port,
+            '--cert', "{$dir}/leaf.pem",
+            '--key', "{$dir}/leaf.key",
+            '--upstream', (string) parse_url($this->s3['endpoint'], PHP_URL_HOST) . ':' . parse_url($this->s3['endpoint'], PHP_URL_PORT),
+        ], "{$dir}/relay.out", "{$dir}/relay.err");
+        try {
+            $deadline = microtime(true) + 20;
+            while (@fsockopen('127.0.0.1', $port, $errno, $errstr, 0.2) === false) {
+                self::assertTrue(microtime(true) < $deadline && $relay->isRunning(), 'tls_relay.py did not start: ' . $relay->describe());
+                usleep(50_000);
+            }
+            $code = <<<'PHP'
+                $e = new Fluxo\Exporter(['columns' => ['id', 'name']]);
+                $e->addBatch([[1, '张伟'], [2, 'over https']]);
+                try {
+                    $r = $e->finish();
+                    echo json_encode(['url' => $r->url, 'key' => $r->key, 'sha256' => $r->sha256]), "\n";
+                } catch (Fluxo\StorageException $ex) {
+                    echo json_encode(['error' => $ex->getMessage()]), "\n";
+                }
+                PHP;
+            $ini = $this->childIni(['fluxo.s3_endpoint' => "https://localhost:{$port}", 'fluxo.max_retries' => '0']);
+            $trusted = ChildPhp::run($code, [], $ini, ['SSL_CERT_FILE' => "{$dir}/ca.pem"] + getenv());
+            $stored = $trusted->json();
+            self::assertArrayHasKey('key', $stored, $trusted->describe());
+            self::assertStringStartsWith("https://localhost:{$port}/", $stored['url']);
+            $object = $this->objectFile($stored['key']);
+            self::assertSame($stored['sha256'], hash_file('sha256', $object));
+            $downloaded = file_get_contents($stored['url'], false, stream_context_create(['ssl' => ['cafile' => "{$dir}/ca.pem"]]));
+            self::assertSame(file_get_contents($object), $downloaded, 'the signed URL downloads over https');
+            @unlink($object);
+
+            $untrusted = ChildPhp::run($code, [], $ini, ['SSL_CERT_FILE' => "{$dir}/leaf.pem"] + getenv());
+            $refused = $untrusted->json()['error'] ?? '';
+            self::assertStringContainsString('invalid peer certificate: UnknownIssuer', $refused, $untrusted->describe());
+            self::assertStringContainsString("in this host's trust store (update-ca-certificates), or in the file SSL_CERT_FILE names", $refused);
+        } finally {
+            $relay->stop();
+            Env::removeTree($dir);
+        }
+    }
+
+    /** A private CA (ca.pem) and a certificate it signed for localhost (leaf.pem, leaf.key). */
+    private static function makeCertificates(string $dir): void
+    {
+        file_put_contents("{$dir}/leaf.ext", "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n");
+        $ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes'];
+        $steps = [
+            ['openssl', 'req', '-x509', ...$ec, '-keyout', "{$dir}/ca.key", '-out', "{$dir}/ca.pem", '-days', '2', '-subj', '/CN=Fluxo test CA'],
+            ['openssl', 'req', ...$ec, '-keyout', "{$dir}/leaf.key", '-out', "{$dir}/leaf.csr", '-subj', '/CN=localhost'],
+            ['openssl', 'x509', '-req', '-in', "{$dir}/leaf.csr", '-CA', "{$dir}/ca.pem", '-CAkey', "{$dir}/ca.key", '-CAcreateserial',
+                '-out', "{$dir}/leaf.pem", '-days', '2', '-extfile', "{$dir}/leaf.ext"],
+        ];
+        foreach ($steps as $command) {
+            $made = ChildPhp::runCommand($command);
+            self::assertSame(0, $made->exitCode, $made->describe());
+        }
     }
 }
