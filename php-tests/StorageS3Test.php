@@ -541,6 +541,23 @@ final class StorageS3Test extends FluxoTestCase
         $this->assertDownloads($r, self::CSV_TYPE);
     }
 
+    public function testTheUploadsLogLinesNameTheTask(): void
+    {
+        $code = <<<'PHP'
+            $e = new Fluxo\Exporter(['columns' => ['a']]);
+            $e->addRow(['x']);
+            echo json_encode(['taskId' => $e->finish()->taskId]), "\n";
+            PHP;
+        $child = ChildPhp::run($code, [], $this->childIni(['fluxo.log_level' => 'info']));
+        self::assertSame(0, $child->exitCode, $child->describe());
+        $uploaded = array_values(array_filter(
+            array_map(static fn (string $line): mixed => json_decode($line, true), explode("\n", $child->stderr)),
+            static fn (mixed $line): bool => is_array($line) && $line['message'] === 'uploaded',
+        ));
+        self::assertCount(1, $uploaded, $child->stderr);
+        self::assertSame(['task_id' => $child->json()['taskId'], 'name' => 'export'], $uploaded[0]['span'] ?? null, $child->stderr);
+    }
+
     public function testWrongSecretFailsTheTaskWithoutLeakingIt(): void
     {
         $secret = 'wrong-secret-' . bin2hex(random_bytes(8));

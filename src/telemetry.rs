@@ -46,7 +46,9 @@ pub fn init(settings: &Settings) {
             builder
                 .json()
                 .flatten_event(true)
-                .with_current_span(false)
+                // An export's lines carry its task id as span.task_id.
+                .with_current_span(true)
+                .with_span_list(false)
                 .try_init()
         };
     });

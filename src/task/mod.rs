@@ -806,8 +806,10 @@ fn run(task: Arc<Task>, spec: ExportSpec, settings: Settings, store: Box<dyn Sto
         .work_dir
         .join("spool")
         .join(format!("{task_id}.{}", spec.format.extension()));
+    // The lines logged while it runs (an upload's retries) name the task.
+    let span = tracing::info_span!("export", task_id = %task_id);
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        write_and_store(&task, &spec, &settings, &spool, store.as_ref())
+        span.in_scope(|| write_and_store(&task, &spec, &settings, &spool, store.as_ref()))
     }))
     .unwrap_or_else(|panic| Err(ExportError::from_panic(panic.as_ref(), "the export worker")));
     let result = result.map(|mut outcome| {
