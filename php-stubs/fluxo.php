@@ -111,7 +111,7 @@ class Exporter
     {
     }
 
-    /** Abandons the export: status CANCELLED, no file left. */
+    /** Abandons the export: status CANCELLED once it returns, no file left. */
     public function cancel(): void
     {
     }

@@ -94,6 +94,21 @@ final class CancelTest extends FluxoTestCase
     /**
      * @dataProvider formatProvider
      */
+    public function testTheStatusSaysCancelledWhenCancelReturns(string $format): void
+    {
+        for ($round = 0; $round < 5; $round++) {
+            $e = new Exporter(['format' => $format, 'columns' => ['n', 's', 'f']]);
+            if ($round > 0) {
+                $e->addBatch(self::rows(2000 * $round));
+            }
+            $e->cancel();
+            self::assertSame('CANCELLED', Exporter::status($e->taskId())?->state, "round {$round}");
+        }
+    }
+
+    /**
+     * @dataProvider formatProvider
+     */
     public function testUnsetWithoutFinishCancels(string $format): void
     {
         $e = new Exporter(['format' => $format, 'columns' => ['n', 's', 'f']]);

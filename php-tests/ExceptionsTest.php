@@ -128,7 +128,9 @@ final class ExceptionsTest extends FluxoTestCase
 
     /**
      * A script run once as root leaves the default folders to root; PHP-FPM's
-     * user is then refused there, and the error says whose folder it is.
+     * user is then refused there, at construction, and the error says whose
+     * folder it is: the work folder, or the export folder where the file would
+     * land after every row was written.
      */
     public function testAFolderOfAnotherUserIsNamedWhenWritingIsRefused(): void
     {
@@ -136,9 +138,10 @@ final class ExceptionsTest extends FluxoTestCase
             self::markTestSkipped('needs root and runuser, to run PHP as another user');
         }
         $dir = Env::scratchDir() . '/owned-by-root-' . bin2hex(random_bytes(4));
-        foreach (['so', 'work', 'exports'] as $folder) {
+        foreach (['so', 'work', 'exports', 'open'] as $folder) {
             mkdir("{$dir}/{$folder}", 0755, true);
         }
+        chmod("{$dir}/open", 0777);
         // The build's own folder may be closed to other users.
         copy(Env::$so, "{$dir}/so/fluxo.so");
         $script = ChildPhp::script(<<<'PHP'
@@ -149,21 +152,27 @@ final class ExceptionsTest extends FluxoTestCase
                 echo $e->getMessage();
             }
             PHP);
-        $child = ChildPhp::runCommand([
-            '/usr/sbin/runuser', '-u', 'nobody', '--', PHP_BINARY, '-n',
-            '-d', "extension={$dir}/so/fluxo.so",
-            '-d', "fluxo.work_dir={$dir}/work",
-            '-d', "fluxo.local_dir={$dir}/exports",
-            $script,
-        ]);
         $nobody = (int) trim((string) shell_exec('id -u nobody'));
-        self::assertStringContainsString('Permission denied', $child->stdout, $child->stderr);
-        self::assertStringContainsString(
-            "the folder {$dir}/work belongs to user 0 and this process runs as user {$nobody}: "
-            . 'give it write access, or set fluxo.local_dir and fluxo.work_dir to folders it owns',
-            $child->stdout,
-            $child->stderr
-        );
+        $refusals = [
+            'work' => ["{$dir}/work", "{$dir}/open/exports"],
+            'exports' => ["{$dir}/open/work", "{$dir}/exports"],
+        ];
+        foreach ($refusals as $refused => [$workDir, $localDir]) {
+            $child = ChildPhp::runCommand([
+                '/usr/sbin/runuser', '-u', 'nobody', '--', PHP_BINARY, '-n',
+                '-d', "extension={$dir}/so/fluxo.so",
+                '-d', "fluxo.work_dir={$workDir}",
+                '-d', "fluxo.local_dir={$localDir}",
+                $script,
+            ]);
+            self::assertStringContainsString('Permission denied', $child->stdout, $child->stderr);
+            self::assertStringContainsString(
+                "the folder {$dir}/{$refused} belongs to user root (uid 0) and this process runs as user nobody (uid {$nobody}): "
+                . 'give it write access, or set fluxo.local_dir and fluxo.work_dir to folders it owns',
+                $child->stdout,
+                $child->stderr
+            );
+        }
         Env::removeTree($dir);
     }
 }

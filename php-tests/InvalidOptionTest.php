@@ -152,7 +152,7 @@ final class InvalidOptionTest extends FluxoTestCase
         $file = tempnam(sys_get_temp_dir(), 'fluxo-not-a-dir');
         try {
             $this->expectException(\Fluxo\StorageException::class);
-            $this->expectExceptionMessage('cannot create the export folder');
+            $this->expectExceptionMessage('cannot create the folder');
             new \Fluxo\Exporter(['columns' => ['a'], 'local_dir' => $file . '/sub']);
         } finally {
             unlink($file);

@@ -46,8 +46,10 @@ final class TimeLimitTest extends FluxoTestCase
                 }
                 $e->addBatch($rows);
             }
-            register_shutdown_function(static function (): void {
+            $id = $e->taskId();
+            register_shutdown_function(static function () use ($id): void {
                 fwrite(STDERR, 'shutdown ran: ' . (error_get_last()['message'] ?? 'no error') . "\n");
+                fwrite(STDERR, 'state then: ' . Fluxo\Exporter::status($id)?->state . "\n");
             });
             if (ASYNC) {
                 $e->finishAsync();
@@ -77,6 +79,7 @@ final class TimeLimitTest extends FluxoTestCase
         self::assertSame($state, $status->state, (string) $status->error);
         if ($state === 'FAILED') {
             self::assertStringContainsString('time limit (max_execution_time) ran out', (string) $status->error);
+            self::assertStringContainsString('state then: FAILED', $child->stderr, 'the script\'s shutdown functions read the final state');
         }
     }
 }

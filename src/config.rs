@@ -770,7 +770,14 @@ fn second_of(key: &str, v: &OptionValue, names: [&str; 2]) -> Result<bool> {
 }
 
 fn date_pattern(key: &str, v: &OptionValue) -> Result<crate::schema::DatePattern> {
-    crate::schema::DatePattern::new(string(key, v)?).map_err(|letter| {
+    let pattern = string(key, v)?;
+    // Empty, every date would be written as an empty field.
+    if pattern.trim().is_empty() {
+        return Err(ExportError::invalid_option(format!(
+            "option \"{key}\" is empty: give a pattern of date() letters, such as Y-m-d H:i:s"
+        )));
+    }
+    crate::schema::DatePattern::new(pattern).map_err(|letter| {
         ExportError::invalid_option(format!(
             "option \"{key}\": unknown date letter '{letter}' (use Y y m n d j H G h g i s A a u, \\ to escape)"
         ))
@@ -1375,6 +1382,18 @@ mod tests {
             !shown.contains("hunter2") && shown.contains("***"),
             "{shown}"
         );
+    }
+
+    #[test]
+    fn an_empty_date_pattern_is_refused() {
+        for empty in ["", " "] {
+            let err = parse_csv(&map(vec![("time_format", s(empty))])).unwrap_err();
+            assert!(
+                err.message
+                    .contains("option \"csv.time_format\" is empty: give a pattern"),
+                "{err}"
+            );
+        }
     }
 
     #[test]

@@ -89,18 +89,48 @@ impl ExportError {
 /// folders in /tmp to that user, and PHP-FPM's user is refused there.
 fn other_owner(path: &std::path::Path, me: u32) -> String {
     use std::os::unix::fs::MetadataExt;
+    // The path itself if it is a folder, else the nearest one above it.
     path.ancestors()
-        .skip(1)
-        .find_map(|dir| Some((dir, std::fs::metadata(dir).ok()?)))
-        .filter(|(_, meta)| meta.is_dir() && meta.uid() != me)
+        .find_map(|dir| Some((dir, std::fs::metadata(dir).ok().filter(|m| m.is_dir())?)))
+        .filter(|(_, meta)| meta.uid() != me)
         .map_or_else(String::new, |(dir, meta)| {
             format!(
-                "; the folder {} belongs to user {} and this process runs as user {me}: \
+                "; the folder {} belongs to {} and this process runs as {}: \
                  give it write access, or set fluxo.local_dir and fluxo.work_dir to folders it owns",
                 dir.display(),
-                meta.uid()
+                user(meta.uid()),
+                user(me)
             )
         })
+}
+
+/// `user root (uid 0)`, or `uid 1234` for an id with no name on this host.
+fn user(uid: u32) -> String {
+    let mut entry = std::mem::MaybeUninit::<libc::passwd>::uninit();
+    let mut buffer = [0 as libc::c_char; 1024];
+    let mut found = std::ptr::null_mut();
+    // SAFETY: every pointer is to a live local of the size given;
+    // getpwuid_r writes the entry and the strings it points to into them
+    // (ERANGE if they do not fit), and sets `found` to the entry or null.
+    let named = unsafe {
+        libc::getpwuid_r(
+            uid,
+            entry.as_mut_ptr(),
+            buffer.as_mut_ptr(),
+            buffer.len(),
+            &mut found,
+        )
+    } == 0
+        && !found.is_null();
+    let name = named
+        // SAFETY: `found` is the entry just written, its pw_name a C string
+        // in `buffer`, both alive here.
+        .then(|| unsafe { std::ffi::CStr::from_ptr((*found).pw_name) })
+        .map(|name| name.to_string_lossy().into_owned());
+    match name {
+        Some(name) => format!("user {name} (uid {uid})"),
+        None => format!("uid {uid}"),
+    }
 }
 
 impl fmt::Display for ExportError {
@@ -117,11 +147,16 @@ mod tests {
 
     #[test]
     fn permission_denied_names_the_folder_owner_when_another_user() {
-        let lock = std::path::Path::new("/x.lock");
+        let lock = std::path::Path::new("/no-such-folder/x.lock");
         assert_eq!(
-            other_owner(lock, 12345),
-            "; the folder / belongs to user 0 and this process runs as user 12345: give it \
-             write access, or set fluxo.local_dir and fluxo.work_dir to folders it owns"
+            other_owner(lock, 4_000_000_000),
+            "; the folder / belongs to user root (uid 0) and this process runs as uid 4000000000: \
+             give it write access, or set fluxo.local_dir and fluxo.work_dir to folders it owns"
+        );
+        assert_eq!(
+            other_owner(std::path::Path::new("/"), 4_000_000_000),
+            other_owner(lock, 4_000_000_000),
+            "a folder is its own"
         );
         assert_eq!(other_owner(lock, 0), "", "root's own folder");
         let other = ExportError::io(
@@ -129,7 +164,10 @@ mod tests {
             lock,
             std::io::Error::from(std::io::ErrorKind::NotFound),
         );
-        assert_eq!(other.message, "cannot create /x.lock: entity not found");
+        assert_eq!(
+            other.message,
+            "cannot create /no-such-folder/x.lock: entity not found"
+        );
     }
 
     #[test]

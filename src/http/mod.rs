@@ -23,7 +23,7 @@ use crate::error::ErrorKind;
 use crate::grpc::convert;
 use crate::grpc::pb;
 use crate::grpc::service::{bearer_matches, bearer_token, Shared};
-use crate::storage::signed;
+use crate::storage::{local, signed};
 use crate::task::registry::{now_ms, TaskState};
 use crate::task::{self, metrics};
 
@@ -268,17 +268,6 @@ async fn download(
     response
 }
 
-/// Writes and removes a probe file in `dir`, named for this probe alone:
-/// probes at once (a kubelet and a load balancer, two containers that are
-/// both pid 1 on one volume) removed each other's file.
-fn writable(dir: &Path) -> Result<(), String> {
-    let probe = dir.join(format!(".ready-{}", uuid::Uuid::new_v4()));
-    std::fs::create_dir_all(dir)
-        .and_then(|_| std::fs::write(&probe, b"ok"))
-        .and_then(|_| std::fs::remove_file(&probe))
-        .map_err(|e| format!("{} is not writable: {e}", dir.display()))
-}
-
 async fn ready(State(shared): State<Arc<Shared>>) -> Response {
     if shared.is_draining() {
         return (
@@ -289,6 +278,7 @@ async fn ready(State(shared): State<Arc<Shared>>) -> Response {
     }
     let settings = shared.settings.clone();
     let checks = tokio::task::spawn_blocking(move || {
+        let writable = |dir: &Path| local::writable(dir).map_err(|e| e.message);
         let spool = writable(&settings.work_dir.join("spool"));
         let store = match settings.storage {
             StorageKind::Local => writable(&settings.local_dir),

@@ -173,7 +173,7 @@ impl Exporter {
     /// Abandons the export: no file is left.
     pub fn cancel(&mut self) -> PhpResult<()> {
         guarded(|| {
-            self.export.cancel();
+            self.export.cancel_and_wait();
             Ok(())
         })
     }

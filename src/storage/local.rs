@@ -31,6 +31,17 @@ impl LocalStore {
     }
 }
 
+/// Creates `dir`, then writes and removes a probe file in it, named for
+/// this probe alone: probes at once (a kubelet and a load balancer, two
+/// containers that are both pid 1 on one volume) removed each other's file.
+pub fn writable(dir: &Path) -> Result<()> {
+    fs::create_dir_all(dir).map_err(|e| ExportError::io("cannot create the folder", dir, e))?;
+    let probe = dir.join(format!(".probe-{}", uuid::Uuid::new_v4()));
+    fs::write(&probe, b"ok")
+        .and_then(|_| fs::remove_file(&probe))
+        .map_err(|e| ExportError::io("cannot write in", dir, e))
+}
+
 pub fn file_url(path: &Path) -> String {
     let mut url = String::from("file://");
     for byte in path.to_string_lossy().bytes() {

@@ -188,6 +188,25 @@ impl Task {
         self.pid == std::process::id()
     }
 
+    /// Waits up to `patience` for the worker to end the task, so that the
+    /// status says how it ended once the caller returns. A stopped export
+    /// ends within about 100 ms: an upload checks that often.
+    fn wait_ended(&self, patience: Duration) {
+        let deadline = Instant::now() + patience;
+        let mut guard = self.outcome();
+        while guard.is_none() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return;
+            }
+            guard = self
+                .finished
+                .wait_timeout(guard, left)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+    }
+
     fn wait_outcome(&self) -> Result<ExportOutcome> {
         self.wait_outcome_or_give_up(None)
             .expect("only a give_up test ends the wait early")
@@ -238,6 +257,10 @@ pub fn status(settings: &Settings, task_id: &str) -> Result<Option<TaskStatus>> 
         }
     }
 }
+
+/// How long a producer that stops its export waits for the worker to end
+/// it, so that the status it reads next is the final one.
+const ENDING_AFTER_STOP: Duration = Duration::from_secs(2);
 
 /// How long exports failed at exit get to stop: an upload notices within
 /// 100 ms and aborts its multipart upload.
@@ -326,8 +349,12 @@ impl Export {
         crate::telemetry::init(settings);
         // A folder or store that cannot work fails now, not after every row is written.
         let local_dir = spec.local_dir.as_ref().unwrap_or(&settings.local_dir);
-        std::fs::create_dir_all(local_dir)
-            .map_err(|e| ExportError::io("cannot create the export folder", local_dir, e))?;
+        if spec.storage == StorageKind::Local || settings.upload.keep_local {
+            storage::local::writable(local_dir)?;
+        } else {
+            std::fs::create_dir_all(local_dir)
+                .map_err(|e| ExportError::io("cannot create the export folder", local_dir, e))?;
+        }
         let store = storage::open(spec.storage, settings, local_dir, spec.url_expires)?;
         sweep_spool(settings);
         let files = StatusFiles::new(&settings.work_dir);
@@ -499,6 +526,9 @@ impl Export {
             self.give_up_reason()
         ));
         self.task.fail(error.clone());
+        // Briefly: PHP kills a script hard_timeout (2 s) after its time
+        // limit, shutdown functions included.
+        self.task.wait_ended(ENDING_AFTER_STOP / 4);
         self.phase = Phase::Cancelled;
         error
     }
@@ -587,10 +617,22 @@ impl Export {
     }
 
     /// Abandons the export: no file is left. Does nothing once the task has
-    /// completed.
+    /// completed. Returns at once: the worker ends the task within about
+    /// 100 ms.
     pub fn cancel(&mut self) {
         if self.phase != Phase::Cancelled && self.task.cancel() {
             self.phase = Phase::Cancelled;
+        }
+    }
+
+    /// [`Export::cancel`], returning once the status says CANCELLED (or
+    /// after [`ENDING_AFTER_STOP`], if no worker thread was free to start
+    /// the task): a script that reads the status next sees how it ended.
+    pub fn cancel_and_wait(&mut self) {
+        let open = self.phase != Phase::Cancelled;
+        self.cancel();
+        if open && self.phase == Phase::Cancelled {
+            self.task.wait_ended(ENDING_AFTER_STOP);
         }
     }
 
