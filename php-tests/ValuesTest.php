@@ -284,6 +284,28 @@ final class ValuesTest extends FluxoTestCase
         }
     }
 
+    /**
+     * What `new DateTimeZone()` takes: any case, abbreviations and offsets, as a
+     * DateTime with an offset reports its zone (`+08:00`).
+     */
+    public function testTimezoneTakesWhatDateTimeZoneTakes(): void
+    {
+        $timestamps = [0, 1700000000, -8520336000, 10430000000];
+        $date = new \DateTimeImmutable('2026-11-30 08:00:00', new \DateTimeZone('UTC'));
+        foreach (['utc', '+08:00', '-05:30', 'cet', $date->setTimezone(new \DateTimeZone('+09:00'))->getTimezone()->getName()] as $zone) {
+            $r = $this->exportOne(
+                ['columns' => [['name' => 'at', 'type' => 'datetime']], 'timezone' => $zone, 'csv' => ['bom' => false]],
+                [...array_map(static fn (int $t): array => [$t], $timestamps), [$date]]
+            );
+            $expected = array_map(
+                static fn (int $t): array => [(new \DateTime('@' . $t))->setTimezone(new \DateTimeZone($zone))->format('Y-m-d H:i:s')],
+                $timestamps
+            );
+            $expected[] = [$date->setTimezone(new \DateTimeZone($zone))->format('Y-m-d H:i:s')];
+            self::assertSame([['at'], ...$expected], $this->readCsv($r->path), $zone);
+        }
+    }
+
     public function testANameOfTheZoneDatabaseThatIsNoZoneIsRefused(): void
     {
         $this->expectException(\Fluxo\InvalidOptionException::class);

@@ -133,9 +133,10 @@ impl ZoneOffsets {
             None => call_function("date_default_timezone_get", vec![])?.string()?,
         };
         let zone = call_function("timezone_open", vec![&name]).filter(Zval::is_object)?;
-        // None for zones PHP keeps as a rule or an offset (CET, GMT, EST):
-        // PHP answers for each timestamp then.
-        let transitions = call_function(
+        // None for zones PHP keeps as a rule or an offset (CET, EST,
+        // +08:00): a fixed offset is read once, and PHP answers for each
+        // timestamp of the others.
+        let mut transitions: Vec<(i64, i64)> = call_function(
             "timezone_transitions_get",
             vec![&zone, &Self::FIRST, &Self::END],
         )
@@ -151,7 +152,20 @@ impl ZoneOffsets {
             )
         })
         .unwrap_or_default();
+        if transitions.is_empty() {
+            transitions.extend(Self::fixed_offset(&zone).map(|offset| (Self::FIRST, offset)));
+        }
         Some(Self { zone, transitions })
+    }
+
+    /// The offset of a zone written as one (`+08:00`), which never changes.
+    fn fixed_offset(zone: &Zval) -> Option<i64> {
+        let name = call_function("timezone_name_get", vec![zone])?.string()?;
+        if !name.starts_with(['+', '-']) {
+            return None;
+        }
+        let epoch = call_function("date_create", vec![&"@0"])?;
+        call_function("timezone_offset_get", vec![zone, &epoch])?.long()
     }
 
     fn offset_at(&self, unix: i64) -> Option<i64> {
@@ -166,33 +180,21 @@ impl ZoneOffsets {
 }
 
 impl ExportZone {
-    /// Checks a zone name against PHP's own list, with the older names it
-    /// also takes (`US/Eastern`, `Asia/Calcutta`); no warning for a bad one.
+    /// Checks a zone name the way `new DateTimeZone()` does, so that what
+    /// PHP takes is taken: `Asia/Shanghai`, `utc`, older names such as
+    /// `US/Eastern`, abbreviations (`CET`) and offsets (`+08:00`). Opened
+    /// with warnings off, so that a bad one leaves none in the output.
     pub fn check(name: &str) -> Result<(), ExportError> {
-        /// `DateTimeZone::ALL_WITH_BC`
-        const ALL_WITH_BC: i64 = 4095;
-        let listed = call_function("timezone_identifiers_list", vec![&ALL_WITH_BC])
-            .and_then(|list| {
-                list.array()
-                    .map(|a| a.values().any(|v| v.str() == Some(name)))
-            })
-            .unwrap_or(false);
-        // A few listed names are files of the zone database, not zones
-        // (`leapseconds`): PHP cannot open them. Opened with warnings off,
-        // so that a bad one leaves none in the script's output.
-        let known = listed && {
-            let level = call_function("error_reporting", vec![&0i64]);
-            let opened = call_function("timezone_open", vec![&name]).is_some_and(|z| z.is_object());
-            if let Some(level) = level.and_then(|l| l.long()) {
-                call_function("error_reporting", vec![&level]);
-            }
-            opened
-        };
-        if known {
+        let level = call_function("error_reporting", vec![&0i64]);
+        let opened = call_function("timezone_open", vec![&name]).is_some_and(|z| z.is_object());
+        if let Some(level) = level.and_then(|l| l.long()) {
+            call_function("error_reporting", vec![&level]);
+        }
+        if opened {
             Ok(())
         } else {
             Err(ExportError::invalid_option(format!(
-                "option \"timezone\": unknown time zone \"{name}\" (use an IANA name such as Asia/Shanghai)"
+                "option \"timezone\": unknown time zone \"{name}\" (use an IANA name such as Asia/Shanghai, or an offset such as +08:00)"
             )))
         }
     }
