@@ -93,6 +93,12 @@ final class InvalidRowTest extends FluxoTestCase
                 static fn () => [2, '12abc'],
                 ['row 1, column "val"', 'not an integer', '(got string)'],
             ],
+            'int column: a 20-digit id' => [
+                $typed('int'),
+                [1, 5],
+                static fn () => [2, '12345678901234567890'],
+                ['row 1, column "val"', 'beyond the 64-bit range of an int column', 'a string column keeps its digits'],
+            ],
             'number column: "abc"' => [
                 $typed('number'),
                 [1, 5],

@@ -5,6 +5,7 @@
 //! [`Cell`], which is what the batch arena stores and the writers read.
 
 use std::fmt;
+use std::num::{IntErrorKind, ParseIntError};
 
 /// What a column holds. `Auto` keeps each value's own type.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -441,6 +442,8 @@ pub enum CellError {
     },
     NotFinite,
     NotAnInteger,
+    /// A whole number past the 64 bits an `int` column holds.
+    IntegerOutOfRange,
     NotANumber,
     NotABool,
     NotADate,
@@ -474,6 +477,10 @@ impl fmt::Display for CellError {
                 f.write_str("NAN, INF and numbers beyond ±1.8e308 cannot be written to a file")
             }
             Self::NotAnInteger => f.write_str("not an integer"),
+            Self::IntegerOutOfRange => f.write_str(
+                "a whole number beyond the 64-bit range of an int column (±9223372036854775807); \
+                 a string column keeps its digits",
+            ),
             Self::NotANumber => f.write_str("not a number"),
             Self::NotABool => f.write_str("not a boolean"),
             Self::NotADate => f.write_str("not a date (expected Y-m-d, Y-m-d H:i:s or ISO 8601)"),
@@ -681,11 +688,15 @@ pub fn convert(value: Value<'_>, column_type: ColumnType) -> Result<Cell<'_>, Ce
         (T::String, Value::DateTime(dt)) => Cell::DateTime(dt),
         (T::Int, Value::Float(f)) if f.fract() == 0.0 && f.abs() < 9.2e18 => Cell::Int(f as i64),
         (T::Int, Value::Bool(b)) | (T::Number, Value::Bool(b)) => Cell::Int(i64::from(b)),
-        (T::Int, Value::Bytes(b)) => Cell::Int(
-            trimmed(text(b)?)
-                .parse()
-                .map_err(|_| CellError::NotAnInteger)?,
-        ),
+        (T::Int, Value::Bytes(b)) => Cell::Int(trimmed(text(b)?).parse().map_err(
+            |e: ParseIntError| match e.kind() {
+                IntErrorKind::PosOverflow | IntErrorKind::NegOverflow => {
+                    CellError::IntegerOutOfRange
+                }
+                _ => CellError::NotAnInteger,
+            },
+        )?),
+        (T::Int, Value::Float(f)) if f.fract() == 0.0 => return Err(CellError::IntegerOutOfRange),
         (T::Int, _) => return Err(CellError::NotAnInteger),
         (T::Number, Value::Bytes(b)) => number_from_text(text(b)?)?,
         (T::Number, _) => return Err(CellError::NotANumber),
@@ -1617,6 +1628,25 @@ mod tests {
         );
         assert_eq!(cell(spaced(" yes\t"), T::Bool), Ok(Cell::Bool(true)));
         assert_eq!(cell(spaced("4 2"), T::Int), Err(CellError::NotAnInteger));
+        for beyond in [
+            "9223372036854775808",
+            "-9223372036854775809",
+            " 123456789012345678901 ",
+        ] {
+            assert_eq!(
+                cell(spaced(beyond), T::Int),
+                Err(CellError::IntegerOutOfRange),
+                "{beyond}"
+            );
+        }
+        assert_eq!(
+            cell(Value::Float(1e19), T::Int),
+            Err(CellError::IntegerOutOfRange)
+        );
+        assert_eq!(
+            cell(Value::Float(1.5), T::Int),
+            Err(CellError::NotAnInteger)
+        );
         assert_eq!(
             cell(Value::Bytes(b"4.2"), T::Int),
             Err(CellError::NotAnInteger)
