@@ -784,6 +784,46 @@ fn date_pattern(key: &str, v: &OptionValue) -> Result<crate::schema::DatePattern
     })
 }
 
+/// An Excel number format, refused where it is surely broken: Excel would
+/// call the whole file damaged and drop the styles of every cell to open it.
+fn number_format<'a>(key: &str, format: &'a str) -> Result<&'a str> {
+    let refused = |why: &str| {
+        Err(ExportError::invalid_option(format!(
+            "option \"{key}\" (\"{format}\"): {why}"
+        )))
+    };
+    if format.trim().is_empty() {
+        return refused("is empty; leave it out for Excel's General");
+    }
+    if format.chars().count() > 255 {
+        return refused("is longer than the 255 characters Excel takes");
+    }
+    let (mut quoted, mut bracket, mut escaped, mut sections) = (false, false, false, 1);
+    for c in format.chars() {
+        match c {
+            _ if escaped => escaped = false,
+            '"' => quoted = !quoted,
+            _ if quoted => {}
+            '\\' => escaped = true,
+            '[' if !bracket => bracket = true,
+            ']' if bracket => bracket = false,
+            ';' if !bracket => sections += 1,
+            _ => {}
+        }
+    }
+    if quoted {
+        refused("a quoted text is not closed with \"")
+    } else if bracket {
+        refused("a [ is not closed with ]")
+    } else if escaped {
+        refused("it ends with a \\ that escapes nothing")
+    } else if sections > 4 {
+        refused("it has more than the 4 sections (separated by ;) Excel takes")
+    } else {
+        Ok(format)
+    }
+}
+
 fn single_byte(key: &str, v: &OptionValue) -> Result<u8> {
     match string(key, v)?.as_bytes() {
         [b] if b.is_ascii() && *b != b'\r' && *b != b'\n' => Ok(*b),
@@ -1040,7 +1080,7 @@ fn parse_column(index: usize, v: &OptionValue) -> Result<Column> {
     };
     let number_format = match get("format") {
         None | Some(OptionValue::Null) => None,
-        Some(v) => Some(string(&at("format"), v)?.to_owned()),
+        Some(v) => Some(number_format(&at("format"), string(&at("format"), v)?)?.to_owned()),
     };
     let width = match get("width") {
         None | Some(OptionValue::Null) => None,
@@ -1382,6 +1422,37 @@ mod tests {
             !shown.contains("hunter2") && shown.contains("***"),
             "{shown}"
         );
+    }
+
+    #[test]
+    fn a_broken_number_format_is_refused() {
+        for fine in [
+            "#,##0.00",
+            "0.00\"元\";[Red]-0.00\"元\"",
+            "yyyy-mm-dd hh:mm",
+            "\\[0\\]",
+            "\"[;\"0",
+            "[$-804]yyyy\"年\"m\"月\"d\"日\"",
+            "0;-0;0;@",
+        ] {
+            assert_eq!(number_format("f", fine).ok(), Some(fine), "{fine}");
+        }
+        for (broken, why) in [
+            ("\"unterminated", "a quoted text is not closed"),
+            ("[Red0.00", "a [ is not closed"),
+            ("0.00\\", "ends with a \\"),
+            ("0;0;0;@;0", "more than the 4 sections"),
+            (" ", "is empty"),
+        ] {
+            let err = number_format("columns[0].format", broken).unwrap_err();
+            assert!(
+                err.message
+                    .starts_with(&format!("option \"columns[0].format\" (\"{broken}\"): "))
+                    && err.message.contains(why),
+                "{err}"
+            );
+        }
+        assert!(number_format("f", &"0".repeat(256)).is_err());
     }
 
     #[test]
