@@ -147,6 +147,11 @@ pub const KEYS: &[(&str, &str, &str)] = &[
         "largest gRPC message in bytes",
     ),
     (
+        "stream_idle_timeout",
+        "600",
+        "seconds a StreamExport may send nothing before its export fails; 0: no limit",
+    ),
+    (
         "public_base_url",
         "",
         "base URL of the server for signed local downloads",
@@ -1763,6 +1768,9 @@ pub struct ServerSettings {
     pub idempotency_ttl: Duration,
     pub task_queue_size: usize,
     pub max_message_size: usize,
+    /// A stream that sends nothing for this long fails its export, which
+    /// would otherwise hold its slot for ever; zero: no limit.
+    pub stream_idle_timeout: Duration,
     /// `https://exports.example.com`: local files get signed URLs under it.
     pub public_base_url: String,
     pub download_secret: Secret,
@@ -1842,6 +1850,12 @@ impl ServerSettings {
             )? as u64),
             task_queue_size: number(&get("task_queue_size"), "task_queue_size", 0, 1_000_000)?,
             max_message_size: number(&get("max_message_size"), "max_message_size", 1024, 1 << 30)?,
+            stream_idle_timeout: Duration::from_secs(number(
+                &get("stream_idle_timeout"),
+                "stream_idle_timeout",
+                0,
+                7 * 86_400,
+            )? as u64),
             public_base_url,
             download_secret,
             log_format,
@@ -1866,6 +1880,10 @@ impl ServerSettings {
             ),
             ("task_queue_size", self.task_queue_size.to_string()),
             ("max_message_size", self.max_message_size.to_string()),
+            (
+                "stream_idle_timeout",
+                self.stream_idle_timeout.as_secs().to_string(),
+            ),
             ("public_base_url", self.public_base_url.clone()),
             ("download_secret", self.download_secret.masked()),
             ("log_format", self.log_format.clone()),

@@ -701,6 +701,45 @@ async fn retries_racing_each_other_share_one_task() {
     assert_eq!(walk(&server.dir.path().join("out")).len(), 1);
 }
 
+/// A client that stalls after its metadata held an export slot for ever:
+/// with one slot, every other export waited and failed BUSY.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_stream_that_sends_nothing_fails_its_export_and_frees_its_slot() {
+    let server = TestServer::start(&[
+        ("stream_idle_timeout", "1"),
+        ("max_concurrent_tasks", "1"),
+        ("queue_timeout", "30"),
+    ])
+    .await;
+    let mut client = server.client().await;
+    let (mut stalled, stalled_id) =
+        start_export(&mut client, metadata("", ExportFormat::FormatCsv)).await;
+    // Sent nothing at all, not even metadata: ended too, holding no slot.
+    let mut silent = Call::open(&mut client).await.unwrap();
+    for call in [&mut stalled, &mut silent] {
+        let err = call.recv().await.unwrap_err();
+        assert_eq!(err.code(), Code::DeadlineExceeded, "{err:?}");
+        assert!(
+            err.message()
+                .contains("the client sent nothing for 1 s (fluxo.stream_idle_timeout)"),
+            "{err:?}"
+        );
+    }
+    let failed = wait_final(&mut client, &stalled_id).await;
+    assert_eq!(failed.status, TaskStatus::Failed as i32);
+    assert!(
+        failed.error_message.contains("fluxo.stream_idle_timeout"),
+        "{failed:?}"
+    );
+    // The slot it held is free: the next export runs at once.
+    let (mut next, _) = start_export(&mut client, metadata("", ExportFormat::FormatCsv)).await;
+    next.send(batch_msg(rows(1, 0, 10))).await;
+    next.half_close();
+    let done = next.recv().await.unwrap();
+    assert_eq!(done.status, TaskStatus::Completed as i32, "{done:?}");
+    assert_eq!(done.record_count, 10);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn beyond_the_queue_limit_is_resource_exhausted() {
     let server =

@@ -117,3 +117,42 @@ async fn grpc_over_tls() {
         TaskStatus::Completed as i32
     );
 }
+
+/// rustls called it "peer sent no certificates", as if a client had.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_certificate_file_without_a_certificate_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    openssl(
+        d,
+        &[
+            "genpkey",
+            "-algorithm",
+            "EC",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-out",
+            "key.pem",
+        ],
+    );
+    let key = d.join("key.pem").display().to_string();
+    let setting = |k: &str| match k {
+        "tls_cert" | "tls_key" => Some(key.clone()),
+        "grpc_listen" | "status_listen" | "metrics_listen" => Some("127.0.0.1:0".to_owned()),
+        "work_dir" | "local_dir" => Some(d.join(k).display().to_string()),
+        _ => None,
+    };
+    let settings = fluxo::config::Settings::resolve_with_env(setting, |_| None).unwrap();
+    let err = fluxo::grpc::Server::bind(settings)
+        .await
+        .unwrap()
+        .serve(async {})
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.message,
+        format!(
+            "fluxo.tls_cert: {key} holds no certificate (no \"-----BEGIN CERTIFICATE-----\" block)"
+        )
+    );
+}

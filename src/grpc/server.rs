@@ -110,6 +110,7 @@ impl BoundServer {
     }
 
     fn tls(&self) -> Result<Option<ServerTlsConfig>> {
+        const CERTIFICATE_PEM: &[u8] = b"-----BEGIN CERTIFICATE-----";
         let s = &self.shared.settings.server;
         match (&s.tls_cert, &s.tls_key) {
             (None, None) => Ok(None),
@@ -122,7 +123,19 @@ impl BoundServer {
                         ))
                     })
                 };
-                let identity = Identity::from_pem(read(cert, "tls_cert")?, read(key, "tls_key")?);
+                let chain = read(cert, "tls_cert")?;
+                // rustls would call a chain with no certificate "peer sent no
+                // certificates", as if a client had.
+                if !chain
+                    .windows(CERTIFICATE_PEM.len())
+                    .any(|w| w == CERTIFICATE_PEM)
+                {
+                    return Err(ExportError::invalid_option(format!(
+                        "fluxo.tls_cert: {} holds no certificate (no \"-----BEGIN CERTIFICATE-----\" block)",
+                        cert.display()
+                    )));
+                }
+                let identity = Identity::from_pem(chain, read(key, "tls_key")?);
                 // Several rustls providers are linked (ring, aws-lc-rs): pick one.
                 let _ = rustls::crypto::ring::default_provider().install_default();
                 Ok(Some(ServerTlsConfig::new().identity(identity)))
@@ -139,7 +152,11 @@ impl BoundServer {
     pub async fn serve(self, shutdown: impl Future<Output = ()> + Send) -> Result<()> {
         let shared = self.shared.clone();
         let settings = shared.settings.clone();
-        let mut builder = tonic::transport::Server::builder();
+        // A client whose network vanished (no FIN) stops answering pings,
+        // and its stream ends CANCELLED instead of holding a slot.
+        let mut builder = tonic::transport::Server::builder()
+            .http2_keepalive_interval(Some(Duration::from_secs(60)))
+            .http2_keepalive_timeout(Some(Duration::from_secs(20)));
         if let Some(tls) = self.tls()? {
             builder = builder
                 .tls_config(tls)

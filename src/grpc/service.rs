@@ -6,6 +6,7 @@
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
@@ -170,6 +171,8 @@ enum Inbound {
     /// A message could not be decoded (too large, malformed).
     Bad(Status),
     Shutdown,
+    /// Nothing came for `fluxo.stream_idle_timeout`.
+    Idle,
 }
 
 /// One stream's inputs: its messages, its response channel, the cancel
@@ -179,6 +182,8 @@ struct Io {
     out: Outbound,
     gone: ClientGone,
     abort: watch::Receiver<bool>,
+    /// `fluxo.stream_idle_timeout`; zero: none.
+    idle: Duration,
 }
 
 async fn next(io: &mut Io) -> Inbound {
@@ -187,7 +192,9 @@ async fn next(io: &mut Io) -> Inbound {
         out,
         gone,
         abort,
+        idle,
     } = io;
+    let idle = *idle;
     if *abort.borrow() {
         return Inbound::Shutdown;
     }
@@ -209,7 +216,15 @@ async fn next(io: &mut Io) -> Inbound {
         },
         _ = out.closed() => Inbound::Gone("the client stopped reading responses".into()),
         _ = abort.wait_for(|a| *a) => Inbound::Shutdown,
+        _ = tokio::time::sleep(idle), if !idle.is_zero() => Inbound::Idle,
     }
+}
+
+fn idle_reason(settings: &Settings) -> String {
+    format!(
+        "the client sent nothing for {} s (fluxo.stream_idle_timeout)",
+        settings.server.stream_idle_timeout.as_secs()
+    )
 }
 
 pub(super) fn shutdown_reason(settings: &Settings) -> String {
@@ -254,6 +269,7 @@ async fn session(shared: Arc<Shared>, mut io: Io) -> Result<(), Status> {
         Inbound::Gone(why) => return Err(Status::cancelled(why)),
         Inbound::Bad(status) => return Err(status),
         Inbound::Shutdown => return Err(Status::unavailable(shutdown_reason(settings))),
+        Inbound::Idle => return Err(Status::deadline_exceeded(idle_reason(settings))),
     };
 
     let request_id = metadata.request_id.clone();
@@ -340,6 +356,12 @@ async fn session(shared: Arc<Shared>, mut io: Io) -> Result<(), Status> {
                 let reason = shutdown_reason(settings);
                 export.fail(ExportError::export(reason.clone()));
                 return Err(Status::unavailable(reason));
+            }
+            Inbound::Idle => {
+                let reason = idle_reason(settings);
+                tracing::warn!(task_id = %task_id, component = "grpc", event = "stream_idle", "{reason}: export failed");
+                export.fail(ExportError::export(reason.clone()));
+                return Err(Status::deadline_exceeded(reason));
             }
             Inbound::Message(ExportRequest { payload }) => match payload {
                 Some(Payload::Batch(b)) => b,
@@ -490,6 +512,7 @@ async fn replay(shared: &Shared, task_id: String, mut io: Io) -> Result<(), Stat
             Inbound::Gone(why) => return Err(Status::cancelled(why)),
             Inbound::Bad(status) => return Err(status),
             Inbound::Shutdown => return Err(Status::unavailable(shutdown_reason(settings))),
+            Inbound::Idle => return Err(Status::deadline_exceeded(idle_reason(settings))),
         }
     }
     loop {
@@ -530,6 +553,7 @@ impl ExportService for ExportGrpc {
             out: tx.clone(),
             gone,
             abort: shared.abort.subscribe(),
+            idle: shared.settings.server.stream_idle_timeout,
         };
         tokio::spawn(async move {
             let _guard = SessionGuard(shared.clone());
