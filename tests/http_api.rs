@@ -81,10 +81,17 @@ async fn health_is_open_and_ready_checks_the_folders() {
     let broken = TestServer::start(&[("local_dir", &file.path().display().to_string())]).await;
     let ready = get(broken.metrics, "/health/ready", &[]).await;
     assert_eq!(ready.code, 503, "{}", ready.text());
-    assert!(ready.json()["checks"]["storage"]
+    let storage = ready.json()["checks"]["storage"]
         .as_str()
         .unwrap()
-        .contains("not writable"));
+        .to_owned();
+    assert!(
+        storage.starts_with(&format!(
+            "cannot create the folder {}: ",
+            file.path().display()
+        )),
+        "{storage}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -282,6 +289,26 @@ async fn signed_downloads_serve_local_files_and_refuse_tampering() {
     let r = get(server.status, &old, &[]).await;
     assert_eq!(r.code, 403);
     assert!(r.text().contains("expired"), "{}", r.text());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_refusal_is_json() {
+    let server = TestServer::start(&[("download_secret", "download-secret-16")]).await;
+    for (path, code, says) in [
+        ("/v1/tasks/", 404, "no such path: /v1/tasks/; served are"),
+        ("/nothing", 404, "no such path: /nothing"),
+        (
+            "/v1/files/a.csv?expires=1&expires=2&signature=x",
+            400,
+            "duplicate field `expires`",
+        ),
+        ("/v1/files/a.csv?expires=-1&signature=x", 400, "expires"),
+    ] {
+        let r = get(server.status, path, &[]).await;
+        assert_eq!(r.code, code, "{path}: {}", r.text());
+        let error = r.json()["error"].as_str().unwrap_or_default().to_owned();
+        assert!(error.contains(says), "{path}: {error}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -194,7 +194,8 @@ impl BoundServer {
             None => crate::http::status_router(shared.clone())
                 .merge(crate::http::ops_router(shared.clone())),
             Some(_) => crate::http::status_router(shared.clone()),
-        };
+        }
+        .fallback(crate::http::not_found);
         let mut http = vec![tokio::spawn(
             axum::serve(self.status, status_router)
                 .with_graceful_shutdown(wait(http_stopped.clone()))
@@ -202,9 +203,12 @@ impl BoundServer {
         )];
         if let Some(ops) = self.ops {
             http.push(tokio::spawn(
-                axum::serve(ops, crate::http::ops_router(shared.clone()))
-                    .with_graceful_shutdown(wait(http_stopped))
-                    .into_future(),
+                axum::serve(
+                    ops,
+                    crate::http::ops_router(shared.clone()).fallback(crate::http::not_found),
+                )
+                .with_graceful_shutdown(wait(http_stopped))
+                .into_future(),
             ));
         }
         tracing::info!(component = "server", event = "listening", grpc = %settings.server.grpc_listen, status = %settings.server.status_listen, metrics = %settings.server.metrics_listen, "fluxo-export-server listening");

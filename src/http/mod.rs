@@ -9,6 +9,7 @@ use std::path::{Component, Path};
 use std::sync::Arc;
 
 use axum::body::Body;
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path as UrlPath, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -29,6 +30,17 @@ use crate::task::{self, metrics};
 
 fn error(code: StatusCode, message: impl Into<String>) -> Response {
     (code, Json(json!({ "error": message.into() }))).into_response()
+}
+
+/// Any other path: JSON like every other answer, naming what is served.
+pub async fn not_found(uri: axum::http::Uri) -> Response {
+    error(
+        StatusCode::NOT_FOUND,
+        format!(
+            "no such path: {}; served are /v1/tasks/{{task_id}}, /v1/files/{{key}}, /health/live, /health/ready and /metrics",
+            uri.path()
+        ),
+    )
 }
 
 /// The status API and downloads (`fluxo.status_listen`).
@@ -155,7 +167,7 @@ fn content_type(key: &str, head: &[u8]) -> &'static str {
 async fn download(
     State(shared): State<Arc<Shared>>,
     UrlPath(key): UrlPath<String>,
-    Query(q): Query<Signed>,
+    query: Result<Query<Signed>, QueryRejection>,
     headers: HeaderMap,
 ) -> Response {
     let server = &shared.settings.server;
@@ -165,6 +177,10 @@ async fn download(
             "signed downloads are off: set fluxo.download_secret",
         );
     }
+    let Query(q) = match query {
+        Ok(q) => q,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e.body_text()),
+    };
     let (Some(expires), Some(signature)) = (q.expires, q.signature) else {
         return error(StatusCode::FORBIDDEN, "expires and signature are required");
     };
