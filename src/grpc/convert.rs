@@ -27,6 +27,17 @@ pub fn column_type(data_type: i32) -> Result<ColumnType> {
     }
 }
 
+/// The proto's name of a column type, for messages.
+fn data_type_name(t: ColumnType) -> &'static str {
+    match t {
+        ColumnType::Number => "DATA_TYPE_NUMBER",
+        ColumnType::DateOrDateTime => "DATA_TYPE_DATE",
+        ColumnType::Bool => "DATA_TYPE_BOOLEAN",
+        _ => "DATA_TYPE_STRING",
+    }
+}
+
+/// The PHP option type a proto column type stands for.
 fn type_name(t: ColumnType) -> &'static str {
     match t {
         ColumnType::Number => "number",
@@ -160,7 +171,7 @@ pub fn batch(
                 ExportError::invalid_row(format!(
                     "batch_sequence {seq}, record {i}, column {j} \"{}\" ({}): {e}: \"{}\"",
                     names[j],
-                    type_name(*t),
+                    data_type_name(*t),
                     shown.escape_debug()
                 ))
             })?;
@@ -183,6 +194,14 @@ pub fn status_enum(state: TaskState) -> pb::TaskStatus {
 
 /// The engine's messages name PHP's options; a gRPC caller sets these.
 const PROTO_NAMES: &[(&str, &str)] = &[
+    (
+        "options \"csv.delimiter\" and \"csv.enclosure\" must differ",
+        "field \"options.csv_delimiter\" must not be '\"', the character that encloses CSV fields",
+    ),
+    (
+        "sheet(): a CSV file has one sheet; use format xlsx for several",
+        "SheetStart: a CSV file has one sheet; use FORMAT_XLSX for several",
+    ),
     ("option \"total_rows\"", "field \"total_records\""),
     ("option \"sheet\"", "field \"options.excel_sheet_name\""),
     ("option \"long_text\"", "field \"options.long_text\""),
@@ -199,8 +218,6 @@ const PROTO_NAMES: &[(&str, &str)] = &[
         "option \"csv.unencodable\"",
         "field \"options.csv_unencodable\"",
     ),
-    // "options "csv.delimiter" and "csv.enclosure" must differ"
-    ("\"csv.delimiter\"", "\"options.csv_delimiter\""),
     (", or \"auto\"", ", or negative for auto"),
     (
         "set long_text to truncate",
@@ -464,8 +481,28 @@ mod tests {
         };
         let e = batch(&b, &types, &names, empty()).unwrap_err().message;
         assert!(
-            e.contains("batch_sequence 7, record 1, column 1 \"amount\""),
+            e.starts_with(
+                "batch_sequence 7, record 1, column 1 \"amount\" (DATA_TYPE_NUMBER): not a number"
+            ),
             "{e}"
+        );
+    }
+
+    #[test]
+    fn messages_of_options_the_proto_has_not_are_told_in_its_terms() {
+        let mut m = meta();
+        m.options = Some(pb::FormatOptions {
+            csv_delimiter: "\"".into(),
+            ..Default::default()
+        });
+        let message = in_proto_terms(&spec(&m, &Settings::default()).unwrap_err().message);
+        assert_eq!(
+            message,
+            "field \"options.csv_delimiter\" must not be '\"', the character that encloses CSV fields"
+        );
+        assert_eq!(
+            in_proto_terms("sheet(): a CSV file has one sheet; use format xlsx for several"),
+            "SheetStart: a CSV file has one sheet; use FORMAT_XLSX for several"
         );
     }
 }
