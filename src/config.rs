@@ -163,6 +163,18 @@ pub const KEYS: &[(&str, &str, &str)] = &[
     ),
 ];
 
+/// The environment variables read for a setting, first to last:
+/// `FLUXO_<KEY>`, then the names other tools give it (`AWS_REGION`).
+pub fn env_names(key: &str) -> Vec<String> {
+    let aliases = ENV_ALIASES
+        .iter()
+        .find(|(k, _)| *k == key)
+        .map_or(&[][..], |(_, a)| a);
+    std::iter::once(format!("FLUXO_{}", key.to_ascii_uppercase()))
+        .chain(aliases.iter().map(|a| (*a).to_owned()))
+        .collect()
+}
+
 /// Other names the environment may use for a key (below `FLUXO_<KEY>`).
 const ENV_ALIASES: &[(&str, &[&str])] = &[
     ("oss_endpoint", &["OSS_ENDPOINT"]),
@@ -343,22 +355,13 @@ impl Settings {
         // (key, variable) of each value the environment gave, for errors.
         let from_env = std::cell::RefCell::new(Vec::new());
         let get = |key: &str| -> String {
-            let aliases = ENV_ALIASES
-                .iter()
-                .find(|(k, _)| *k == key)
-                .map_or(&[][..], |(_, a)| a);
-            let fluxo_name = format!("FLUXO_{}", key.to_ascii_uppercase());
             given(key)
                 .or_else(|| {
-                    std::iter::once(fluxo_name.as_str())
-                        .chain(aliases.iter().copied())
-                        .find_map(|name| {
-                            let value = env(name).filter(|v| !v.is_empty())?;
-                            from_env
-                                .borrow_mut()
-                                .push((key.to_owned(), name.to_owned()));
-                            Some(value)
-                        })
+                    env_names(key).into_iter().find_map(|name| {
+                        let value = env(&name).filter(|v| !v.is_empty())?;
+                        from_env.borrow_mut().push((key.to_owned(), name));
+                        Some(value)
+                    })
                 })
                 .or_else(|| lookup(key))
                 .unwrap_or_else(|| default_of(key).to_owned())
@@ -1237,33 +1240,33 @@ fn parse_csv(v: &OptionValue) -> Result<CsvOptions> {
 /// and the format's extension.
 pub fn sanitize_filename(name: &str, format: Format) -> String {
     let base = name.rsplit(['/', '\\']).next().unwrap_or("");
-    let mut clean: String = base
+    let clean: String = base
         .chars()
         .filter(|c| !c.is_control())
         .map(|c| if "<>:\"|?*".contains(c) { '_' } else { c })
-        .collect::<String>()
-        .trim()
-        .trim_start_matches('.')
-        .to_owned();
-    // `orders.csv.gz` names the CSV: `.gz` follows the compression option.
-    if format == Format::Csv && clean.to_ascii_lowercase().ends_with(".gz") {
-        clean.truncate(clean.len() - 3);
-    }
+        .collect();
     let ext = format!(".{}", format.extension());
-    if !clean.to_ascii_lowercase().ends_with(&ext) {
-        clean.push_str(&ext);
+    // The name without its extension: `orders.csv.gz` names the CSV (`.gz`
+    // follows the compression option), and `.csv` alone names nothing.
+    let mut stem = clean.trim();
+    if format == Format::Csv && stem.to_ascii_lowercase().ends_with(".gz") {
+        stem = &stem[..stem.len() - 3];
     }
-    if clean == ext {
-        clean = format!("export{ext}");
+    // As written (`报表.CSV`), when it has one.
+    let ext = if stem.to_ascii_lowercase().ends_with(&ext) {
+        let (name, written) = stem.split_at(stem.len() - ext.len());
+        stem = name;
+        written.to_owned()
+    } else {
+        ext
+    };
+    let stem = stem.trim().trim_start_matches('.');
+    let stem = if stem.is_empty() { "export" } else { stem };
+    let mut cut = stem.len().min(200 - ext.len());
+    while !stem.is_char_boundary(cut) {
+        cut -= 1;
     }
-    if clean.len() > 200 {
-        let mut cut = 200 - ext.len();
-        while !clean.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        clean = format!("{}{ext}", &clean[..cut]);
-    }
-    clean
+    format!("{}{ext}", &stem[..cut])
 }
 
 #[cfg(test)]
@@ -1711,6 +1714,13 @@ mod tests {
         );
         assert_eq!(sanitize_filename("a\\b\0c.csv", Format::Csv), "bc.csv");
         assert_eq!(sanitize_filename("...", Format::Xlsx), "export.xlsx");
+        for (nameless, named) in [
+            ("  .csv", "export.csv"),
+            ("\0.csv", "export.csv"),
+            (".CSV", "export.CSV"),
+        ] {
+            assert_eq!(sanitize_filename(nameless, Format::Csv), named);
+        }
         assert_eq!(
             sanitize_filename("orders.csv.GZ", Format::Csv),
             "orders.csv"

@@ -143,8 +143,8 @@ fn required<'a>(value: &'a str, key: &str) -> Result<&'a str> {
             ""
         };
         Err(ExportError::invalid_option(format!(
-            "fluxo.{key} is not set{or_region}; it is required for this storage: set it in php.ini, in the server's --config file or as FLUXO_{}",
-            key.to_ascii_uppercase()
+            "fluxo.{key} is not set{or_region}; it is required for this storage: set it in php.ini, in the server's --config file or as {}",
+            crate::config::env_names(key).join(" or ")
         )))
     } else {
         Ok(value)
@@ -678,6 +678,11 @@ mod tests {
         assert!(ObjectStore::oss(&oss("", "cn-hangzhou"), &upload).is_ok());
         let err = ObjectStore::oss(&oss("", ""), &upload).err().unwrap();
         assert!(err.message.contains("fluxo.oss_endpoint"), "{err}");
+        assert!(
+            err.message
+                .ends_with("or as FLUXO_OSS_ENDPOINT or OSS_ENDPOINT"),
+            "every variable read for it: {err}"
+        );
     }
 
     #[test]
