@@ -53,6 +53,22 @@ async fn get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Reply {
     .unwrap()
 }
 
+/// A server that signs download URLs of local files, under the base URL
+/// it returns: its status address.
+async fn download_server(extra: &[(&str, &str)]) -> (TestServer, String) {
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let listen = format!("127.0.0.1:{port}");
+    let mut settings = vec![
+        ("status_listen", listen.as_str()),
+        ("public_base_url", base.as_str()),
+        ("download_secret", "download-secret-16"),
+    ];
+    settings.extend_from_slice(extra);
+    let server = TestServer::start(&settings).await;
+    (server, base)
+}
+
 /// Runs a small CSV export over gRPC; returns (task id, url).
 async fn export(server: &TestServer, token: Option<&str>) -> (String, String) {
     let mut client = server.client().await;
@@ -225,15 +241,7 @@ async fn the_status_api_answers_json_with_the_proto_field_names() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn signed_downloads_serve_local_files_and_refuse_tampering() {
-    let port = free_port();
-    let base = format!("http://127.0.0.1:{port}");
-    let server = TestServer::start(&[
-        ("status_listen", &format!("127.0.0.1:{port}")),
-        ("public_base_url", &base),
-        ("download_secret", "download-secret-16"),
-        ("url_expires", "600"),
-    ])
-    .await;
+    let (server, base) = download_server(&[("url_expires", "600")]).await;
     let (_, url) = export(&server, None).await;
     let rest = url.strip_prefix(&base).unwrap_or_else(|| panic!("{url}"));
     assert!(
@@ -313,14 +321,7 @@ async fn every_refusal_is_json() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_interrupted_download_resumes_from_a_byte_range() {
-    let port = free_port();
-    let base = format!("http://127.0.0.1:{port}");
-    let server = TestServer::start(&[
-        ("status_listen", &format!("127.0.0.1:{port}")),
-        ("public_base_url", &base),
-        ("download_secret", "download-secret-16"),
-    ])
-    .await;
+    let (server, base) = download_server(&[]).await;
     let (_, url) = export(&server, None).await;
     let path = url.strip_prefix(&base).unwrap();
     let whole = get(server.status, path, &[]).await;

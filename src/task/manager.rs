@@ -14,7 +14,7 @@ use std::fs::{self, File};
 use std::path::Path;
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 type Job = Box<dyn FnOnce() + Send>;
 
@@ -119,22 +119,14 @@ pub fn submit(job: impl FnOnce() + Send + 'static) {
 /// many were still running.
 pub fn wait_idle(timeout: Duration) -> usize {
     let a = active();
-    let deadline = Instant::now() + timeout;
-    let mut n = a.count.lock().unwrap_or_else(|p| p.into_inner());
+    let n = a.count.lock().unwrap_or_else(|p| p.into_inner());
     if n.0 != std::process::id() {
         return 0; // the parent's, before a fork
     }
-    while n.1 > 0 {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            break;
-        }
-        n = a
-            .idle
-            .wait_timeout(n, left)
-            .unwrap_or_else(|p| p.into_inner())
-            .0;
-    }
+    let (n, _) = a
+        .idle
+        .wait_timeout_while(n, timeout, |n| n.1 > 0)
+        .unwrap_or_else(|p| p.into_inner());
     n.1
 }
 

@@ -192,19 +192,10 @@ impl Task {
     /// status says how it ended once the caller returns. A stopped export
     /// ends within about 100 ms: an upload checks that often.
     fn wait_ended(&self, patience: Duration) {
-        let deadline = Instant::now() + patience;
-        let mut guard = self.outcome();
-        while guard.is_none() {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return;
-            }
-            guard = self
-                .finished
-                .wait_timeout(guard, left)
-                .unwrap_or_else(|p| p.into_inner())
-                .0;
-        }
+        let _ended = self
+            .finished
+            .wait_timeout_while(self.outcome(), patience, |outcome| outcome.is_none())
+            .unwrap_or_else(|p| p.into_inner());
     }
 
     fn wait_outcome(&self) -> Result<ExportOutcome> {
