@@ -142,17 +142,38 @@ async fn a_certificate_file_without_a_certificate_is_named() {
         "work_dir" | "local_dir" => Some(d.join(k).display().to_string()),
         _ => None,
     };
-    let settings = fluxo::config::Settings::resolve_with_env(setting, |_| None).unwrap();
+    let settings = fluxo::config::Settings::resolve_with_env(&setting, |_| None).unwrap();
     let err = fluxo::grpc::Server::bind(settings)
         .await
         .unwrap()
         .serve(async {})
         .await
         .unwrap_err();
-    assert_eq!(
-        err.message,
-        format!(
-            "fluxo.tls_cert: {key} holds no certificate (no \"-----BEGIN CERTIFICATE-----\" block)"
-        )
+    let expected = format!(
+        "fluxo.tls_cert: {key} holds no certificate (no \"-----BEGIN CERTIFICATE-----\" block)"
+    );
+    assert_eq!(err.message, expected);
+
+    // The binary exits 2 for it, as for any setting it refuses.
+    let mut binary = Command::new(env!("CARGO_BIN_EXE_fluxo-export-server"));
+    for key in [
+        "tls_cert",
+        "tls_key",
+        "grpc_listen",
+        "status_listen",
+        "metrics_listen",
+        "work_dir",
+        "local_dir",
+    ] {
+        binary.env(
+            format!("FLUXO_{}", key.to_ascii_uppercase()),
+            setting(key).unwrap(),
+        );
+    }
+    let out = binary.env("FLUXO_LOG_LEVEL", "off").output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(&expected),
+        "{out:?}"
     );
 }

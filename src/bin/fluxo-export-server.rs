@@ -111,7 +111,13 @@ fn main() -> ExitCode {
         Err(e) => {
             tracing::error!(component = "server", event = "fatal", error = %e, "server failed");
             eprintln!("fluxo-export-server: {e}");
-            ExitCode::FAILURE
+            // A setting refused as the server binds (TLS files, the store's
+            // part size) exits as a refused configuration file does.
+            if e.kind == fluxo::ErrorKind::InvalidOption {
+                ExitCode::from(2)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     };
     drop(guard);
