@@ -188,6 +188,17 @@ final class AssocRowsTest extends FluxoTestCase
         self::assertSame([['1', 'Ann'], ['2', 'Bob']], $this->dataRows($e->finish()));
     }
 
+    /**
+     * Read by key, whatever the type of its first key: it was read as a list
+     * for starting with key 0, and refused for want of key 1.
+     */
+    public function testARowStartingWithKeyZeroIsReadByTheKeysItsColumnsName(): void
+    {
+        $e = new Exporter(['columns' => [['name' => 'A', 'key' => 0], ['name' => 'B', 'key' => 'b']]]);
+        $e->addBatch([[0 => 'x', 'b' => 'y'], ['b' => 'w', 0 => 'v'], ['p', 'q']]);
+        self::assertSame([['x', 'y'], ['v', 'w'], ['p', 'q']], $this->dataRows($e->finish()));
+    }
+
     public function testMissingIntKeyIsReported(): void
     {
         $e = new Exporter(['columns' => [['name' => 'Ten', 'key' => 10], 'x']]);

@@ -427,6 +427,9 @@ pub fn batch<'a>(
     mut batch: RecordBatch,
     zone: &ExportZone,
 ) -> Result<RecordBatch, ExportError> {
+    // Columns that name their keys read any row that is not a plain list
+    // by key: `[0 => 'x', 'b' => 'y']` for keys 0 and 'b'.
+    let keys_named = columns.iter().any(|c| c.key.is_some());
     for (index, row) in rows.enumerate() {
         let _pinned = Pinned::new(row);
         let row = row.dereference();
@@ -443,7 +446,8 @@ pub fn batch<'a>(
         let packed = list_values(cells);
         let buckets = buckets(cells);
         let named_first = buckets.first().is_some_and(|b| !b.key.is_null());
-        if packed.is_some() || cells.is_empty() || (!named_first && cells.get_index(0).is_some()) {
+        let list = !named_first && !keys_named && cells.get_index(0).is_some();
+        if packed.is_some() || cells.is_empty() || list {
             let len = packed.map_or_else(|| cells.len(), <[Zval]>::len);
             if len != columns.len() {
                 return Err(ExportError::invalid_row(format!(
