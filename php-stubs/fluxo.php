@@ -111,7 +111,7 @@ class Exporter
     {
     }
 
-    /** Abandons the export: status CANCELLED once it returns, no file left. */
+    /** Abandons the export: status CANCELLED (waits up to 2 s for it), no file left. */
     public function cancel(): void
     {
     }

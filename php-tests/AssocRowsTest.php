@@ -189,14 +189,15 @@ final class AssocRowsTest extends FluxoTestCase
     }
 
     /**
-     * Read by key, whatever the type of its first key: it was read as a list
-     * for starting with key 0, and refused for want of key 1.
+     * A row with a text key is read by key, whatever the type of its first key:
+     * it was read as a list for starting with key 0, and refused for want of
+     * key 1. A row of integer keys only is a list, packed by PHP or not.
      */
-    public function testARowStartingWithKeyZeroIsReadByTheKeysItsColumnsName(): void
+    public function testARowWithATextKeyIsReadByKeyWhateverItsFirstKey(): void
     {
         $e = new Exporter(['columns' => [['name' => 'A', 'key' => 0], ['name' => 'B', 'key' => 'b']]]);
-        $e->addBatch([[0 => 'x', 'b' => 'y'], ['b' => 'w', 0 => 'v'], ['p', 'q']]);
-        self::assertSame([['x', 'y'], ['v', 'w'], ['p', 'q']], $this->dataRows($e->finish()));
+        $e->addBatch([[0 => 'x', 'b' => 'y'], ['b' => 'w', 0 => 'v'], ['p', 'q'], [1 => 's', 0 => 'r']]);
+        self::assertSame([['x', 'y'], ['v', 'w'], ['p', 'q'], ['r', 's']], $this->dataRows($e->finish()));
     }
 
     public function testMissingIntKeyIsReported(): void

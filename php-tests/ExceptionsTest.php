@@ -168,7 +168,7 @@ final class ExceptionsTest extends FluxoTestCase
             self::assertStringContainsString('Permission denied', $child->stdout, $child->stderr);
             self::assertStringContainsString(
                 "the folder {$dir}/{$refused} belongs to user root (uid 0) and this process runs as user nobody (uid {$nobody}): "
-                . 'give it write access, or set fluxo.local_dir and fluxo.work_dir to folders it owns',
+                . 'give this user access, or set fluxo.local_dir and fluxo.work_dir to folders it owns',
                 $child->stdout,
                 $child->stderr
             );

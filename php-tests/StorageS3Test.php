@@ -98,8 +98,8 @@ final class StorageS3Test extends FluxoTestCase
     /**
      * The -d settings of a child PHP that exports to s3s-fs.
      *
-     * @param array<string, string> $overrides
-     * @return array<string, string>
+     * @param array<string, string|null> $overrides null: not passed
+     * @return array<string, string|null>
      */
     private function childIni(array $overrides = []): array
     {
@@ -541,21 +541,32 @@ final class StorageS3Test extends FluxoTestCase
         $this->assertDownloads($r, self::CSV_TYPE);
     }
 
+    /** At the default log level (warn), an upload's retries name their task. */
     public function testTheUploadsLogLinesNameTheTask(): void
     {
+        $closed = stream_socket_server('tcp://127.0.0.1:0');
+        self::assertIsResource($closed);
+        $nowhere = 'http://' . stream_socket_get_name($closed, false);
+        fclose($closed);
         $code = <<<'PHP'
             $e = new Fluxo\Exporter(['columns' => ['a']]);
             $e->addRow(['x']);
-            echo json_encode(['taskId' => $e->finish()->taskId]), "\n";
+            try {
+                $e->finish();
+            } catch (Fluxo\StorageException) {
+            }
+            echo json_encode(['taskId' => $e->taskId()]), "\n";
             PHP;
-        $child = ChildPhp::run($code, [], $this->childIni(['fluxo.log_level' => 'info']));
+        $ini = $this->childIni(['fluxo.s3_endpoint' => $nowhere, 'fluxo.max_retries' => '1', 'fluxo.log_level' => null]);
+        $child = ChildPhp::run($code, [], $ini);
         self::assertSame(0, $child->exitCode, $child->describe());
-        $uploaded = array_values(array_filter(
+        $retries = array_values(array_filter(
             array_map(static fn (string $line): mixed => json_decode($line, true), explode("\n", $child->stderr)),
-            static fn (mixed $line): bool => is_array($line) && $line['message'] === 'uploaded',
+            static fn (mixed $line): bool => is_array($line) && $line['message'] === 'object store request failed: retrying',
         ));
-        self::assertCount(1, $uploaded, $child->stderr);
-        self::assertSame(['task_id' => $child->json()['taskId'], 'name' => 'export'], $uploaded[0]['span'] ?? null, $child->stderr);
+        self::assertCount(1, $retries, $child->stderr);
+        self::assertSame('WARN', $retries[0]['level']);
+        self::assertSame(['task_id' => $child->json()['taskId'], 'name' => 'export'], $retries[0]['span'] ?? null, $child->stderr);
     }
 
     public function testWrongSecretFailsTheTaskWithoutLeakingIt(): void

@@ -306,6 +306,33 @@ final class ValuesTest extends FluxoTestCase
         }
     }
 
+    /**
+     * The zone is probed with timezone_open(), warnings off: a NUL would make it
+     * throw, and an error handler that throws on every warning would too.
+     * Neither escapes, and error_reporting() is as it was.
+     */
+    public function testAZoneProbeLeavesNoExceptionAndTheErrorLevelAsItWas(): void
+    {
+        $level = error_reporting();
+        set_error_handler(static function (int $errno, string $message): never {
+            throw new \ErrorException($message, 0, $errno);
+        });
+        try {
+            foreach (["UTC\0", 'Mars/Olympus', ''] as $zone) {
+                try {
+                    new \Fluxo\Exporter(['columns' => ['a'], 'timezone' => $zone]);
+                    self::fail('refused: ' . json_encode($zone));
+                } catch (\Fluxo\InvalidOptionException $e) {
+                    self::assertStringContainsString('unknown time zone', $e->getMessage());
+                    self::assertNull($e->getPrevious());
+                }
+                self::assertSame($level, error_reporting(), json_encode($zone));
+            }
+        } finally {
+            restore_error_handler();
+        }
+    }
+
     public function testANameOfTheZoneDatabaseThatIsNoZoneIsRefused(): void
     {
         $this->expectException(\Fluxo\InvalidOptionException::class);

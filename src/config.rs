@@ -812,7 +812,8 @@ fn number_format<'a>(key: &str, format: &'a str) -> Result<&'a str> {
             _ if escaped => escaped = false,
             '"' => quoted = !quoted,
             _ if quoted => {}
-            '\\' => escaped = true,
+            // `\x` shows x, `_x` leaves its width, `*x` repeats it.
+            '\\' | '_' | '*' => escaped = true,
             '[' if !bracket => bracket = true,
             ']' if bracket => bracket = false,
             ';' if !bracket => sections += 1,
@@ -824,7 +825,7 @@ fn number_format<'a>(key: &str, format: &'a str) -> Result<&'a str> {
     } else if bracket {
         refused("a [ is not closed with ]")
     } else if escaped {
-        refused("it ends with a \\ that escapes nothing")
+        refused("it ends with a \\, _ or * with no character after it")
     } else if sections > 4 {
         refused("it has more than the 4 sections (separated by ;) Excel takes")
     } else {
@@ -1088,6 +1089,8 @@ fn parse_column(index: usize, v: &OptionValue) -> Result<Column> {
     };
     let number_format = match get("format") {
         None | Some(OptionValue::Null) => None,
+        // Empty: Excel's General, as over gRPC.
+        Some(OptionValue::Str(f)) if f.is_empty() => None,
         Some(v) => Some(number_format(&at("format"), string(&at("format"), v)?)?.to_owned()),
     };
     let width = match get("width") {
@@ -1442,13 +1445,16 @@ mod tests {
             "\"[;\"0",
             "[$-804]yyyy\"年\"m\"月\"d\"日\"",
             "0;-0;0;@",
+            "0_\"",
+            "#,##0*;0;0;0",
         ] {
             assert_eq!(number_format("f", fine).ok(), Some(fine), "{fine}");
         }
         for (broken, why) in [
             ("\"unterminated", "a quoted text is not closed"),
             ("[Red0.00", "a [ is not closed"),
-            ("0.00\\", "ends with a \\"),
+            ("0.00\\", "ends with a \\, _ or *"),
+            ("0_", "ends with a \\, _ or *"),
             ("0;0;0;@;0", "more than the 4 sections"),
             (" ", "is empty"),
         ] {

@@ -73,7 +73,7 @@ impl ExportError {
     pub fn io(what: &str, path: &std::path::Path, err: std::io::Error) -> Self {
         let owner = if err.kind() == std::io::ErrorKind::PermissionDenied {
             // SAFETY: geteuid has no preconditions and cannot fail.
-            other_owner(path, unsafe { libc::geteuid() })
+            other_owner(path, unsafe { libc::geteuid() }, can_write_in)
         } else {
             String::new()
         };
@@ -84,52 +84,91 @@ impl ExportError {
     }
 }
 
-/// For a path this process may not write: whose folder it is, when another
-/// user's. Running a script once as root (or as yourself) leaves the default
-/// folders in /tmp to that user, and PHP-FPM's user is refused there.
-fn other_owner(path: &std::path::Path, me: u32) -> String {
+/// For a path this process was refused: whose it is, when another user's.
+/// Running a script once as root (or as yourself) leaves the default
+/// folders in /tmp to that user, and PHP-FPM's user is refused there. The
+/// path itself if it exists, else the nearest folder above it that this
+/// process cannot write in (`/tmp` itself is root's, and writable).
+fn other_owner(
+    path: &std::path::Path,
+    me: u32,
+    can_write_in: fn(&std::path::Path) -> bool,
+) -> String {
     use std::os::unix::fs::MetadataExt;
-    // The path itself if it is a folder, else the nearest one above it.
-    path.ancestors()
-        .find_map(|dir| Some((dir, std::fs::metadata(dir).ok().filter(|m| m.is_dir())?)))
-        .filter(|(_, meta)| meta.uid() != me)
-        .map_or_else(String::new, |(dir, meta)| {
+    let blamed = match std::fs::symlink_metadata(path) {
+        Ok(meta) => Some((path, meta)),
+        Err(_) => path.ancestors().skip(1).find_map(|dir| {
+            let meta = std::fs::metadata(dir).ok().filter(|m| m.is_dir())?;
+            Some((dir, meta))
+        }),
+    };
+    blamed
+        .filter(|(found, meta)| meta.uid() != me && !(meta.is_dir() && can_write_in(found)))
+        .map_or_else(String::new, |(found, meta)| {
             format!(
-                "; the folder {} belongs to {} and this process runs as {}: \
-                 give it write access, or set fluxo.local_dir and fluxo.work_dir to folders it owns",
-                dir.display(),
+                "; {} {} belongs to {} and this process runs as {}: give this user access, \
+                 or set fluxo.local_dir and fluxo.work_dir to folders it owns",
+                if meta.is_dir() {
+                    "the folder"
+                } else {
+                    "the file"
+                },
+                found.display(),
                 user(meta.uid()),
                 user(me)
             )
         })
 }
 
+/// Whether this process may create files in `dir` (its effective ids).
+fn can_write_in(dir: &std::path::Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(dir) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else {
+        return false;
+    };
+    // SAFETY: `dir` is a NUL-terminated path alive for the call, which
+    // only reads it.
+    unsafe {
+        libc::faccessat(
+            libc::AT_FDCWD,
+            dir.as_ptr(),
+            libc::W_OK | libc::X_OK,
+            libc::AT_EACCESS,
+        ) == 0
+    }
+}
+
 /// `user root (uid 0)`, or `uid 1234` for an id with no name on this host.
 fn user(uid: u32) -> String {
-    let mut entry = std::mem::MaybeUninit::<libc::passwd>::uninit();
-    let mut buffer = [0 as libc::c_char; 1024];
-    let mut found = std::ptr::null_mut();
-    // SAFETY: every pointer is to a live local of the size given;
-    // getpwuid_r writes the entry and the strings it points to into them
-    // (ERANGE if they do not fit), and sets `found` to the entry or null.
-    let named = unsafe {
-        libc::getpwuid_r(
-            uid,
-            entry.as_mut_ptr(),
-            buffer.as_mut_ptr(),
-            buffer.len(),
-            &mut found,
-        )
-    } == 0
-        && !found.is_null();
-    let name = named
+    // Directory services' entries can outgrow 1 KiB: grow on ERANGE.
+    let mut buffer: Vec<libc::c_char> = vec![0; 1024];
+    loop {
+        let mut entry = std::mem::MaybeUninit::<libc::passwd>::uninit();
+        let mut found = std::ptr::null_mut();
+        // SAFETY: every pointer is to a live local, `buffer` of the length
+        // given; getpwuid_r writes the entry and the strings it points to
+        // into them (ERANGE if they do not fit), and sets `found` to the
+        // entry or null.
+        let answer = unsafe {
+            libc::getpwuid_r(
+                uid,
+                entry.as_mut_ptr(),
+                buffer.as_mut_ptr(),
+                buffer.len(),
+                &mut found,
+            )
+        };
+        if answer == libc::ERANGE && buffer.len() < 64 * 1024 {
+            buffer.resize(buffer.len() * 2, 0);
+            continue;
+        }
+        if answer != 0 || found.is_null() {
+            return format!("uid {uid}");
+        }
         // SAFETY: `found` is the entry just written, its pw_name a C string
         // in `buffer`, both alive here.
-        .then(|| unsafe { std::ffi::CStr::from_ptr((*found).pw_name) })
-        .map(|name| name.to_string_lossy().into_owned());
-    match name {
-        Some(name) => format!("user {name} (uid {uid})"),
-        None => format!("uid {uid}"),
+        let name = unsafe { std::ffi::CStr::from_ptr((*found).pw_name) };
+        return format!("user {} (uid {uid})", name.to_string_lossy());
     }
 }
 
@@ -146,19 +185,36 @@ mod tests {
     use super::*;
 
     #[test]
-    fn permission_denied_names_the_folder_owner_when_another_user() {
+    fn permission_denied_names_the_owner_when_another_user() {
+        let never = |_: &std::path::Path| false;
         let lock = std::path::Path::new("/no-such-folder/x.lock");
+        let advice =
+            "give this user access, or set fluxo.local_dir and fluxo.work_dir to folders it owns";
         assert_eq!(
-            other_owner(lock, 4_000_000_000),
-            "; the folder / belongs to user root (uid 0) and this process runs as uid 4000000000: \
-             give it write access, or set fluxo.local_dir and fluxo.work_dir to folders it owns"
+            other_owner(lock, 4_000_000_000, never),
+            format!(
+                "; the folder / belongs to user root (uid 0) and this process runs as uid 4000000000: {advice}"
+            )
         );
         assert_eq!(
-            other_owner(std::path::Path::new("/"), 4_000_000_000),
-            other_owner(lock, 4_000_000_000),
+            other_owner(std::path::Path::new("/"), 4_000_000_000, never),
+            other_owner(lock, 4_000_000_000, never),
             "a folder is its own"
         );
-        assert_eq!(other_owner(lock, 0), "", "root's own folder");
+        let file = std::path::Path::new("/etc/passwd");
+        assert_eq!(
+            other_owner(file, 4_000_000_000, never),
+            format!(
+                "; the file /etc/passwd belongs to user root (uid 0) and this process runs as uid 4000000000: {advice}"
+            ),
+            "an existing file is named, not its folder"
+        );
+        assert_eq!(
+            other_owner(lock, 4_000_000_000, |_| true),
+            "",
+            "a folder it may write in is not to blame (/tmp)"
+        );
+        assert_eq!(other_owner(lock, 0, never), "", "root's own folder");
         let other = ExportError::io(
             "cannot create",
             lock,
@@ -168,6 +224,8 @@ mod tests {
             other.message,
             "cannot create /no-such-folder/x.lock: entity not found"
         );
+        assert_eq!(user(0), "user root (uid 0)");
+        assert_eq!(user(4_000_000_000), "uid 4000000000");
     }
 
     #[test]

@@ -478,8 +478,8 @@ impl fmt::Display for CellError {
             }
             Self::NotAnInteger => f.write_str("not an integer"),
             Self::IntegerOutOfRange => f.write_str(
-                "a whole number beyond the 64-bit range of an int column (±9223372036854775807); \
-                 a string column keeps its digits",
+                "a whole number beyond the 64-bit range of an int column \
+                 (-9223372036854775808 to 9223372036854775807); a string column keeps its digits",
             ),
             Self::NotANumber => f.write_str("not a number"),
             Self::NotABool => f.write_str("not a boolean"),
@@ -686,7 +686,12 @@ pub fn convert(value: Value<'_>, column_type: ColumnType) -> Result<Cell<'_>, Ce
         (T::String, Value::Int(i)) => Cell::Int(i),
         (T::String, Value::Bool(b)) => Cell::Bool(b),
         (T::String, Value::DateTime(dt)) => Cell::DateTime(dt),
-        (T::Int, Value::Float(f)) if f.fract() == 0.0 && f.abs() < 9.2e18 => Cell::Int(f as i64),
+        (T::Int, Value::Float(f))
+            if f.fract() == 0.0
+                && (-9_223_372_036_854_775_808.0..9_223_372_036_854_775_808.0).contains(&f) =>
+        {
+            Cell::Int(f as i64)
+        }
         (T::Int, Value::Bool(b)) | (T::Number, Value::Bool(b)) => Cell::Int(i64::from(b)),
         (T::Int, Value::Bytes(b)) => Cell::Int(trimmed(text(b)?).parse().map_err(
             |e: ParseIntError| match e.kind() {
@@ -1646,6 +1651,15 @@ mod tests {
         assert_eq!(
             cell(Value::Float(1.5), T::Int),
             Err(CellError::NotAnInteger)
+        );
+        assert_eq!(
+            cell(Value::Float(9.22e18), T::Int),
+            Ok(Cell::Int(9_220_000_000_000_000_000)),
+            "it fits"
+        );
+        assert_eq!(
+            cell(Value::Float(-9_223_372_036_854_775_808.0), T::Int),
+            Ok(Cell::Int(i64::MIN))
         );
         assert_eq!(
             cell(Value::Bytes(b"4.2"), T::Int),

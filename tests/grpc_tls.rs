@@ -142,7 +142,7 @@ async fn a_certificate_file_without_a_certificate_is_named() {
         "work_dir" | "local_dir" => Some(d.join(k).display().to_string()),
         _ => None,
     };
-    let settings = fluxo::config::Settings::resolve_with_env(&setting, |_| None).unwrap();
+    let settings = fluxo::config::Settings::resolve_with_env(setting, |_| None).unwrap();
     let err = fluxo::grpc::Server::bind(settings)
         .await
         .unwrap()

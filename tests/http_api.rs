@@ -30,7 +30,11 @@ impl Reply {
 
 /// GET over a fresh connection (blocking: run off the runtime).
 async fn get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Reply {
-    let mut request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    send("GET", addr, path, headers).await
+}
+
+async fn send(method: &str, addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Reply {
+    let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
     for (k, v) in headers {
         request.push_str(&format!("{k}: {v}\r\n"));
     }
@@ -303,7 +307,7 @@ async fn signed_downloads_serve_local_files_and_refuse_tampering() {
 async fn every_refusal_is_json() {
     let server = TestServer::start(&[("download_secret", "download-secret-16")]).await;
     for (path, code, says) in [
-        ("/v1/tasks/", 404, "no such path: /v1/tasks/; served are"),
+        ("/v1/tasks/", 404, "no such path: /v1/tasks/"),
         ("/nothing", 404, "no such path: /nothing"),
         (
             "/v1/files/a.csv?expires=1&expires=2&signature=x",
@@ -317,6 +321,15 @@ async fn every_refusal_is_json() {
         let error = r.json()["error"].as_str().unwrap_or_default().to_owned();
         assert!(error.contains(says), "{path}: {error}");
     }
+    let posted = send(
+        "POST",
+        server.status,
+        "/v1/files/a.csv",
+        &[("Content-Length", "0")],
+    )
+    .await;
+    assert_eq!(posted.code, 405, "{}", posted.text());
+    assert_eq!(posted.json()["error"], "POST is not served here: use GET");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -355,7 +368,10 @@ async fn an_interrupted_download_resumes_from_a_byte_range() {
         "{}",
         rest.head
     );
-    assert!(rest.head.contains(&format!("{}\r\n", len - 100)));
+    assert!(rest
+        .head
+        .to_ascii_lowercase()
+        .contains(&format!("content-length: {}\r\n", len - 100)));
     assert_eq!([&whole.body[..100], &rest.body[..]].concat(), whole.body);
 
     let middle = get(server.status, path, &[("Range", "bytes=3-12")]).await;
@@ -371,6 +387,17 @@ async fn an_interrupted_download_resumes_from_a_byte_range() {
     )
     .await;
     assert_eq!((other.code, &other.body), (200, &whole.body));
+
+    // HEAD answers as the whole file would: Range is for GET.
+    let head = send("HEAD", server.status, path, &[("Range", "bytes=3-12")]).await;
+    assert_eq!(head.code, 200, "{}", head.head);
+    assert!(
+        head.head
+            .to_ascii_lowercase()
+            .contains(&format!("content-length: {len}\r\n")),
+        "{}",
+        head.head
+    );
 
     let past = get(server.status, path, &[("Range", &format!("bytes={len}-"))]).await;
     assert_eq!(past.code, 416, "{}", past.text());

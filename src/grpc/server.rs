@@ -195,7 +195,8 @@ impl BoundServer {
                 .merge(crate::http::ops_router(shared.clone())),
             Some(_) => crate::http::status_router(shared.clone()),
         }
-        .fallback(crate::http::not_found);
+        .fallback(crate::http::not_found)
+        .method_not_allowed_fallback(crate::http::get_only);
         let mut http = vec![tokio::spawn(
             axum::serve(self.status, status_router)
                 .with_graceful_shutdown(wait(http_stopped.clone()))
@@ -205,7 +206,9 @@ impl BoundServer {
             http.push(tokio::spawn(
                 axum::serve(
                     ops,
-                    crate::http::ops_router(shared.clone()).fallback(crate::http::not_found),
+                    crate::http::ops_router(shared.clone())
+                        .fallback(crate::http::not_found)
+                        .method_not_allowed_fallback(crate::http::get_only),
                 )
                 .with_graceful_shutdown(wait(http_stopped))
                 .into_future(),

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path as UrlPath, Query, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -32,14 +32,19 @@ fn error(code: StatusCode, message: impl Into<String>) -> Response {
     (code, Json(json!({ "error": message.into() }))).into_response()
 }
 
-/// Any other path: JSON like every other answer, naming what is served.
+/// Any other path: JSON, like every other answer.
 pub async fn not_found(uri: axum::http::Uri) -> Response {
     error(
         StatusCode::NOT_FOUND,
-        format!(
-            "no such path: {}; served are /v1/tasks/{{task_id}}, /v1/files/{{key}}, /health/live, /health/ready and /metrics",
-            uri.path()
-        ),
+        format!("no such path: {}", uri.path()),
+    )
+}
+
+/// A method other than GET (or HEAD) on a served path.
+pub async fn get_only(method: Method) -> Response {
+    error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!("{method} is not served here: use GET"),
     )
 }
 
@@ -168,6 +173,7 @@ async fn download(
     State(shared): State<Arc<Shared>>,
     UrlPath(key): UrlPath<String>,
     query: Result<Query<Signed>, QueryRejection>,
+    method: Method,
     headers: HeaderMap,
 ) -> Response {
     let server = &shared.settings.server;
@@ -225,13 +231,15 @@ async fn download(
         .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
         .map_or(0, |d| d.as_nanos());
     let etag = range::etag(len, modified_nanos);
-    let header_text = |name| headers.get(name).and_then(|v| v.to_str().ok());
-    let part = match range::byte_range(
-        header_text(header::RANGE),
-        header_text(header::IF_RANGE),
-        &etag,
-        len,
-    ) {
+    // Range is for GET only (a HEAD answers as the whole file would); an
+    // If-Range that is no text matches no version.
+    let range = (method == Method::GET)
+        .then(|| headers.get(header::RANGE).and_then(|v| v.to_str().ok()))
+        .flatten();
+    let if_range = headers
+        .get(header::IF_RANGE)
+        .map(|v| v.to_str().unwrap_or(""));
+    let part = match range::byte_range(range, if_range, &etag, len) {
         range::Ranged::Whole => None,
         range::Ranged::Part(part) => Some(part),
         range::Ranged::Unsatisfiable => {

@@ -185,16 +185,25 @@ impl ExportZone {
     /// `US/Eastern`, abbreviations (`CET`) and offsets (`+08:00`). Opened
     /// with warnings off, so that a bad one leaves none in the output.
     pub fn check(name: &str) -> Result<(), ExportError> {
-        let level = call_function("error_reporting", vec![&0i64]);
-        let opened = call_function("timezone_open", vec![&name]).is_some_and(|z| z.is_object());
-        if let Some(level) = level.and_then(|l| l.long()) {
-            call_function("error_reporting", vec![&level]);
-        }
+        // Zone names are printable ASCII; a NUL makes timezone_open() throw.
+        let printable = !name.is_empty() && name.bytes().all(|b| b.is_ascii_graphic());
+        let opened = printable && {
+            let level = call_function("error_reporting", vec![&0i64]);
+            let opened = call_function("timezone_open", vec![&name]).is_some_and(|z| z.is_object());
+            // An error handler that throws on the warning, whatever
+            // error_reporting says: its exception is about this probe.
+            drop(ExecutorGlobals::take_exception());
+            if let Some(level) = level.and_then(|l| l.long()) {
+                call_function("error_reporting", vec![&level]);
+            }
+            opened
+        };
         if opened {
             Ok(())
         } else {
             Err(ExportError::invalid_option(format!(
-                "option \"timezone\": unknown time zone \"{name}\" (use an IANA name such as Asia/Shanghai, or an offset such as +08:00)"
+                "option \"timezone\": unknown time zone \"{}\" (use an IANA name such as Asia/Shanghai, or an offset such as +08:00)",
+                name.escape_debug()
             )))
         }
     }
@@ -427,9 +436,6 @@ pub fn batch<'a>(
     mut batch: RecordBatch,
     zone: &ExportZone,
 ) -> Result<RecordBatch, ExportError> {
-    // Columns that name their keys read any row that is not a plain list
-    // by key: `[0 => 'x', 'b' => 'y']` for keys 0 and 'b'.
-    let keys_named = columns.iter().any(|c| c.key.is_some());
     for (index, row) in rows.enumerate() {
         let _pinned = Pinned::new(row);
         let row = row.dereference();
@@ -446,7 +452,10 @@ pub fn batch<'a>(
         let packed = list_values(cells);
         let buckets = buckets(cells);
         let named_first = buckets.first().is_some_and(|b| !b.key.is_null());
-        let list = !named_first && !keys_named && cells.get_index(0).is_some();
+        // Integer keys only, as in a packed list: `[0 => 'x', 'b' => 'y']`
+        // is read by key.
+        let list =
+            !named_first && buckets.iter().all(|b| b.key.is_null()) && cells.get_index(0).is_some();
         if packed.is_some() || cells.is_empty() || list {
             let len = packed.map_or_else(|| cells.len(), <[Zval]>::len);
             if len != columns.len() {

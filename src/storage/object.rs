@@ -375,8 +375,10 @@ impl ObjectStore {
                     e.message, self.upload.max_retries
                 );
             }
-            // rustls's words for a certificate this host does not trust.
-            if e.message.contains("invalid peer certificate") {
+            // rustls's words for a certificate no CA this host trusts signed.
+            if e.message
+                .contains("invalid peer certificate: UnknownIssuer")
+            {
                 e.message.push_str(
                     "; a store whose certificate comes from a private CA needs that CA in this \
                      host's trust store (update-ca-certificates), or in the file SSL_CERT_FILE names",

@@ -354,9 +354,10 @@ impl Export {
             // A folder of past statuses takes a while to list: not on the
             // time of the export that happens to start first in the hour.
             let files = files.clone();
+            let decided = std::time::SystemTime::now();
             let _ = std::thread::Builder::new()
                 .name("fluxo-prune".into())
-                .spawn(move || files.prune_expired(retention));
+                .spawn(move || files.prune_expired(retention, decided));
         }
         let task_id = uuid::Uuid::now_v7().to_string();
         let now = now_ms();
@@ -622,7 +623,8 @@ impl Export {
     pub fn cancel_and_wait(&mut self) {
         let open = self.phase != Phase::Cancelled;
         self.cancel();
-        if open && self.phase == Phase::Cancelled {
+        // A child of fork() has no worker to wait for.
+        if open && self.phase == Phase::Cancelled && self.task.runs_here() {
             self.task.wait_ended(ENDING_AFTER_STOP);
         }
     }
@@ -840,7 +842,9 @@ fn run(task: Arc<Task>, spec: ExportSpec, settings: Settings, store: Box<dyn Sto
         .join("spool")
         .join(format!("{task_id}.{}", spec.format.extension()));
     // The lines logged while it runs (an upload's retries) name the task.
-    let span = tracing::info_span!("export", task_id = %task_id);
+    // At ERROR, the span is on whenever any of fluxo's lines are: an INFO
+    // span is filtered out at the default level, warn.
+    let span = tracing::error_span!("export", task_id = %task_id);
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         span.in_scope(|| write_and_store(&task, &spec, &settings, &spool, store.as_ref()))
     }))

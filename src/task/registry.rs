@@ -310,18 +310,20 @@ impl StatusFiles {
     /// saves that crashed; and QUEUED statuses whose process is gone: no
     /// spool file was made for the spool sweep to find them by. Other
     /// statuses that are not final are left alone: the spool sweep tells a
-    /// dead owner from a live one and ends the task. Returns how many
+    /// dead owner from a live one and ends the task. A file changed after
+    /// `decided` (when the prune was due) is left for the next one: the
+    /// listing runs on a thread that may start late. Returns how many
     /// statuses it deleted.
-    pub fn prune_expired(&self, retention: Duration) -> usize {
+    pub fn prune_expired(&self, retention: Duration, decided: SystemTime) -> usize {
         let Ok(entries) = fs::read_dir(&self.dir) else {
             return 0;
         };
         let mut deleted = 0;
         for entry in entries.flatten() {
-            let expired = entry
-                .metadata()
-                .and_then(|m| m.modified())
-                .is_ok_and(|at| !is_younger(at, retention));
+            let expired = entry.metadata().is_ok_and(|m| {
+                m.modified().is_ok_and(|at| !is_younger(at, retention))
+                    && changed_at(&m).is_some_and(|at| at <= decided)
+            });
             let name = entry.file_name();
             let Some(name) = name.to_str().filter(|_| expired) else {
                 continue;
@@ -364,6 +366,14 @@ impl StatusFiles {
             ExportError::export(format!("status file {} is damaged: {e}", path.display()))
         })
     }
+}
+
+/// When a file's inode last changed: a write, or setting its times.
+fn changed_at(meta: &fs::Metadata) -> Option<SystemTime> {
+    use std::os::unix::fs::MetadataExt;
+    let seconds = u64::try_from(meta.ctime()).ok()?;
+    let nanos = u32::try_from(meta.ctime_nsec()).ok()?;
+    Some(SystemTime::UNIX_EPOCH + Duration::new(seconds, nanos))
 }
 
 #[cfg(test)]
@@ -475,7 +485,19 @@ pub(super) mod tests {
         age(temp.clone(), week * 2);
         let _starting = files.lock_owner(&starting).unwrap();
 
-        assert_eq!(files.prune_expired(week), 4);
+        // Made old after the prune was due: left for the next one.
+        let decided = SystemTime::now();
+        let late = uuid::Uuid::now_v7().to_string();
+        files
+            .save(&status(&late, TaskState::Completed, me))
+            .unwrap();
+        age(files.path(&late), week * 2);
+        assert_eq!(files.prune_expired(week, decided), 4);
+        assert!(
+            files.path(&late).exists(),
+            "changed after the prune was due"
+        );
+        assert_eq!(files.prune_expired(week, SystemTime::now()), 1);
         let kept: Vec<bool> = ids.iter().map(|id| files.path(id).exists()).collect();
         assert_eq!(kept, [false, false, false, true, true, true, false, true]);
         assert!(
