@@ -200,7 +200,7 @@ const PROTO_NAMES: &[(&str, &str)] = &[
     ),
     (
         "sheet(): a CSV file has one sheet; use format xlsx for several",
-        "SheetStart: a CSV file has one sheet; use FORMAT_XLSX for several",
+        "SheetStart: a CSV file has one sheet; use FORMAT_EXCEL for several",
     ),
     ("option \"total_rows\"", "field \"total_records\""),
     ("option \"sheet\"", "field \"options.excel_sheet_name\""),
@@ -502,7 +502,7 @@ mod tests {
         );
         assert_eq!(
             in_proto_terms("sheet(): a CSV file has one sheet; use format xlsx for several"),
-            "SheetStart: a CSV file has one sheet; use FORMAT_XLSX for several"
+            "SheetStart: a CSV file has one sheet; use FORMAT_EXCEL for several"
         );
     }
 }
