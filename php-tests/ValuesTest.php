@@ -292,7 +292,7 @@ final class ValuesTest extends FluxoTestCase
     {
         $timestamps = [0, 1700000000, -8520336000, 10430000000];
         $date = new \DateTimeImmutable('2026-11-30 08:00:00', new \DateTimeZone('UTC'));
-        foreach (['utc', '+08:00', '-05:30', 'cet', $date->setTimezone(new \DateTimeZone('+09:00'))->getTimezone()->getName()] as $zone) {
+        foreach (['utc', ' UTC', '+08:00', '-05:30', 'cet', $date->setTimezone(new \DateTimeZone('+09:00'))->getTimezone()->getName()] as $zone) {
             $r = $this->exportOne(
                 ['columns' => [['name' => 'at', 'type' => 'datetime']], 'timezone' => $zone, 'csv' => ['bom' => false]],
                 [...array_map(static fn (int $t): array => [$t], $timestamps), [$date]]

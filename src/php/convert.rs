@@ -185,8 +185,10 @@ impl ExportZone {
     /// `US/Eastern`, abbreviations (`CET`) and offsets (`+08:00`). Opened
     /// with warnings off, so that a bad one leaves none in the output.
     pub fn check(name: &str) -> Result<(), ExportError> {
-        // Zone names are printable ASCII; a NUL makes timezone_open() throw.
-        let printable = !name.is_empty() && name.bytes().all(|b| b.is_ascii_graphic());
+        // Zone names are printable ASCII (PHP skips spaces around them); a
+        // NUL makes timezone_open() throw.
+        let printable =
+            !name.trim().is_empty() && name.bytes().all(|b| b == b' ' || b.is_ascii_graphic());
         let opened = printable && {
             let level = call_function("error_reporting", vec![&0i64]);
             let opened = call_function("timezone_open", vec![&name]).is_some_and(|z| z.is_object());
