@@ -190,13 +190,11 @@ impl BoundServer {
                 TcpListenerStream::new(self.grpc),
                 wait(grpc_stopped),
             ));
-        let status_router = match self.ops {
+        let status_router = crate::http::refusing_in_json(match self.ops {
             None => crate::http::status_router(shared.clone())
                 .merge(crate::http::ops_router(shared.clone())),
             Some(_) => crate::http::status_router(shared.clone()),
-        }
-        .fallback(crate::http::not_found)
-        .method_not_allowed_fallback(crate::http::get_only);
+        });
         let mut http = vec![tokio::spawn(
             axum::serve(self.status, status_router)
                 .with_graceful_shutdown(wait(http_stopped.clone()))
@@ -206,9 +204,7 @@ impl BoundServer {
             http.push(tokio::spawn(
                 axum::serve(
                     ops,
-                    crate::http::ops_router(shared.clone())
-                        .fallback(crate::http::not_found)
-                        .method_not_allowed_fallback(crate::http::get_only),
+                    crate::http::refusing_in_json(crate::http::ops_router(shared.clone())),
                 )
                 .with_graceful_shutdown(wait(http_stopped))
                 .into_future(),

@@ -32,8 +32,15 @@ fn error(code: StatusCode, message: impl Into<String>) -> Response {
     (code, Json(json!({ "error": message.into() }))).into_response()
 }
 
-/// Any other path: JSON, like every other answer.
-pub async fn not_found(uri: axum::http::Uri) -> Response {
+/// `router`, answering an unknown path or a method other than GET with
+/// JSON, like every other refusal.
+pub fn refusing_in_json(router: Router) -> Router {
+    router
+        .fallback(not_found)
+        .method_not_allowed_fallback(get_only)
+}
+
+async fn not_found(uri: axum::http::Uri) -> Response {
     error(
         StatusCode::NOT_FOUND,
         format!("no such path: {}", uri.path()),
@@ -41,7 +48,7 @@ pub async fn not_found(uri: axum::http::Uri) -> Response {
 }
 
 /// A method other than GET (or HEAD) on a served path.
-pub async fn get_only(method: Method) -> Response {
+async fn get_only(method: Method) -> Response {
     error(
         StatusCode::METHOD_NOT_ALLOWED,
         format!("{method} is not served here: use GET"),
@@ -169,6 +176,13 @@ fn content_type(key: &str, head: &[u8]) -> &'static str {
     }
 }
 
+/// `Content-Range: {range}`, digits and `bytes */-` only: always a header value.
+fn set_content_range(response: &mut Response, range: String) {
+    if let Ok(value) = header::HeaderValue::try_from(range) {
+        response.headers_mut().insert(header::CONTENT_RANGE, value);
+    }
+}
+
 async fn download(
     State(shared): State<Arc<Shared>>,
     UrlPath(key): UrlPath<String>,
@@ -247,9 +261,7 @@ async fn download(
                 StatusCode::RANGE_NOT_SATISFIABLE,
                 format!("the file has {len} bytes"),
             );
-            if let Ok(value) = format!("bytes */{len}").parse() {
-                refused.headers_mut().insert(header::CONTENT_RANGE, value);
-            }
+            set_content_range(&mut refused, format!("bytes */{len}"));
             return refused;
         }
     };
@@ -285,9 +297,10 @@ async fn download(
         .into_response();
     if let Some(part) = part {
         *response.status_mut() = StatusCode::PARTIAL_CONTENT;
-        if let Ok(value) = format!("bytes {}-{}/{len}", part.start(), part.end()).parse() {
-            response.headers_mut().insert(header::CONTENT_RANGE, value);
-        }
+        set_content_range(
+            &mut response,
+            format!("bytes {}-{}/{len}", part.start(), part.end()),
+        );
     }
     response
 }
