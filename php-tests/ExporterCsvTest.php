@@ -297,21 +297,28 @@ final class ExporterCsvTest extends FluxoTestCase
         yield 'absolute path stripped' => ['/etc/passwd', 'passwd.csv'];
         yield 'windows directories stripped' => ['C:\\Users\\x\\sales.csv', 'sales.csv'];
         yield 'leading dots removed' => ['.hidden', 'hidden.csv'];
-        yield 'dot-dot only' => ['..', 'export.csv'];
-        yield 'traversal with dots' => ['../../..', 'export.csv'];
+        yield 'dot-dot only' => ['..', 'export-{task}.csv'];
+        yield 'traversal with dots' => ['../../..', 'export-{task}.csv'];
         yield 'nul and control chars removed' => ["bad\0na\x01me\n.csv", 'badname.csv'];
-        yield 'empty' => ['', 'export.csv'];
-        yield 'only dots' => ['...', 'export.csv'];
+        yield 'empty' => ['', 'export-{task}.csv'];
+        yield 'only dots' => ['...', 'export-{task}.csv'];
         yield 'unicode kept' => ['销售 2026', '销售 2026.csv'];
         yield 'other extension gets csv appended' => ['report.xlsx', 'report.xlsx.csv'];
+        yield 'trailing dots and spaces removed' => ['report. ', 'report.csv'];
+        yield 'right-to-left override removed' => ["invoice\u{202E}fdp.csv", 'invoicefdp.csv'];
+        yield 'nothing but an extension' => ['  .csv', 'export-{task}.csv'];
     }
 
     /**
+     * A name with nothing left once sanitized gets the default name, as an
+     * export without one does: `export-{task}.csv`.
+     *
      * @dataProvider filenameProvider
      */
     public function testFilenameIsSanitized(string $given, string $expected): void
     {
         $r = $this->exportOne(['columns' => ['a'], 'filename' => $given], [['x']]);
+        $expected = str_replace('{task}', $r->taskId, $expected);
         $this->assertResult($r, 'csv', 1, $expected);
         self::assertSame($expected, basename($r->path));
     }

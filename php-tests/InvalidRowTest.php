@@ -72,6 +72,13 @@ final class InvalidRowTest extends FluxoTestCase
                 static fn () => [2, "\xff"],
                 ['row 1, column "val"', 'UTF-8', '(got string)'],
             ],
+            // PHP cannot throw a message holding a NUL: it is shown as \0.
+            'missing key with a NUL byte' => [
+                ['id', "v\0al"],
+                $good,
+                static fn () => ['id' => 2],
+                ['row 1, column "v\\0al": missing key "v\\0al"'],
+            ],
             'NAN' => [$auto, $good, static fn () => [2, NAN], ['row 1, column "val"', '(got float)']],
             'INF' => [$auto, $good, static fn () => [2, INF], ['row 1, column "val"', '(got float)']],
             '-INF' => [$auto, $good, static fn () => [2, -INF], ['row 1, column "val"', '(got float)']],
@@ -304,6 +311,27 @@ final class InvalidRowTest extends FluxoTestCase
             self::assertStringContainsString('row 0: expected an array (got string)', $ex->getMessage());
         }
         $e->cancel();
+    }
+
+    /**
+     * A timestamp no time zone reaches is named as what it is, in a `time`
+     * column too, not as text that is not a date.
+     */
+    public function testATimestampPastAnyDateIsNamedAsSuch(): void
+    {
+        foreach (['date', 'time'] as $type) {
+            $e = new Exporter(['columns' => [['name' => 't', 'type' => $type]], 'timezone' => 'Asia/Shanghai']);
+            try {
+                $e->addRow([PHP_INT_MAX]);
+                self::fail("PHP_INT_MAX accepted in a $type column");
+            } catch (InvalidRowException $ex) {
+                self::assertSame(
+                    'row 0, column "t": a Unix timestamp too far from 1970 to be shown as a date (got int)',
+                    $ex->getMessage()
+                );
+            }
+            $e->cancel();
+        }
     }
 
     public function testManyRejectedBatchesLeaveNothingBehind(): void

@@ -142,6 +142,63 @@ final class ValuesTest extends FluxoTestCase
         self::assertSame([['id', 'value'], ['1', 'first'], ['4', 'last']], $this->readCsv($r->path));
     }
 
+    /**
+     * @return iterable<string, array{string}>
+     */
+    public static function reentrantCallProvider(): iterable
+    {
+        yield 'addRow' => ['addRow'];
+        yield 'addBatch' => ['addBatch'];
+        yield 'sheet' => ['sheet'];
+        yield 'finish' => ['finish'];
+        yield 'finishAsync' => ['finishAsync'];
+        yield 'cancel' => ['cancel'];
+    }
+
+    /**
+     * A cell's __toString() that calls the exporter reading it is refused:
+     * an added row would land before the batch being read, a new sheet
+     * would take that batch, a finish would end the export under it. The
+     * batch is rejected like any other whose object threw, and the export
+     * goes on with its rows in order.
+     *
+     * @dataProvider reentrantCallProvider
+     */
+    public function testACellCallingTheExporterReadingItIsRefused(string $method): void
+    {
+        $e = new \Fluxo\Exporter(['format' => 'xlsx', 'columns' => ['v']]);
+        $cell = new class ($e, $method) {
+            public function __construct(private \Fluxo\Exporter $exporter, private string $method)
+            {
+            }
+
+            public function __toString(): string
+            {
+                match ($this->method) {
+                    'addRow' => $this->exporter->addRow(['inner']),
+                    'addBatch' => $this->exporter->addBatch([['inner']]),
+                    'sheet' => $this->exporter->sheet('Second'),
+                    'finish' => $this->exporter->finish(),
+                    'finishAsync' => $this->exporter->finishAsync(),
+                    'cancel' => $this->exporter->cancel(),
+                };
+                return 'object';
+            }
+        };
+        $e->addBatch([['first']]);
+        try {
+            $e->addBatch([['second'], [$cell]]);
+            self::fail("addBatch accepted a cell that called $method()");
+        } catch (\Fluxo\ExportException $thrown) {
+            self::assertStringContainsString("Exporter::$method() was called while this exporter was reading rows", $thrown->getMessage());
+        }
+        $e->addBatch([['last']]);
+        $r = $e->finish();
+        $book = $this->readXlsx($r->path);
+        self::assertSame(['Sheet1'], $book['sheetnames']);
+        self::assertSame([['v'], ['first'], ['last']], $book['sheets'][0]['rows']);
+    }
+
     public function testCsvStringableObject(): void
     {
         $obj = new class () {

@@ -112,18 +112,10 @@ impl RecordBatch {
         match *cell {
             Cell::Null => self.data.push(NULL),
             Cell::Bool(b) => self.data.push(if b { TRUE } else { FALSE }),
-            Cell::Int(i) => {
-                self.data.push(INT);
-                self.data.extend_from_slice(&i.to_le_bytes());
-            }
-            Cell::Float(f) => {
-                self.data.push(FLOAT);
-                self.data.extend_from_slice(&f.to_le_bytes());
-            }
+            Cell::Int(i) => self.push_tagged(INT, i.to_le_bytes()),
+            Cell::Float(f) => self.push_tagged(FLOAT, f.to_le_bytes()),
             Cell::Text(t) => {
-                self.data.push(TEXT);
-                self.data
-                    .extend_from_slice(&text_len(t.len()).to_le_bytes());
+                self.push_tagged(TEXT, text_len(t.len()).to_le_bytes());
                 schema::extend_short(&mut self.data, t.as_bytes());
             }
             Cell::Date(dt) => self.push_datetime(DATE, dt),
@@ -146,9 +138,20 @@ impl RecordBatch {
     }
 
     fn push_datetime(&mut self, tag: u8, dt: LocalDateTime) {
-        self.data.push(tag);
-        self.data.extend_from_slice(&dt.seconds.to_le_bytes());
-        self.data.extend_from_slice(&dt.nanos.to_le_bytes());
+        let mut payload = [0; 12];
+        payload[..8].copy_from_slice(&dt.seconds.to_le_bytes());
+        payload[8..].copy_from_slice(&dt.nanos.to_le_bytes());
+        self.push_tagged(tag, payload);
+    }
+
+    /// A tag and its fixed-size payload in one append: one check for room
+    /// where a push and an extend made two (per cell, on the PHP thread).
+    #[inline(always)]
+    fn push_tagged<const N: usize>(&mut self, tag: u8, payload: [u8; N]) {
+        const { assert!(N <= 12, "no cell payload is longer than a date's") };
+        let mut cell = [tag; 13];
+        cell[1..=N].copy_from_slice(&payload);
+        self.data.extend_from_slice(&cell[..=N]);
     }
 
     /// Closes the current row. Panics if it does not have `columns` cells:

@@ -1237,15 +1237,17 @@ fn parse_csv(v: &OptionValue) -> Result<CsvOptions> {
     Ok(csv)
 }
 
-/// Makes a download name safe: no directories, no control characters, `_`
-/// for the characters Windows does not allow in a file name (`<>:"|?*`, a
-/// browser would change them anyway), no leading dots, at most 200 bytes,
-/// and the format's extension.
+/// Makes a download name safe: no directories, no control characters nor
+/// the bidirectional ones that make `invoice\u{202E}fdp.csv` show as
+/// `invoicevsc.pdf`, `_` for the characters Windows does not allow in a file
+/// name (`<>:"|?*`, a browser would change them anyway), no leading or
+/// trailing dots, at most 200 bytes, and the format's extension. Empty when
+/// no name is left: the export's default name then applies, as without one.
 pub fn sanitize_filename(name: &str, format: Format) -> String {
     let base = name.rsplit(['/', '\\']).next().unwrap_or("");
     let clean: String = base
         .chars()
-        .filter(|c| !c.is_control())
+        .filter(|&c| !c.is_control() && !is_bidi_control(c))
         .map(|c| if "<>:\"|?*".contains(c) { '_' } else { c })
         .collect();
     let ext = format!(".{}", format.extension());
@@ -1263,13 +1265,20 @@ pub fn sanitize_filename(name: &str, format: Format) -> String {
     } else {
         ext
     };
-    let stem = stem.trim().trim_start_matches('.');
-    let stem = if stem.is_empty() { "export" } else { stem };
+    let stem = stem.trim().trim_matches('.').trim_end();
+    if stem.is_empty() {
+        return String::new();
+    }
     let mut cut = stem.len().min(200 - ext.len());
     while !stem.is_char_boundary(cut) {
         cut -= 1;
     }
     format!("{}{ext}", &stem[..cut])
+}
+
+/// The marks and embeddings that change the order a name is shown in.
+fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
 }
 
 #[cfg(test)]
@@ -1719,14 +1728,15 @@ mod tests {
             "passwd.csv"
         );
         assert_eq!(sanitize_filename("a\\b\0c.csv", Format::Csv), "bc.csv");
-        assert_eq!(sanitize_filename("...", Format::Xlsx), "export.xlsx");
-        for (nameless, named) in [
-            ("  .csv", "export.csv"),
-            ("\0.csv", "export.csv"),
-            (".CSV", "export.CSV"),
-        ] {
-            assert_eq!(sanitize_filename(nameless, Format::Csv), named);
+        for nameless in ["", "...", "  .csv", "\0.csv", ".CSV", "\u{202E}"] {
+            assert_eq!(sanitize_filename(nameless, Format::Csv), "", "{nameless:?}");
         }
+        assert_eq!(sanitize_filename("...", Format::Xlsx), "");
+        assert_eq!(
+            sanitize_filename("invoice\u{202E}fdp.csv", Format::Csv),
+            "invoicefdp.csv"
+        );
+        assert_eq!(sanitize_filename("trailing. ", Format::Csv), "trailing.csv");
         assert_eq!(
             sanitize_filename("orders.csv.GZ", Format::Csv),
             "orders.csv"

@@ -31,11 +31,38 @@ pub struct ExportError {
 
 pub type Result<T, E = ExportError> = std::result::Result<T, E>;
 
+/// The longest message kept whole. Messages quote what they were given (a
+/// task id, a sheet name, a key), and gRPC sends a message in a header
+/// that clients refuse past 16 KiB, percent-encoded: a 100 KB task id
+/// echoed whole left the client with no message at all.
+const MESSAGE_LIMIT: usize = 2_000;
+
+/// `message`, or its start and end with what lies between left out.
+fn shortened(message: String) -> String {
+    if message.len() <= MESSAGE_LIMIT {
+        return message;
+    }
+    let mut head = MESSAGE_LIMIT * 3 / 5;
+    while !message.is_char_boundary(head) {
+        head -= 1;
+    }
+    let mut tail = message.len() - MESSAGE_LIMIT / 4;
+    while !message.is_char_boundary(tail) {
+        tail += 1;
+    }
+    format!(
+        "{}… ({} bytes left out) …{}",
+        &message[..head],
+        tail - head,
+        &message[tail..]
+    )
+}
+
 impl ExportError {
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
         Self {
             kind,
-            message: message.into(),
+            message: shortened(message.into()),
         }
     }
 
@@ -183,6 +210,24 @@ impl std::error::Error for ExportError {}
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_long_message_keeps_its_start_and_end() {
+        let id = "é".repeat(50_000);
+        let e = ExportError::invalid_row(format!("task id \"{id}\" is malformed: expected a UUID"));
+        assert!(e.message.len() < MESSAGE_LIMIT + 100, "{}", e.message.len());
+        assert!(e.message.starts_with("task id \"éé"));
+        assert!(e.message.ends_with("éé\" is malformed: expected a UUID"));
+        // 100,040 bytes: the first 1,199 (the last whole é before 1,200)
+        // and the last 499 (from the first é boundary after 99,540) are kept.
+        assert!(
+            e.message.contains("… (98342 bytes left out) …"),
+            "{}",
+            e.message
+        );
+        let short = "row 3: has 2 cells, expected 3";
+        assert_eq!(ExportError::invalid_row(short).message, short);
+    }
 
     #[test]
     fn permission_denied_names_the_owner_when_another_user() {

@@ -449,6 +449,8 @@ pub enum CellError {
     NotADate,
     /// Text a `time` column cannot read.
     NotATime,
+    /// A Unix timestamp too far from 1970 to be shown in a time zone.
+    TimestampOutOfRange,
     /// A type no column can hold (nested array, resource, object ...).
     Unsupported,
     /// Text longer than its file's cells hold ([`TextLimit::Chars`]).
@@ -485,6 +487,9 @@ impl fmt::Display for CellError {
             Self::NotABool => f.write_str("not a boolean"),
             Self::NotADate => f.write_str("not a date (expected Y-m-d, Y-m-d H:i:s or ISO 8601)"),
             Self::NotATime => f.write_str("not a time (expected H:i:s, Y-m-d H:i:s or ISO 8601)"),
+            Self::TimestampOutOfRange => {
+                f.write_str("a Unix timestamp too far from 1970 to be shown as a date")
+            }
             Self::TooManyChars { chars, max } => write!(
                 f,
                 "{chars} characters of text, more than the {max} an Excel cell holds \

@@ -488,6 +488,21 @@ async fn unknown_and_malformed_task_ids() {
     assert_eq!(err.code(), Code::NotFound);
     let err = client.query_task_status(q("../etc")).await.unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
+    // Echoed whole, a 100 KB id made a status header that gRPC clients
+    // refuse (16 KiB): they saw RESOURCE_EXHAUSTED and no reason.
+    let err = client
+        .query_task_status(q(&"x".repeat(100_000)))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(err.message().len() < 4_000, "{}", err.message().len());
+    assert!(
+        err.message().ends_with(
+            "is malformed: expected a UUID such as 0193a5b2-7c1e-7d4f-9a6b-3c2d1e0f4a5b"
+        ),
+        "{}",
+        err.message()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -6,6 +6,7 @@ mod module;
 #[cfg(feature = "server")]
 mod server;
 
+use std::cell::RefCell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use ext_php_rs::exception::PhpException;
@@ -30,9 +31,12 @@ fn exception(err: ExportError) -> PhpException {
         ErrorKind::Storage => STORAGE_EXCEPTION,
         ErrorKind::Cancelled | ErrorKind::Busy | ErrorKind::Export => EXPORT_EXCEPTION,
     };
+    // A message quoting a NUL byte (a column name, a key) cannot be made a
+    // PHP exception's message: PHP would throw a plain `Error` instead.
+    let message = err.message.replace('\0', "\\0");
     match ClassEntry::try_find(class) {
-        Some(ce) => PhpException::new(err.message, 0, ce),
-        None => PhpException::from_message(err.message),
+        Some(ce) => PhpException::new(message, 0, ce),
+        None => PhpException::from_message(message),
     }
 }
 
@@ -92,18 +96,62 @@ pub struct Exporter {
     timezone: convert::ExportZone,
 }
 
+thread_local! {
+    /// The exporters reading rows on this thread, by address. PHP code that
+    /// runs during a read (a cell's `__toString()`, a date object's methods)
+    /// must not call them: a row it added would land before the batch being
+    /// read, a sheet it started would take that batch.
+    static READING_ROWS: RefCell<Vec<usize>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Marks an exporter as reading rows until dropped.
+struct ReadingRows(usize);
+
+impl ReadingRows {
+    fn start(exporter: &Exporter) -> Self {
+        let at = exporter.address();
+        READING_ROWS.with_borrow_mut(|reading| reading.push(at));
+        Self(at)
+    }
+}
+
+impl Drop for ReadingRows {
+    fn drop(&mut self) {
+        READING_ROWS.with_borrow_mut(|reading| reading.retain(|&at| at != self.0));
+    }
+}
+
 impl Exporter {
+    fn address(&self) -> usize {
+        std::ptr::from_ref(self) as usize
+    }
+
+    /// Refuses `method` while this exporter reads rows (see [`READING_ROWS`]).
+    fn ensure_not_reading(&self, method: &str) -> Result<(), ExportError> {
+        if READING_ROWS.with_borrow(|reading| reading.contains(&self.address())) {
+            return Err(ExportError::export(format!(
+                "Exporter::{method}() was called while this exporter was reading rows, from a \
+                 cell's __toString() or date object: call it after addBatch() or addRow() returns"
+            )));
+        }
+        Ok(())
+    }
+
     fn add<'a>(
         &mut self,
+        method: &str,
         rows: impl Iterator<Item = &'a ext_php_rs::types::Zval>,
     ) -> Result<i64, ExportError> {
+        self.ensure_not_reading(method)?;
+        let reading = ReadingRows::start(self);
         let batch = convert::batch(
             rows,
             self.export.columns(),
             self.export.new_batch(),
             &self.timezone,
-        )?;
-        self.export.add(batch).map(|n| n as i64)
+        );
+        drop(reading);
+        self.export.add(batch?).map(|n| n as i64)
     }
 }
 
@@ -139,19 +187,20 @@ impl Exporter {
     /// Adds a list of rows; returns the running row count.
     pub fn add_batch(&mut self, rows: &ZendHashTable) -> PhpResult<i64> {
         guarded(|| match convert::list_values(rows) {
-            Some(rows) => self.add(rows.iter()),
-            None => self.add(rows.values()),
+            Some(rows) => self.add("addBatch", rows.iter()),
+            None => self.add("addBatch", rows.values()),
         })
     }
 
     /// Adds one row; returns the running row count.
     pub fn add_row(&mut self, row: &ext_php_rs::types::Zval) -> PhpResult<i64> {
-        guarded(|| self.add(std::iter::once(row)))
+        guarded(|| self.add("addRow", std::iter::once(row)))
     }
 
     /// XLSX: starts another sheet; columns default to the current ones.
     pub fn sheet(&mut self, name: String, columns: Option<&ZendHashTable>) -> PhpResult<()> {
         guarded(|| {
+            self.ensure_not_reading("sheet")?;
             let columns = match columns {
                 Some(c) => Some(config::parse_columns(&convert::options(c))?),
                 None => None,
@@ -162,17 +211,24 @@ impl Exporter {
 
     /// Waits for the file and returns where it is.
     pub fn finish(&mut self) -> PhpResult<ExportResult> {
-        guarded(|| self.export.finish().map(ExportResult::from))
+        guarded(|| {
+            self.ensure_not_reading("finish")?;
+            self.export.finish().map(ExportResult::from)
+        })
     }
 
     /// Returns the task id at once; the file is completed in the background.
     pub fn finish_async(&mut self) -> PhpResult<String> {
-        guarded(|| self.export.finish_async())
+        guarded(|| {
+            self.ensure_not_reading("finishAsync")?;
+            self.export.finish_async()
+        })
     }
 
     /// Abandons the export: no file is left.
     pub fn cancel(&mut self) -> PhpResult<()> {
         guarded(|| {
+            self.ensure_not_reading("cancel")?;
             self.export.cancel_and_wait();
             Ok(())
         })
