@@ -102,7 +102,9 @@ final class CancelTest extends FluxoTestCase
                 $e->addBatch(self::rows(2000 * $round));
             }
             $e->cancel();
-            self::assertSame('CANCELLED', Exporter::status($e->taskId())?->state, "round {$round}");
+            $s = Exporter::status($e->taskId());
+            self::assertSame('CANCELLED', $s?->state, "round {$round}");
+            self::assertSame('the export was cancelled', $s->error);
         }
     }
 
@@ -116,6 +118,7 @@ final class CancelTest extends FluxoTestCase
         $e->addBatch(self::rows(2000));
         unset($e);
         $this->assertCancelledAndClean($id);
+        self::assertStringStartsWith('the Exporter was freed before finish() or cancel()', (string) Exporter::status($id)?->error);
     }
 
     public function testExporterGoingOutOfScopeCancels(): void

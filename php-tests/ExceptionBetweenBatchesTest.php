@@ -78,6 +78,8 @@ final class ExceptionBetweenBatchesTest extends FluxoTestCase
         $s = $this->waitForState($taskId);
         self::assertNotNull($s);
         self::assertSame('CANCELLED', $s->state, json_encode(self::snapshot($s)));
+        // Not the text of an explicit cancel(): it says what happened.
+        self::assertStringStartsWith('the Exporter was freed before finish() or cancel()', (string) $s->error);
         self::assertNull($s->url);
         $clean = $this->eventually(static fn () => self::taskArtifacts($taskId) === [], 400);
         self::assertTrue($clean, 'files left: ' . json_encode(self::taskArtifacts($taskId)));

@@ -126,6 +126,34 @@ final class IniConfigTest extends FluxoTestCase
         self::assertMatchesRegularExpression('/INFO .*export completed .*task_id=/', $lines['text']);
     }
 
+    /**
+     * A cancelled export is logged at info with its reason: an Exporter a
+     * script dropped says so, in the log as in its status.
+     */
+    public function testACancelledExportIsLoggedWithItsReason(): void
+    {
+        $child = ChildPhp::run(<<<'PHP'
+            $e = new Fluxo\Exporter(['columns' => ['a']]);
+            $e->addRow(['x']);
+            $taskId = $e->taskId();
+            unset($e);
+            for ($i = 0; $i < 200 && Fluxo\Exporter::status($taskId)?->state !== 'CANCELLED'; $i++) {
+                usleep(10000);
+            }
+            echo json_encode(['taskId' => $taskId]), "\n";
+            PHP, [], ['fluxo.log_level' => 'info', 'fluxo.log_format' => 'json']);
+        self::assertSame(0, $child->exitCode, $child->describe());
+        $taskId = $child->json()['taskId'];
+        $cancelled = array_values(array_filter(
+            array_map(static fn (string $line): mixed => json_decode($line, true), explode("\n", $child->stderr)),
+            static fn (mixed $line): bool => is_array($line) && ($line['message'] ?? null) === 'export cancelled',
+        ));
+        self::assertCount(1, $cancelled, $child->stderr);
+        self::assertSame('INFO', $cancelled[0]['level']);
+        self::assertSame($taskId, $cancelled[0]['task_id']);
+        self::assertStringStartsWith('the Exporter was freed before finish() or cancel()', $cancelled[0]['reason']);
+    }
+
     public function testEnvironmentVariableOverridesIni(): void
     {
         $iniDir = Env::$root . '/ini-dir';
@@ -166,8 +194,17 @@ final class IniConfigTest extends FluxoTestCase
     /**
      * @return iterable<string, array{array<string, string>, string}>
      */
-    public static function badSigningProvider(): iterable
+    public static function badIniProvider(): iterable
     {
+        // Under PHP-FPM the working directory is each script's folder.
+        yield 'relative work_dir' => [
+            ['fluxo.work_dir' => 'fluxo-work'],
+            'fluxo.work_dir must be an absolute path, not "fluxo-work"',
+        ];
+        yield 'relative local_dir' => [
+            ['fluxo.local_dir' => './exports'],
+            'fluxo.local_dir must be an absolute path, not "./exports"',
+        ];
         yield 'base URL without its secret' => [
             ['fluxo.public_base_url' => 'https://dl.example.com', 'fluxo.download_secret' => ''],
             'fluxo.public_base_url needs fluxo.download_secret',
@@ -179,10 +216,10 @@ final class IniConfigTest extends FluxoTestCase
     }
 
     /**
-     * @dataProvider badSigningProvider
+     * @dataProvider badIniProvider
      * @param array<string, string> $ini
      */
-    public function testHalfConfiguredSigningIsAnError(array $ini, string $message): void
+    public function testABadIniSettingIsAnInvalidOptionException(array $ini, string $message): void
     {
         $child = ChildPhp::run(<<<'PHP'
             try {

@@ -74,6 +74,7 @@ final class InvalidOptionTest extends FluxoTestCase
         yield 'storage unknown' => [$cols + ['storage' => 'ftp'], 'storage'];
         yield 'storage is an int' => [$cols + ['storage' => 1], 'storage'];
         yield 'local_dir is an int' => [$cols + ['local_dir' => 5], 'local_dir'];
+        yield 'local_dir is relative' => [$cols + ['local_dir' => 'exports'], 'option "local_dir" must be an absolute path'];
         yield 'csv is a string' => [$cols + ['csv' => 'x'], 'csv'];
         yield 'csv delimiter of 2 chars' => [$cols + ['csv' => ['delimiter' => ';;']], 'delimiter'];
         yield 'csv delimiter empty' => [$cols + ['csv' => ['delimiter' => '']], 'delimiter'];

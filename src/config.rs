@@ -400,9 +400,9 @@ impl Settings {
         let dir = |key: &str, fallback: &str| {
             let v = get(key);
             if v.is_empty() {
-                temp.join(fallback)
+                Ok(temp.join(fallback))
             } else {
-                absolute(Path::new(&v))
+                absolute_dir(&format!("fluxo.{key}"), &v)
             }
         };
         let storage = get("storage");
@@ -446,8 +446,8 @@ impl Settings {
                     ))
                 })?
             },
-            local_dir: dir("local_dir", "exports"),
-            work_dir: dir("work_dir", "work"),
+            local_dir: dir("local_dir", "exports")?,
+            work_dir: dir("work_dir", "work")?,
             status_retention: secs("status_retention", 0, 10 * 365 * 86_400)?,
             key_prefix: key_prefix(&get("key_prefix"))?,
             max_concurrent_tasks: number(
@@ -553,6 +553,21 @@ fn default_of(key: &str) -> &'static str {
 
 fn absolute(path: &Path) -> PathBuf {
     std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
+/// A folder setting, which must be an absolute path: a relative one would
+/// depend on the working directory, and PHP-FPM makes that each script's
+/// own folder. Exports went into the web root, and `Exporter::status()`
+/// from a script in another folder found nothing.
+fn absolute_dir(name: &str, value: &str) -> Result<PathBuf> {
+    let path = Path::new(value);
+    if !path.is_absolute() {
+        return Err(ExportError::invalid_option(format!(
+            "{name} must be an absolute path, not \"{value}\": a relative one would \
+             depend on the working directory, which PHP-FPM sets to each script's folder"
+        )));
+    }
+    Ok(absolute(path))
 }
 
 /// Whether `message` names `fluxo.{key}` (and not a longer key).
@@ -936,7 +951,8 @@ impl ExportSpec {
         let local_dir = match get("local_dir") {
             Some(v) => Some(string("local_dir", v)?)
                 .filter(|dir| !dir.trim().is_empty())
-                .map(|dir| absolute(Path::new(dir))),
+                .map(|dir| absolute_dir("option \"local_dir\"", dir))
+                .transpose()?,
             None => None,
         };
         let choice = |key: &str, options: [&str; 2]| -> Result<bool> {
@@ -1685,11 +1701,27 @@ mod tests {
                 ("columns", OptionValue::List(vec![s("a")])),
                 ("local_dir", s(dir)),
             ]);
-            ExportSpec::from_options(&options, &st).unwrap().local_dir
+            ExportSpec::from_options(&options, &st).map(|spec| spec.local_dir)
         };
-        assert_eq!(with_dir(""), None, "empty: fluxo.local_dir");
-        assert_eq!(with_dir("  "), None);
-        assert_eq!(with_dir("/srv/out"), Some(PathBuf::from("/srv/out")));
+        assert_eq!(with_dir(""), Ok(None), "empty: fluxo.local_dir");
+        assert_eq!(with_dir("  "), Ok(None));
+        assert_eq!(with_dir("/srv/out"), Ok(Some(PathBuf::from("/srv/out"))));
+        assert!(with_dir("exports").unwrap_err().message.starts_with(
+            "option \"local_dir\" must be an absolute path, not \"exports\": a relative one"
+        ));
+        for key in ["local_dir", "work_dir"] {
+            let relative = Settings::resolve_with_env(
+                |k| (k == key).then(|| "fluxo-files".to_owned()),
+                |_| None,
+            );
+            assert_eq!(
+                relative.unwrap_err().message,
+                format!(
+                    "fluxo.{key} must be an absolute path, not \"fluxo-files\": a relative one \
+                     would depend on the working directory, which PHP-FPM sets to each script's folder"
+                )
+            );
+        }
 
         let err = |o: OptionValue| ExportSpec::from_options(&o, &st).unwrap_err().message;
         assert!(

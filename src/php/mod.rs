@@ -172,6 +172,10 @@ impl Exporter {
                 time_limit_reached,
                 "the script's time limit (max_execution_time) ran out while it waited",
             );
+            export.when_abandoned(
+                "the Exporter was freed before finish() or cancel(): the script ended, threw, \
+                 or ran out of time or memory before it finished the export",
+            );
             Ok(Self {
                 timezone: convert::ExportZone::new(spec_timezone),
                 export,

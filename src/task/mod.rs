@@ -312,6 +312,8 @@ pub struct Export {
     last_batch_bytes: usize,
     phase: Phase,
     give_up: Option<GiveUp>,
+    /// Why the task ended if the export is dropped while still open.
+    abandoned: &'static str,
 }
 
 impl Export {
@@ -416,6 +418,7 @@ impl Export {
             last_batch_bytes: 0,
             phase: Phase::Open,
             give_up: None,
+            abandoned: "the export was abandoned before it was finished",
         };
         let settings = settings.clone();
         manager::submit(move || run(task, spec, settings, store));
@@ -505,6 +508,12 @@ impl Export {
     /// ends it, instead of being killed inside the wait.
     pub fn give_up_when(&mut self, test: fn() -> bool, reason: &'static str) {
         self.give_up = Some((test, reason));
+    }
+
+    /// What the status says (CANCELLED) if this export is dropped while
+    /// still open: a front end names what that means for its callers.
+    pub fn when_abandoned(&mut self, reason: &'static str) {
+        self.abandoned = reason;
     }
 
     fn give_up_reason(&self) -> &'static str {
@@ -681,7 +690,8 @@ impl Drop for Export {
         // In a child of fork() the parent's export is not this process's to
         // cancel, and its locks may be copies held for ever.
         if self.phase == Phase::Open && self.task.runs_here() {
-            self.cancel();
+            self.task
+                .fail(ExportError::new(ErrorKind::Cancelled, self.abandoned));
         }
     }
 }
@@ -873,7 +883,9 @@ fn run(task: Arc<Task>, spec: ExportSpec, settings: Settings, store: Box<dyn Sto
                 e.kind == ErrorKind::Storage && store.kind() != StorageKind::Local,
             );
             let cancelled = e.kind == ErrorKind::Cancelled;
-            if !cancelled {
+            if cancelled {
+                tracing::info!(task_id = %task_id, reason = %e, "export cancelled");
+            } else {
                 tracing::warn!(task_id = %task_id, error = %e, "export failed");
             }
             task.update(true, |s| {
