@@ -135,7 +135,10 @@ pub fn sheet_columns(defs: &[pb::ColumnDefinition]) -> Result<Option<Vec<Column>
     if defs.is_empty() {
         return Ok(None);
     }
-    crate::config::parse_columns(&column_options(defs)?).map(Some)
+    column_options(defs)
+        .and_then(|options| crate::config::parse_columns(&options))
+        .map(Some)
+        .map_err(|e| ExportError::new(e.kind, format!("SheetStart: {}", e.message)))
 }
 
 /// The checked export spec of a metadata message.
@@ -367,6 +370,21 @@ mod tests {
             options: None,
             total_records: Some(2),
         }
+    }
+
+    #[test]
+    fn a_sheet_start_names_itself_in_its_errors() {
+        let mut columns = meta().columns;
+        assert_eq!(sheet_columns(&columns).unwrap().unwrap().len(), 2);
+        columns[1].name = "id".into();
+        let e = sheet_columns(&columns).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::InvalidOption);
+        assert!(e.message.starts_with("SheetStart: "), "{}", e.message);
+        columns[1].data_type = 99;
+        assert!(sheet_columns(&columns)
+            .unwrap_err()
+            .message
+            .starts_with("SheetStart: "));
     }
 
     #[test]
