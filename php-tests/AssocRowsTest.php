@@ -207,7 +207,28 @@ final class AssocRowsTest extends FluxoTestCase
             $e->addRow(['x' => 1, 11 => 'nope']);
             self::fail('a missing int key must be rejected');
         } catch (InvalidRowException $ex) {
-            self::assertStringContainsString('row 0, column "Ten": missing key "10"', $ex->getMessage());
+            self::assertSame('row 0, column "Ten": missing key "10"', $ex->getMessage());
+        }
+        $e->cancel();
+    }
+
+    /**
+     * A row of integer keys that do not start at 0 is read by key, and
+     * the error for it says so: `[1 => 'x', 2 => 'y']` is no list.
+     */
+    public function testARowOfIntegerKeysFromOneIsReadByKeyAndTheErrorSaysWhy(): void
+    {
+        $e = new Exporter(['columns' => ['a', 'b']]);
+        foreach ([[1 => 'x', 2 => 'y'], [5 => 'x', 6 => 'y']] as $row) {
+            try {
+                $e->addRow($row);
+                self::fail('a row without key "a" must be rejected');
+            } catch (InvalidRowException $ex) {
+                self::assertSame(
+                    'row 0, column "a": missing key "a": the row was read by key, as its integer keys do not start at 0',
+                    $ex->getMessage()
+                );
+            }
         }
         $e->cancel();
     }

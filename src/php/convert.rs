@@ -524,8 +524,13 @@ pub fn batch<'a>(
                 let key = column.lookup_key();
                 let in_order = buckets.get(next).and_then(|b| keyed_value(b, key));
                 let Some(zv) = in_order.or_else(|| cells.get(key)) else {
+                    let why = if cells.has_numerical_keys() {
+                        ": the row was read by key, as its integer keys do not start at 0"
+                    } else {
+                        ""
+                    };
                     return Err(ExportError::invalid_row(format!(
-                        "row {index}, column \"{}\": missing key \"{key}\"",
+                        "row {index}, column \"{}\": missing key \"{key}\"{why}",
                         column.name
                     )));
                 };
