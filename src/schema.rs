@@ -509,7 +509,7 @@ impl fmt::Display for CellError {
 }
 
 #[inline(always)]
-fn text(bytes: &[u8]) -> Result<&str, CellError> {
+pub(crate) fn text(bytes: &[u8]) -> Result<&str, CellError> {
     // Most cells are short ASCII, which `is_ascii` checks a word at a time
     // at several times `from_utf8`'s speed.
     if bytes.is_ascii() {
