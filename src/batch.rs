@@ -114,8 +114,8 @@ impl RecordBatch {
 
     /// Appends the values most cells are, kept as they come (an int to an
     /// int column, valid text to a string column...), without building a
-    /// [`Cell`] to match again: a seventh of `addBatch`'s instructions
-    /// (callgrind). False for any other pair, which [`schema::convert`]
+    /// [`Cell`] to match again: an eighth of `addBatch`'s instructions
+    /// (callgrind, BENCHMARKS.md). False for any other pair, which [`schema::convert`]
     /// converts. What it appends is what converting appends
     /// (`values_kept_as_they_come_are_appended_as_converted`).
     #[inline(always)]
