@@ -222,6 +222,8 @@ final class IniConfigTest extends FluxoTestCase
     public function testABadIniSettingIsAnInvalidOptionException(array $ini, string $message): void
     {
         $child = ChildPhp::run(<<<'PHP'
+            // Where a relative folder would land, were it taken.
+            chdir(sys_get_temp_dir());
             try {
                 new Fluxo\Exporter(['columns' => ['a']]);
                 echo json_encode(['error' => null]), "\n";
