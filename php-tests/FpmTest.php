@@ -111,6 +111,30 @@ final class FpmTest extends FluxoTestCase
                 echo json_encode(['pid' => getmypid(), 'task' => $e->taskId()]);
                 // The request ends without finish(): the export is cancelled.
                 PHP,
+            'cell' => <<<'PHP'
+                // ?fatal=1: the cell's __toString() ends the request with a fatal error.
+                ini_set('display_errors', '0');
+                $fatal = ($_GET['fatal'] ?? '') === '1';
+                $e = new Fluxo\Exporter(['columns' => ['a']]);
+                $cell = new class ($fatal) {
+                    public function __construct(private bool $fatal)
+                    {
+                    }
+
+                    public function __toString(): string
+                    {
+                        if ($this->fatal) {
+                            trigger_error('a fatal error while a cell is read', E_USER_ERROR);
+                        }
+                        return 'text';
+                    }
+                };
+                if ($fatal) {
+                    echo json_encode(['pid' => getmypid()]);
+                }
+                $e->addBatch([[$cell]]);
+                echo json_encode(['pid' => getmypid(), 'records' => $e->finish()->records]);
+                PHP,
             'status' => <<<'PHP'
                 $s = Fluxo\Exporter::status($_GET['task']);
                 echo json_encode(['pid' => getmypid(), 'state' => $s?->state, 'path' => $s?->path, 'sha256' => $s?->sha256, 'records' => $s?->records]);
@@ -182,6 +206,24 @@ final class FpmTest extends FluxoTestCase
         self::assertNotContains(self::$fpm?->pid, array_keys($pids), 'requests run in workers, not the master');
         $masterThreads = glob('/proc/' . self::$fpm?->pid . '/task/*') ?: [];
         self::assertCount(1, $masterThreads, 'the master, which forks every worker, starts no thread');
+        self::assertNoWorkerDied();
+    }
+
+    /**
+     * A fatal error in PHP code run while a row is read jumps back over
+     * Fluxo's frames: the worker lives on, and its later exporters take
+     * their rows. (Such an exporter's mark as reading rows is cleared at
+     * the request's end, so that one placed where it was is not refused;
+     * whether PHP reuses the address here is PHP's choice.)
+     */
+    public function testAFatalErrorWhileACellIsReadLeavesTheWorkersExportersWorking(): void
+    {
+        for ($i = 0; $i < 4; $i++) {
+            self::request('cell', ['fatal' => '1']);
+        }
+        for ($i = 0; $i < 8; $i++) {
+            self::assertSame(1, self::request('cell')['records']);
+        }
         self::assertNoWorkerDied();
     }
 

@@ -104,6 +104,15 @@ thread_local! {
     static READING_ROWS: RefCell<Vec<usize>> = const { RefCell::new(Vec::new()) };
 }
 
+/// Forgets every exporter marked as reading rows, at the end of a request.
+/// A fatal error in PHP code run during a read (a cell's `__toString()` out
+/// of memory or time) makes PHP jump back over the Rust frames, so the mark
+/// is never dropped: a later request's exporter at the same address would
+/// be refused every call.
+pub(crate) fn forget_reading_rows() {
+    READING_ROWS.with_borrow_mut(Vec::clear);
+}
+
 /// Marks an exporter as reading rows until dropped.
 struct ReadingRows(usize);
 
