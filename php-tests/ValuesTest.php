@@ -153,6 +153,8 @@ final class ValuesTest extends FluxoTestCase
         yield 'finish' => ['finish'];
         yield 'finishAsync' => ['finishAsync'];
         yield 'cancel' => ['cancel'];
+        yield '__construct' => ['__construct'];
+        yield 'new' => ['new'];
     }
 
     /**
@@ -181,6 +183,9 @@ final class ValuesTest extends FluxoTestCase
                     'finish' => $this->exporter->finish(),
                     'finishAsync' => $this->exporter->finishAsync(),
                     'cancel' => $this->exporter->cancel(),
+                    // Would replace, and free, the exporter reading this cell.
+                    '__construct' => $this->exporter->__construct(['columns' => ['p', 'q']]),
+                    'new' => new \Fluxo\Exporter(['columns' => ['p']]),
                 };
                 return 'object';
             }
@@ -190,7 +195,11 @@ final class ValuesTest extends FluxoTestCase
             $e->addBatch([['second'], [$cell]]);
             self::fail("addBatch accepted a cell that called $method()");
         } catch (\Fluxo\ExportException $thrown) {
-            self::assertStringContainsString("Exporter::$method() was called while this exporter was reading rows", $thrown->getMessage());
+            $called = $method === 'new' ? '__construct' : $method;
+            self::assertMatchesRegularExpression(
+                "/^Exporter::{$called}\\(\\) was called while (this|an) exporter was reading rows/",
+                $thrown->getMessage()
+            );
         }
         $e->addBatch([['last']]);
         $r = $e->finish();

@@ -169,6 +169,15 @@ impl Exporter {
     pub fn __construct(options: &ZendHashTable) -> PhpResult<Self> {
         guarded(|| {
             panic_if_asked();
+            // `$exporter->__construct()` from a cell would replace, and
+            // free, the exporter whose rows are being read.
+            if READING_ROWS.with_borrow(|reading| !reading.is_empty()) {
+                return Err(ExportError::export(
+                    "Exporter::__construct() was called while an exporter was reading rows, from \
+                     a cell's __toString() or date object: make exporters before addBatch() or \
+                     addRow(), or after it returns",
+                ));
+            }
             let settings = current_settings()?;
             let options = convert::options(options);
             let spec = ExportSpec::from_options(&options, &settings)?;
