@@ -213,6 +213,27 @@ final class AssocRowsTest extends FluxoTestCase
     }
 
     /**
+     * A row with a text key is read by key also once an element of it was
+     * unset (PHP then keeps a hole in it), even with a key 0.
+     */
+    public function testARowWithAnUnsetElementIsReadByKeyAsBefore(): void
+    {
+        $e = new Exporter(['columns' => ['b', 'x'], 'csv' => ['bom' => false]]);
+        $row = ['b' => 'B', 'tmp' => 0, 0 => 'zero', 'x' => 'X'];
+        unset($row['tmp']);
+        $e->addRow($row);
+        $missing = ['b' => 'B', 'tmp' => 0, 0 => 'zero', 1 => 'one'];
+        unset($missing['tmp']);
+        try {
+            $e->addRow($missing);
+            self::fail('a row without key "x" must be rejected');
+        } catch (InvalidRowException $ex) {
+            self::assertSame('row 0, column "x": missing key "x"', $ex->getMessage());
+        }
+        self::assertSame([['B', 'X']], $this->dataRows($e->finish()));
+    }
+
+    /**
      * A row of integer keys that do not start at 0 is read by key, and
      * the error for it says so: `[1 => 'x', 2 => 'y']` is no list.
      */

@@ -411,6 +411,17 @@ fn buckets(ht: &ZendHashTable) -> &[Bucket] {
     }
 }
 
+/// Whether every key of an array that is not packed is an integer. One
+/// with deleted elements has no [`buckets`] to look at: its keys are asked
+/// one by one.
+fn integer_keys(cells: &ZendHashTable, buckets: &[Bucket]) -> bool {
+    if buckets.is_empty() {
+        cells.has_numerical_keys()
+    } else {
+        buckets.iter().all(|b| b.key.is_null())
+    }
+}
+
 /// The value of `bucket` if it holds `key`.
 fn keyed_value<'a>(bucket: &'a Bucket, key: &str) -> Option<&'a Zval> {
     // SAFETY: the bucket holds an element (see `buckets`), so its key is
@@ -490,7 +501,7 @@ pub fn batch<'a>(
         // PHP, 43 instructions per row that a packed row does not need.
         let list = packed.is_some()
             || cells.is_empty()
-            || (buckets.iter().all(|b| b.key.is_null()) && cells.get_index(0).is_some());
+            || (integer_keys(cells, buckets) && cells.get_index(0).is_some());
         if list {
             let len = packed.map_or_else(|| cells.len(), <[Zval]>::len);
             if len != columns.len() {
