@@ -212,9 +212,8 @@ final class FpmTest extends FluxoTestCase
     /**
      * A fatal error in PHP code run while a row is read jumps back over
      * Fluxo's frames: the worker lives on, and its later exporters take
-     * their rows. (Such an exporter's mark as reading rows is cleared at
-     * the request's end, so that one placed where it was is not refused;
-     * whether PHP reuses the address here is PHP's choice.)
+     * their rows (`ValuesTest::testAFatalErrorInACellLeavesFluxoUsableInShutdownFunctions`
+     * shows the exporter is no longer marked as reading rows).
      */
     public function testAFatalErrorWhileACellIsReadLeavesTheWorkersExportersWorking(): void
     {

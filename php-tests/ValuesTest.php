@@ -4,6 +4,7 @@ declare(strict_types=1);
 
 namespace Fluxo\Tests;
 
+use Fluxo\Tests\Support\ChildPhp;
 use Fluxo\Tests\Support\FluxoTestCase;
 
 /**
@@ -206,6 +207,37 @@ final class ValuesTest extends FluxoTestCase
         $book = $this->readXlsx($r->path);
         self::assertSame(['Sheet1'], $book['sheetnames']);
         self::assertSame([['v'], ['first'], ['last']], $book['sheets'][0]['rows']);
+    }
+
+    /**
+     * A fatal error in a cell's __toString() makes PHP jump back over
+     * Fluxo's frames. The exporter is no longer marked as reading rows, so
+     * a shutdown function can still cancel it and export with a new one.
+     *
+     * @group fatal-error
+     */
+    public function testAFatalErrorInACellLeavesFluxoUsableInShutdownFunctions(): void
+    {
+        $child = ChildPhp::run(<<<'PHP'
+            ini_set('display_errors', '0');
+            $e = new Fluxo\Exporter(['columns' => ['a']]);
+            register_shutdown_function(static function () use ($e): void {
+                $e->cancel();
+                $next = new Fluxo\Exporter(['columns' => ['a']]);
+                $next->addRow(['after the fatal error']);
+                echo json_encode(['records' => $next->finish()->records, 'state' => Fluxo\Exporter::status($e->taskId())?->state]), "\n";
+            });
+            $cell = new class () {
+                public function __toString(): string
+                {
+                    trigger_error('a fatal error while a cell is read', E_USER_ERROR);
+                    return '';
+                }
+            };
+            $e->addBatch([['first'], [$cell]]);
+            PHP);
+        self::assertSame(255, $child->exitCode, $child->describe());
+        self::assertSame(['records' => 1, 'state' => 'CANCELLED'], $child->json(), $child->describe());
     }
 
     public function testCsvStringableObject(): void

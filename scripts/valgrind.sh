@@ -9,6 +9,13 @@
 #                               reports its vector reads (thousands, all PHP's)
 #   --exclude-group slow        skips the 1M-row memory and sheet-limit tests,
 #                               hours under valgrind; the rest of the suite runs
+#   --exclude-group fatal-error skips the tests that end a script with a fatal
+#                               error mid-call: PHP never releases the objects
+#                               the skipped frames held (it calls their free
+#                               handlers, then drops its heap whole), which
+#                               memcheck counts as lost Exporter objects
+#                               (RELIABILITY.md: checked by hand, no other
+#                               report)
 #   scripts/valgrind.supp       reports analysed and found not to be bugs
 #
 # The child `php` processes the tests start run under valgrind too; Python,
@@ -36,7 +43,7 @@ PHP_INI_SCAN_DIR=":$DIR/conf.d" USE_ZEND_ALLOC=0 ZEND_DONT_UNLOAD_MODULES=1 FLUX
     --trace-children=yes --trace-children-skip='*python*,*s3s-fs*,*moto*,*/sh,*/bash,*/dash,*/env,*/openssl' \
     --suppressions=scripts/valgrind.supp \
     --log-file="$DIR/memcheck.%p.log" --xml=yes --xml-file="$DIR/memcheck.%p.xml" \
-    php -d extension="$SO" /usr/bin/phpunit -c php-tests/phpunit.xml --exclude-group slow "$@"
+    php -d extension="$SO" /usr/bin/phpunit -c php-tests/phpunit.xml --exclude-group slow,fatal-error "$@"
 phpunit=$?
 set -e
 

@@ -478,9 +478,9 @@ impl Drop for Pinned {
 pub fn batch<'a>(
     rows: impl Iterator<Item = &'a Zval>,
     columns: &[Column],
-    mut batch: RecordBatch,
+    batch: &mut RecordBatch,
     zone: &ExportZone,
-) -> Result<RecordBatch, ExportError> {
+) -> Result<(), ExportError> {
     for (index, row) in rows.enumerate() {
         let _pinned = Pinned::new(row);
         let row = row.dereference();
@@ -513,8 +513,7 @@ pub fn batch<'a>(
             if let Some(values) = packed {
                 for (zv, column) in values.iter().zip(columns) {
                     let zv = zv.dereference();
-                    push(&mut batch, zv, column, zone)
-                        .map_err(|f| cell_error(index, column, zv, f))?;
+                    push(batch, zv, column, zone).map_err(|f| cell_error(index, column, zv, f))?;
                 }
             } else {
                 for (position, column) in columns.iter().enumerate() {
@@ -525,8 +524,7 @@ pub fn batch<'a>(
                         )));
                     };
                     let zv = zv.dereference();
-                    push(&mut batch, zv, column, zone)
-                        .map_err(|f| cell_error(index, column, zv, f))?;
+                    push(batch, zv, column, zone).map_err(|f| cell_error(index, column, zv, f))?;
                 }
             }
         } else {
@@ -551,10 +549,10 @@ pub fn batch<'a>(
                     / std::mem::size_of::<Bucket>()
                     + 1;
                 let zv = zv.dereference();
-                push(&mut batch, zv, column, zone).map_err(|f| cell_error(index, column, zv, f))?;
+                push(batch, zv, column, zone).map_err(|f| cell_error(index, column, zv, f))?;
             }
         }
         batch.end_row();
     }
-    Ok(batch)
+    Ok(())
 }

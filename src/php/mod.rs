@@ -12,7 +12,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use ext_php_rs::exception::PhpException;
 use ext_php_rs::prelude::*;
 use ext_php_rs::types::ZendHashTable;
-use ext_php_rs::zend::ClassEntry;
+use ext_php_rs::zend::{BailoutGuard, ClassEntry};
 
 use crate::config::{self, ExportSpec, Settings};
 use crate::error::{ErrorKind, ExportError};
@@ -104,15 +104,6 @@ thread_local! {
     static READING_ROWS: RefCell<Vec<usize>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Forgets every exporter marked as reading rows, at the end of a request.
-/// A fatal error in PHP code run during a read (a cell's `__toString()` out
-/// of memory or time) makes PHP jump back over the Rust frames, so the mark
-/// is never dropped: a later request's exporter at the same address would
-/// be refused every call.
-pub(crate) fn forget_reading_rows() {
-    READING_ROWS.with_borrow_mut(Vec::clear);
-}
-
 /// Marks an exporter as reading rows until dropped.
 struct ReadingRows(usize);
 
@@ -152,15 +143,15 @@ impl Exporter {
         rows: impl Iterator<Item = &'a ext_php_rs::types::Zval>,
     ) -> Result<i64, ExportError> {
         self.ensure_not_reading(method)?;
-        let reading = ReadingRows::start(self);
-        let batch = convert::batch(
-            rows,
-            self.export.columns(),
-            self.export.new_batch(),
-            &self.timezone,
-        );
+        // Dropped even if a fatal error in PHP code run during the read (a
+        // cell's `__toString()` out of memory or time) makes PHP jump back
+        // over these frames: the mark would stay, the batch's memory leak.
+        let reading = BailoutGuard::new(ReadingRows::start(self));
+        let mut batch = BailoutGuard::new(self.export.new_batch());
+        let read = convert::batch(rows, self.export.columns(), &mut batch, &self.timezone);
         drop(reading);
-        self.export.add(batch?).map(|n| n as i64)
+        read?;
+        self.export.add(batch.into_inner()).map(|n| n as i64)
     }
 }
 

@@ -111,12 +111,6 @@ extern "C" fn shutdown(_ty: i32, _module_number: i32) -> i32 {
     0
 }
 
-/// RSHUTDOWN, which PHP runs after a fatal error too.
-extern "C" fn request_shutdown(_ty: i32, _module_number: i32) -> i32 {
-    let _ = catch_unwind(super::forget_reading_rows);
-    0
-}
-
 extern "C" fn info(_module: *mut ModuleEntry) {
     let _ = catch_unwind(|| {
         info_table_start!();
@@ -143,7 +137,6 @@ pub fn get_module(module: ModuleBuilder) -> ModuleBuilder {
         .class::<ExportResult>()
         .class::<TaskStatus>()
         .shutdown_function(shutdown)
-        .request_shutdown_function(request_shutdown)
         .info_function(info);
     #[cfg(feature = "server")]
     let module = module.class::<super::server::Server>();
