@@ -64,6 +64,14 @@ final class BenchScriptsTest extends FluxoTestCase
         }
     }
 
+    public function testAddBatchBenchRuns(): void
+    {
+        [$code, $out, $err] = $this->runScript('add-batch.php', []);
+        self::assertSame(0, $code, $out . $err);
+        self::assertMatchesRegularExpression('/^800000 rows: addBatch [\d.]+ s \([\d.]+ us\/cell\), to a finished CSV [\d.]+ s$/m', $out);
+        self::assertMatchesRegularExpression('/^addRow: \d+ ns per row$/m', $out);
+    }
+
     public function testRepeatedExportsBenchRuns(): void
     {
         [$code, $out, $err] = $this->runScript('repeated-exports.php', ['4', 'xlsx']);

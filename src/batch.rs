@@ -34,8 +34,16 @@ pub struct RecordBatch {
 impl RecordBatch {
     /// An empty batch for rows of `columns` cells; `capacity` is a byte hint.
     pub fn new(columns: usize, capacity: usize) -> Self {
+        Self::new_in(Vec::new(), columns, capacity)
+    }
+
+    /// [`RecordBatch::new`] in the memory of an arena no longer needed
+    /// ([`RecordBatch::into_arena`]).
+    pub fn new_in(mut arena: Vec<u8>, columns: usize, capacity: usize) -> Self {
+        arena.clear();
+        arena.reserve(capacity);
         Self {
-            data: Vec::with_capacity(capacity),
+            data: arena,
             columns,
             rows: 0,
             cells_in_row: 0,
@@ -204,6 +212,19 @@ impl RecordBatch {
         );
         self.cells_in_row = 0;
         self.rows += 1;
+    }
+
+    /// Appends the rows of `other`, a batch of the same columns.
+    pub fn append(&mut self, other: &RecordBatch) {
+        assert_eq!(self.columns, other.columns, "batches of different columns");
+        assert_eq!(self.cells_in_row, 0, "a row is half written");
+        self.data.extend_from_slice(&other.data);
+        self.rows += other.rows;
+    }
+
+    /// The arena, for another batch to fill ([`RecordBatch::new_in`]).
+    pub fn into_arena(self) -> Vec<u8> {
+        self.data
     }
 
     /// Reads the rows back in order.
@@ -397,6 +418,42 @@ mod tests {
         // float in two, each bool in two. Without one: the three valid texts
         // in two columns.
         assert_eq!(kept, 2 * (9 + 3 + 2 + 2 + 2) + 3 * 2, "pairs kept");
+    }
+
+    #[test]
+    fn an_appended_batch_reads_back_after_the_rows_before_it() {
+        let mut first = RecordBatch::new(2, 0);
+        for (i, text) in [(1, "a"), (2, "b")] {
+            first.push(Value::Int(i), ColumnType::Int).unwrap();
+            first
+                .push(Value::Bytes(text.as_bytes()), ColumnType::String)
+                .unwrap();
+            first.end_row();
+        }
+        let mut second = RecordBatch::new_in(vec![7; 100], 2, 0);
+        second.push(Value::Null, ColumnType::Int).unwrap();
+        second.push(Value::Bytes(b"c"), ColumnType::String).unwrap();
+        second.end_row();
+        first.append(&second);
+        assert_eq!(first.rows(), 3);
+        let mut reader = first.reader();
+        let mut row = Vec::new();
+        let mut read = Vec::new();
+        while reader.next_row(&mut row) {
+            read.push(row.clone());
+        }
+        assert_eq!(
+            read,
+            [
+                vec![Cell::Int(1), Cell::Text("a")],
+                vec![Cell::Int(2), Cell::Text("b")],
+                vec![Cell::Null, Cell::Text("c")],
+            ]
+        );
+        assert!(
+            second.into_arena().capacity() >= 100,
+            "the arena's memory is kept"
+        );
     }
 
     #[test]

@@ -99,6 +99,46 @@ fn xlsx_export_reads_back_in_calamine() {
     assert_eq!(range.get((2, 1)), Some(&Data::Float(0.25)));
 }
 
+/// Rows added one at a time are gathered before they go to the writer;
+/// batches and sheets added between them keep their places.
+#[test]
+fn single_rows_batches_and_sheets_keep_their_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = settings(dir.path());
+    let mut export = Export::start(spec("xlsx", &settings), &settings).unwrap();
+    let mut next = 0;
+    let mut add = |export: &mut Export, rows: i64| {
+        let mut batch = export.new_batch();
+        for _ in 0..rows {
+            batch.push(Value::Int(next), ColumnType::String).unwrap();
+            batch.push(Value::Float(0.5), ColumnType::Number).unwrap();
+            batch.end_row();
+            next += 1;
+        }
+        export.add(batch).unwrap()
+    };
+    // 3,000 single rows span several sends of gathered rows.
+    for _ in 0..3_000 {
+        add(&mut export, 1);
+    }
+    add(&mut export, 2_000);
+    add(&mut export, 1);
+    export.start_sheet("Second", None).unwrap();
+    add(&mut export, 1);
+    assert_eq!(add(&mut export, 1), 5_003, "rows counted as they are added");
+    let result = export.finish().unwrap();
+    assert_eq!(result.records, 5_003);
+    let mut book: Xlsx<_> = open_workbook(result.path.unwrap()).unwrap();
+    let mut ids = |sheet: &str| -> Vec<String> {
+        let range = book.worksheet_range(sheet).unwrap();
+        range.rows().skip(1).map(|r| r[0].to_string()).collect()
+    };
+    let first = ids("Sheet1");
+    assert_eq!(first.len(), 5_001);
+    assert!(first.iter().enumerate().all(|(i, id)| *id == i.to_string()));
+    assert_eq!(ids("Second"), ["5001", "5002"]);
+}
+
 #[test]
 fn cancel_leaves_no_file_and_a_cancelled_status() {
     let dir = tempfile::tempdir().unwrap();

@@ -124,6 +124,11 @@ impl<T> ByteQueue<T> {
         self.changed.notify_all();
     }
 
+    /// Whether the consumer gave up: pushes are refused.
+    pub fn is_aborted(&self) -> bool {
+        self.lock().aborted
+    }
+
     pub fn queued_bytes(&self) -> usize {
         self.lock().bytes
     }
