@@ -217,7 +217,7 @@ impl RecordBatch {
     /// Appends the rows of `other`, a batch of the same columns.
     pub fn append(&mut self, other: &RecordBatch) {
         assert_eq!(self.columns, other.columns, "batches of different columns");
-        assert_eq!(self.cells_in_row, 0, "a row is half written");
+        assert_eq!(other.cells_in_row, 0, "a row is half written");
         self.data.extend_from_slice(&other.data);
         self.rows += other.rows;
     }

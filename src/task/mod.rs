@@ -318,16 +318,22 @@ pub struct Export {
     /// yet sent: sending each on its own woke the writer for every row,
     /// 3–4 µs a row on the PHP thread.
     gathered: Option<RecordBatch>,
+    /// When the first of the gathered rows came.
+    gathered_since: Instant,
     /// The arena of the last small batch gathered, for the next one.
     spare_arena: Vec<u8>,
 }
 
 /// A batch smaller than this (a few rows) is gathered with the ones around
-/// it, and the gathered rows are sent once they reach [`GATHERED_SENT_AT`],
-/// or before anything sent after them. Until then, the status's progress
-/// does not count them.
-const SMALL_BATCH: usize = 4 << 10;
+/// it. The gathered rows are sent once they reach [`GATHERED_SENT_AT`], or
+/// when a batch comes [`GATHERED_AT_MOST`] after the first of them, and
+/// before anything sent after them. Until then, the status's progress does
+/// not count them.
+const SMALL_BATCH: usize = 1 << 10;
 const GATHERED_SENT_AT: usize = 64 << 10;
+const GATHERED_AT_MOST: Duration = Duration::from_millis(200);
+/// The largest spare arena kept: one grown for a big batch is let go.
+const SPARE_ARENA_KEPT: usize = 256 << 10;
 
 impl Export {
     /// Creates the task (status QUEUED) and hands it to a worker.
@@ -433,6 +439,7 @@ impl Export {
             give_up: None,
             abandoned: "the export was abandoned before it was finished",
             gathered: None,
+            gathered_since: Instant::now(),
             spare_arena: Vec::new(),
         };
         let settings = settings.clone();
@@ -578,9 +585,16 @@ impl Export {
                 RecordBatch::new(batch.columns(), GATHERED_SENT_AT + SMALL_BATCH)
                     .with_text_limit(text_limit)
             });
+            if gathered.rows() == 0 {
+                self.gathered_since = Instant::now();
+            }
             gathered.append(&batch);
-            self.spare_arena = batch.into_arena();
-            if gathered.byte_size() >= GATHERED_SENT_AT {
+            let full = gathered.byte_size() >= GATHERED_SENT_AT;
+            let arena = batch.into_arena();
+            if arena.capacity() <= SPARE_ARENA_KEPT {
+                self.spare_arena = arena;
+            }
+            if full || self.gathered_since.elapsed() >= GATHERED_AT_MOST {
                 self.send_gathered()?;
             }
         } else {
@@ -634,7 +648,15 @@ impl Export {
     /// No more rows: the task completes in the background.
     pub fn finish_async(&mut self) -> Result<String> {
         self.ensure_open()?;
-        self.send_gathered()?;
+        // Without waiting for room, as `finishAsync()` never waited: a
+        // failed export says so in its outcome and status, as before.
+        if let Some(gathered) = self.gathered.take() {
+            let bytes = gathered.byte_size();
+            let _ = self
+                .task
+                .queue
+                .push_without_waiting(Message::Rows(gathered), bytes);
+        }
         self.phase = Phase::Closed;
         self.task.taking_rows.store(false, Ordering::SeqCst);
         self.task.queue.close();
@@ -1369,6 +1391,78 @@ mod tests {
                 done.bytes
             );
         }
+    }
+
+    /// Rows gathered 0.2 s and more ago go to the writer with the next
+    /// batch: a slow producer's progress shows without waiting for 64 KB.
+    #[test]
+    fn gathered_rows_are_sent_once_they_have_waited() {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = one_slot_settings(dir.path());
+        let mut export = Export::start(one_column_spec(&settings), &settings).unwrap();
+        let mut add_one = |export: &mut Export| {
+            let mut row = export.new_batch();
+            row.push(
+                crate::schema::Value::Int(7),
+                crate::schema::ColumnType::Auto,
+            )
+            .unwrap();
+            row.end_row();
+            export.add(row).unwrap();
+        };
+        let id = export.task_id().to_owned();
+        let written = || status(&settings, &id).unwrap().unwrap().records;
+        add_one(&mut export);
+        std::thread::sleep(Duration::from_millis(600));
+        assert_eq!(written(), 0, "one row, gathered");
+        add_one(&mut export);
+        let shown = (0..200).any(|_| {
+            std::thread::sleep(Duration::from_millis(10));
+            written() == 2
+        });
+        assert!(
+            shown,
+            "both rows sent with the second, 0.6 s after the first"
+        );
+        assert_eq!(export.finish().unwrap().records, 2);
+    }
+
+    /// Rows gathered when the export has failed (no slot came free) do not
+    /// change what finish_async() does: it returns the task id, and the
+    /// outcome says why the export failed.
+    #[test]
+    fn finish_async_takes_gathered_rows_of_a_failed_export_without_failing() {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = one_slot_settings(dir.path());
+        let mut holder = Export::start(one_column_spec(&settings), &settings).unwrap();
+        feed_in_turn(std::slice::from_mut(&mut holder)).unwrap();
+        let mut late = Export::start(one_column_spec(&settings), &settings).unwrap();
+        std::thread::sleep(Duration::from_millis(1_500));
+        let mut one_row = late.new_batch();
+        one_row
+            .push(
+                crate::schema::Value::Int(1),
+                crate::schema::ColumnType::Auto,
+            )
+            .unwrap();
+        one_row.end_row();
+        // The task failed meanwhile: adding says so, as sending would.
+        assert_eq!(late.add(one_row).unwrap_err().kind, ErrorKind::Busy);
+        let mut late = Export::start(one_column_spec(&settings), &settings).unwrap();
+        let mut one_row = late.new_batch();
+        one_row
+            .push(
+                crate::schema::Value::Int(1),
+                crate::schema::ColumnType::Auto,
+            )
+            .unwrap();
+        one_row.end_row();
+        late.add(one_row).unwrap();
+        std::thread::sleep(Duration::from_millis(1_500));
+        let id = late.task_id().to_owned();
+        assert_eq!(late.finish_async().unwrap(), id);
+        assert_eq!(late.finish().unwrap_err().kind, ErrorKind::Busy);
+        assert_eq!(holder.finish().unwrap().records, 50_000);
     }
 
     #[test]

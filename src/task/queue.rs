@@ -81,6 +81,20 @@ impl<T> ByteQueue<T> {
         while !q.aborted && !q.items.is_empty() && q.bytes + bytes > self.limit {
             q = wait_unless(&self.changed, q, give_up).ok_or(Refused::GaveUp)?;
         }
+        self.enqueue(q, item, bytes)
+    }
+
+    /// Appends `item` of `bytes` even past the limit.
+    pub fn push_without_waiting(&self, item: T, bytes: usize) -> Result<(), Refused> {
+        self.enqueue(self.lock(), item, bytes)
+    }
+
+    fn enqueue(
+        &self,
+        mut q: MutexGuard<'_, Inner<T>>,
+        item: T,
+        bytes: usize,
+    ) -> Result<(), Refused> {
         if q.aborted || q.closed {
             return Err(Refused::Aborted);
         }
