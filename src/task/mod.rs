@@ -1400,7 +1400,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let settings = one_slot_settings(dir.path());
         let mut export = Export::start(one_column_spec(&settings), &settings).unwrap();
-        let mut add_one = |export: &mut Export| {
+        let add_one = |export: &mut Export| {
             let mut row = export.new_batch();
             row.push(
                 crate::schema::Value::Int(7),
