@@ -1393,6 +1393,15 @@ mod tests {
         }
     }
 
+    /// A batch of one row (`addRow()`'s kind).
+    fn one_row(export: &mut Export) -> RecordBatch {
+        let mut row = export.new_batch();
+        let value = crate::schema::Value::Int(7);
+        row.push(value, crate::schema::ColumnType::Auto).unwrap();
+        row.end_row();
+        row
+    }
+
     /// Rows gathered 0.2 s and more ago go to the writer with the next
     /// batch: a slow producer's progress shows without waiting for 64 KB.
     #[test]
@@ -1400,22 +1409,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let settings = one_slot_settings(dir.path());
         let mut export = Export::start(one_column_spec(&settings), &settings).unwrap();
-        let add_one = |export: &mut Export| {
-            let mut row = export.new_batch();
-            row.push(
-                crate::schema::Value::Int(7),
-                crate::schema::ColumnType::Auto,
-            )
-            .unwrap();
-            row.end_row();
-            export.add(row).unwrap();
-        };
         let id = export.task_id().to_owned();
         let written = || status(&settings, &id).unwrap().unwrap().records;
-        add_one(&mut export);
+        let row = one_row(&mut export);
+        export.add(row).unwrap();
         std::thread::sleep(Duration::from_millis(600));
         assert_eq!(written(), 0, "one row, gathered");
-        add_one(&mut export);
+        let row = one_row(&mut export);
+        export.add(row).unwrap();
         let shown = (0..200).any(|_| {
             std::thread::sleep(Duration::from_millis(10));
             written() == 2
@@ -1438,26 +1439,12 @@ mod tests {
         feed_in_turn(std::slice::from_mut(&mut holder)).unwrap();
         let mut late = Export::start(one_column_spec(&settings), &settings).unwrap();
         std::thread::sleep(Duration::from_millis(1_500));
-        let mut one_row = late.new_batch();
-        one_row
-            .push(
-                crate::schema::Value::Int(1),
-                crate::schema::ColumnType::Auto,
-            )
-            .unwrap();
-        one_row.end_row();
         // The task failed meanwhile: adding says so, as sending would.
-        assert_eq!(late.add(one_row).unwrap_err().kind, ErrorKind::Busy);
+        let row = one_row(&mut late);
+        assert_eq!(late.add(row).unwrap_err().kind, ErrorKind::Busy);
         let mut late = Export::start(one_column_spec(&settings), &settings).unwrap();
-        let mut one_row = late.new_batch();
-        one_row
-            .push(
-                crate::schema::Value::Int(1),
-                crate::schema::ColumnType::Auto,
-            )
-            .unwrap();
-        one_row.end_row();
-        late.add(one_row).unwrap();
+        let row = one_row(&mut late);
+        late.add(row).unwrap();
         std::thread::sleep(Duration::from_millis(1_500));
         let id = late.task_id().to_owned();
         assert_eq!(late.finish_async().unwrap(), id);
