@@ -121,31 +121,28 @@ impl RecordBatch {
     }
 
     /// Appends the values most cells are, kept as they come (an int to an
-    /// int column, valid text to a string column...), without building a
-    /// [`Cell`] to match again: an eighth of `addBatch`'s instructions
-    /// (callgrind, BENCHMARKS.md). False for any other pair, which [`schema::convert`]
-    /// converts. What it appends is what converting appends
-    /// (`values_kept_as_they_come_are_appended_as_converted`).
+    /// int column, valid text to a string column...), as their cell at once,
+    /// without [`schema::convert`]'s `Result` and the checks after it: an
+    /// eighth of `addBatch`'s instructions (callgrind, BENCHMARKS.md). False
+    /// for any other pair, which `convert` converts. What it appends is what
+    /// converting appends (`values_kept_as_they_come_are_appended_as_converted`).
     #[inline(always)]
     fn push_as_is(&mut self, value: Value<'_>, column_type: ColumnType) -> bool {
         use ColumnType as T;
-        match (value, column_type) {
-            (Value::Null, _) => self.data.push(NULL),
-            (Value::Int(i), T::Auto | T::Int | T::Number) => self.push_tagged(INT, i.to_le_bytes()),
-            (Value::Float(f), T::Auto | T::Number) if f.is_finite() => {
-                self.push_tagged(FLOAT, f.to_le_bytes());
-            }
-            (Value::Bool(b), T::Auto | T::Bool) => self.data.push(if b { TRUE } else { FALSE }),
+        let cell = match (value, column_type) {
+            (Value::Null, _) => Cell::Null,
+            (Value::Int(i), T::Auto | T::Int | T::Number) => Cell::Int(i),
+            (Value::Float(f), T::Auto | T::Number) if f.is_finite() => Cell::Float(f),
+            (Value::Bool(b), T::Auto | T::Bool) => Cell::Bool(b),
             (Value::Bytes(bytes), T::Auto | T::String) if self.text_limit.is_none() => {
-                let Ok(text) = schema::text(bytes) else {
-                    return false;
-                };
-                self.push_tagged(TEXT, text_len(text.len()).to_le_bytes());
-                schema::extend_short(&mut self.data, text.as_bytes());
+                match schema::text(bytes) {
+                    Ok(text) => Cell::Text(text),
+                    Err(_) => return false,
+                }
             }
             _ => return false,
-        }
-        self.cells_in_row += 1;
+        };
+        self.push_cell(&cell);
         true
     }
 
