@@ -316,10 +316,8 @@ pub struct Export {
     abandoned: &'static str,
     /// Rows of small batches (`addRow()`, a gRPC batch of a few rows) not
     /// yet sent: sending each on its own woke the writer for every row,
-    /// 3–4 µs a row on the PHP thread.
-    gathered: Option<RecordBatch>,
-    /// When the first of the gathered rows came.
-    gathered_since: Instant,
+    /// 3–4 µs a row on the PHP thread. With when the first of them came.
+    gathered: Option<(RecordBatch, Instant)>,
     /// The arena of the last small batch gathered, for the next one.
     spare_arena: Vec<u8>,
 }
@@ -439,7 +437,6 @@ impl Export {
             give_up: None,
             abandoned: "the export was abandoned before it was finished",
             gathered: None,
-            gathered_since: Instant::now(),
             spare_arena: Vec::new(),
         };
         let settings = settings.clone();
@@ -581,20 +578,18 @@ impl Export {
                 return Err(self.worker_stopped());
             }
             let text_limit = self.text_limit;
-            let gathered = self.gathered.get_or_insert_with(|| {
-                RecordBatch::new(batch.columns(), GATHERED_SENT_AT + SMALL_BATCH)
-                    .with_text_limit(text_limit)
+            let (gathered, since) = self.gathered.get_or_insert_with(|| {
+                let rows = RecordBatch::new(batch.columns(), GATHERED_SENT_AT + SMALL_BATCH);
+                (rows.with_text_limit(text_limit), Instant::now())
             });
-            if gathered.rows() == 0 {
-                self.gathered_since = Instant::now();
-            }
             gathered.append(&batch);
-            let full = gathered.byte_size() >= GATHERED_SENT_AT;
+            let due =
+                gathered.byte_size() >= GATHERED_SENT_AT || since.elapsed() >= GATHERED_AT_MOST;
             let arena = batch.into_arena();
             if arena.capacity() <= SPARE_ARENA_KEPT {
                 self.spare_arena = arena;
             }
-            if full || self.gathered_since.elapsed() >= GATHERED_AT_MOST {
+            if due {
                 self.send_gathered()?;
             }
         } else {
@@ -611,7 +606,7 @@ impl Export {
     /// sent after them.
     fn send_gathered(&mut self) -> Result<()> {
         match self.gathered.take() {
-            Some(gathered) => self.send(Message::Rows(gathered)),
+            Some((gathered, _)) => self.send(Message::Rows(gathered)),
             None => Ok(()),
         }
     }
@@ -650,7 +645,7 @@ impl Export {
         self.ensure_open()?;
         // Without waiting for room, as `finishAsync()` never waited: a
         // failed export says so in its outcome and status, as before.
-        if let Some(gathered) = self.gathered.take() {
+        if let Some((gathered, _)) = self.gathered.take() {
             let bytes = gathered.byte_size();
             let _ = self
                 .task
