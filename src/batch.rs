@@ -140,6 +140,18 @@ impl RecordBatch {
                     Err(_) => return false,
                 }
             }
+            (Value::Bytes(bytes), T::Date | T::DateTime | T::DateOrDateTime) => {
+                let Some((midnight, time)) = schema::parse_sql_datetime(bytes) else {
+                    return false;
+                };
+                match (column_type, time) {
+                    (T::Date, _) | (T::DateOrDateTime, None) => Cell::Date(midnight),
+                    (_, time) => Cell::DateTime(LocalDateTime {
+                        seconds: midnight.seconds + time.unwrap_or(0),
+                        nanos: 0,
+                    }),
+                }
+            }
             _ => return false,
         };
         self.push_cell(&cell);
@@ -183,6 +195,7 @@ impl RecordBatch {
         self.cells_in_row += 1;
     }
 
+    #[inline(always)]
     fn push_datetime(&mut self, tag: u8, dt: LocalDateTime) {
         let mut payload = [0; 12];
         payload[..8].copy_from_slice(&dt.seconds.to_le_bytes());
@@ -383,6 +396,24 @@ mod tests {
             Value::Bytes("成都".as_bytes()),
             Value::Bytes(b"\xff"),
             Value::Bytes(b"2026-01-02"),
+            Value::Bytes(b"2024-02-29 23:59:59"),
+            Value::Bytes(b"0000-01-01T00:00:00"),
+            Value::Bytes(b"9999-12-31"),
+            Value::Bytes(b"2023-02-29"),
+            Value::Bytes(b"2026-13-01"),
+            Value::Bytes(b"2026-00-10"),
+            Value::Bytes(b"2026-01-00"),
+            Value::Bytes(b"2026-01-32"),
+            Value::Bytes(b"2026-01-02 24:00:00"),
+            Value::Bytes(b"2026-01-02 10:60:00"),
+            Value::Bytes(b"2026-01-02 10:00:60"),
+            Value::Bytes(b"2026-01-02x10:00:00"),
+            Value::Bytes(b"2026/01/02"),
+            Value::Bytes(b"2026-1-02 "),
+            Value::Bytes(b" 2026-01-02"),
+            Value::Bytes(b"20\xc326-01-0"),
+            Value::Bytes(b"2026-01-02 10:00"),
+            Value::Bytes(b"10:00:00"),
             Value::DateTime(dt),
         ];
         let types = [
@@ -412,9 +443,17 @@ mod tests {
             }
         }
         // With either limit: null in every column, an int in three, a finite
-        // float in two, each bool in two. Without one: the three valid texts
-        // in two columns.
-        assert_eq!(kept, 2 * (9 + 3 + 2 + 2 + 2) + 3 * 2, "pairs kept");
+        // float in two, each bool in two, each of the four valid dates in the
+        // three date columns. Without one: each valid text in two columns.
+        let texts = values
+            .iter()
+            .filter(|v| matches!(v, Value::Bytes(b) if std::str::from_utf8(b).is_ok()))
+            .count();
+        assert_eq!(
+            kept,
+            2 * (9 + 3 + 2 + 2 + 2 + 4 * 3) + texts * 2,
+            "pairs kept"
+        );
     }
 
     #[test]
