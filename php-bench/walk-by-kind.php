@@ -23,6 +23,8 @@ $kinds = [
     'short text' => ['string', static fn (int $n): string => "name$n"],
     '18-digit id' => ['string', static fn (int $n): string => (string) (202601010000000000 + $n)],
     'Y-m-d date' => ['date', static fn (int $n): string => '2026-11-29'],
+    // As MySQL returns DATETIME columns.
+    'Y-m-d H:i:s' => ['datetime', static fn (int $n): string => sprintf('2026-11-29 %02d:%02d:%02d', intdiv($n, 3600) % 24, intdiv($n, 60) % 60, $n % 60)],
     // As PDO returns DECIMAL columns (and, with some drivers, every column): text.
     'int as text' => ['int', static fn (int $n): string => (string) $n],
     'decimal text' => ['number', static fn (int $n): string => sprintf('%d.%02d', intdiv($n, 100), $n % 100)],
