@@ -214,4 +214,44 @@ final class CancelTest extends FluxoTestCase
             'the child did not wait for the parent\'s export'
         );
     }
+
+    /**
+     * A child made without fork()'s handlers (glibc's _Fork(), which FFI can call, or a raw system
+     * call) is not counted as a fork: the rows it adds may be gathered, but finish() tells it by its
+     * process id and refuses at once, where it would wait for ever for a writer the child does not have.
+     */
+    public function testAChildForkedWithoutForkHandlersIsRefusedWhenItFinishes(): void
+    {
+        if (!function_exists('pcntl_fork') || !extension_loaded('ffi')) {
+            self::markTestSkipped('needs pcntl and FFI');
+        }
+        $child = ChildPhp::run(<<<'PHP'
+            $libc = FFI::cdef('int _Fork(void);', 'libc.so.6');
+            $e = new Fluxo\Exporter(['columns' => ['n']]);
+            $e->addRow([1]);
+            $pid = $libc->_Fork();
+            if ($pid === 0) {
+                pcntl_alarm(20); // a hang ends the child, and its exit status fails the test
+                try {
+                    $e->finish();
+                    $finish = 'returned';
+                } catch (Fluxo\ExportException $ex) {
+                    $finish = $ex->getMessage();
+                }
+                fwrite(STDERR, json_encode(['finish' => $finish]) . "\n");
+                exit(0);
+            }
+            pcntl_waitpid($pid, $status);
+            $e->addRow([2]);
+            $r = $e->finish();
+            $exit = pcntl_wifexited($status) ? pcntl_wexitstatus($status) : -1;
+            echo json_encode(['child_exit' => $exit, 'records' => $r->records]), "\n";
+            PHP, [], ['ffi.enable' => '1']);
+        self::assertSame(0, $child->exitCode, $child->describe());
+        self::assertSame(['child_exit' => 0, 'records' => 2], $child->json());
+        self::assertMatchesRegularExpression(
+            '/"finish":"export [0-9a-f-]+ belongs to process \d+: a child of fork\(\) cannot use it"/',
+            $child->stderr
+        );
+    }
 }

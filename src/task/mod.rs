@@ -111,7 +111,7 @@ struct Task {
 /// Children of fork() this process descends from, counted by a
 /// `pthread_atfork` handler in each child; `None` if it could not be
 /// registered. Telling a child from the process that runs a task then costs
-/// an atomic read per call, where `getpid()` is a system call, 260–280 ns
+/// an atomic read per row, where `getpid()` is a system call, 260–280 ns
 /// here: a third of an `addRow()`.
 fn forks() -> Option<u64> {
     static FORKS: AtomicU64 = AtomicU64::new(0);
@@ -205,9 +205,18 @@ impl Task {
 
     /// Whether this process runs the task: not so in a child of fork().
     fn runs_here(&self) -> bool {
+        self.pid == std::process::id()
+    }
+
+    /// Whether this is a child of fork() by the fork count ([`forks`]), an
+    /// atomic read where [`Task::runs_here`] is a system call. A child made
+    /// without fork()'s handlers (glibc's `_Fork()`, a raw system call) is
+    /// not counted: only `runs_here` tells it, which every call that sends
+    /// rows or waits makes.
+    fn forked_away(&self) -> bool {
         match (self.forks, forks()) {
-            (Some(then), Some(now)) => then == now,
-            _ => self.pid == std::process::id(),
+            (Some(then), Some(now)) => then != now,
+            _ => !self.runs_here(),
         }
     }
 
@@ -508,14 +517,32 @@ impl Export {
         if self.task.runs_here() {
             return Ok(());
         }
-        Err(ExportError::export(format!(
+        Err(self.belongs_elsewhere())
+    }
+
+    fn belongs_elsewhere(&self) -> ExportError {
+        ExportError::export(format!(
             "export {} belongs to process {}: a child of fork() cannot use it",
             self.task_id, self.task.pid
-        )))
+        ))
     }
 
     fn ensure_open(&self) -> Result<()> {
         self.ensure_here()?;
+        self.ensure_taking_rows()
+    }
+
+    /// [`Export::ensure_open`] for the calls made per row (rows gathered
+    /// into a batch): a child is told by the fork count, without the
+    /// system call ([`Task::forked_away`]).
+    fn ensure_open_per_row(&self) -> Result<()> {
+        if self.task.forked_away() {
+            return Err(self.belongs_elsewhere());
+        }
+        self.ensure_taking_rows()
+    }
+
+    fn ensure_taking_rows(&self) -> Result<()> {
         match self.phase {
             Phase::Open => Ok(()),
             // An export that stopped on an error says so again, not that it finished.
@@ -603,7 +630,7 @@ impl Export {
         if rows == 0 {
             self.ensure_open()?;
         } else if batch.byte_size() < SMALL_BATCH && batch.text_limit() == self.text_limit {
-            self.ensure_open()?;
+            self.ensure_open_per_row()?;
             // What sending would have told: the export failed meanwhile.
             if self.task.queue.is_aborted() {
                 return Err(self.worker_stopped());
