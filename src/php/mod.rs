@@ -91,12 +91,7 @@ fn current_settings() -> Result<Settings, ExportError> {
 #[php_class]
 #[php(name = "Fluxo\\Exporter")]
 pub struct Exporter {
-    /// Borrowed only while no PHP code runs (never across a row read), so
-    /// that a call from a cell (refused by [`Exporter::ensure_not_reading`])
-    /// or a fatal error during a read never finds it borrowed. Every method
-    /// takes `&self`: a call from a cell gets a second shared reference from
-    /// ext-php-rs, where `&mut self` would have made two exclusive ones.
-    export: RefCell<Export>,
+    export: Export,
     /// The `timezone` option: where date objects and timestamps are shown.
     timezone: convert::ExportZone,
 }
@@ -143,7 +138,7 @@ impl Exporter {
     }
 
     fn add<'a>(
-        &self,
+        &mut self,
         method: &str,
         rows: impl Iterator<Item = &'a ext_php_rs::types::Zval>,
     ) -> Result<i64, ExportError> {
@@ -152,18 +147,11 @@ impl Exporter {
         // cell's `__toString()` out of memory or time) makes PHP jump back
         // over these frames: the mark would stay, the batch's memory leak.
         let reading = BailoutGuard::new(ReadingRows::start(self));
-        let (mut batch, columns) = {
-            let mut export = self.export.borrow_mut();
-            let columns = BailoutGuard::new(export.shared_columns());
-            (BailoutGuard::new(export.new_batch()), columns)
-        };
-        let read = convert::batch(rows, &columns, &mut batch, &self.timezone);
+        let mut batch = BailoutGuard::new(self.export.new_batch());
+        let read = convert::batch(rows, self.export.columns(), &mut batch, &self.timezone);
         drop(reading);
         read?;
-        self.export
-            .borrow_mut()
-            .add(batch.into_inner())
-            .map(|n| n as i64)
+        self.export.add(batch.into_inner()).map(|n| n as i64)
     }
 }
 
@@ -199,18 +187,18 @@ impl Exporter {
             );
             Ok(Self {
                 timezone: convert::ExportZone::new(spec_timezone),
-                export: RefCell::new(export),
+                export,
             })
         })
     }
 
     /// The id of this export's task (for `Exporter::status()`).
     pub fn task_id(&self) -> String {
-        self.export.borrow().task_id().to_owned()
+        self.export.task_id().to_owned()
     }
 
     /// Adds a list of rows; returns the running row count.
-    pub fn add_batch(&self, rows: &ZendHashTable) -> PhpResult<i64> {
+    pub fn add_batch(&mut self, rows: &ZendHashTable) -> PhpResult<i64> {
         guarded(|| match convert::list_values(rows) {
             Some(rows) => self.add("addBatch", rows.iter()),
             None => self.add("addBatch", rows.values()),
@@ -218,43 +206,43 @@ impl Exporter {
     }
 
     /// Adds one row; returns the running row count.
-    pub fn add_row(&self, row: &ext_php_rs::types::Zval) -> PhpResult<i64> {
+    pub fn add_row(&mut self, row: &ext_php_rs::types::Zval) -> PhpResult<i64> {
         guarded(|| self.add("addRow", std::iter::once(row)))
     }
 
     /// XLSX: starts another sheet; columns default to the current ones.
-    pub fn sheet(&self, name: String, columns: Option<&ZendHashTable>) -> PhpResult<()> {
+    pub fn sheet(&mut self, name: String, columns: Option<&ZendHashTable>) -> PhpResult<()> {
         guarded(|| {
             self.ensure_not_reading("sheet")?;
             let columns = match columns {
                 Some(c) => Some(config::parse_columns(&convert::options(c))?),
                 None => None,
             };
-            self.export.borrow_mut().start_sheet(&name, columns)
+            self.export.start_sheet(&name, columns)
         })
     }
 
     /// Waits for the file and returns where it is.
-    pub fn finish(&self) -> PhpResult<ExportResult> {
+    pub fn finish(&mut self) -> PhpResult<ExportResult> {
         guarded(|| {
             self.ensure_not_reading("finish")?;
-            self.export.borrow_mut().finish().map(ExportResult::from)
+            self.export.finish().map(ExportResult::from)
         })
     }
 
     /// Returns the task id at once; the file is completed in the background.
-    pub fn finish_async(&self) -> PhpResult<String> {
+    pub fn finish_async(&mut self) -> PhpResult<String> {
         guarded(|| {
             self.ensure_not_reading("finishAsync")?;
-            self.export.borrow_mut().finish_async()
+            self.export.finish_async()
         })
     }
 
     /// Abandons the export: no file is left.
-    pub fn cancel(&self) -> PhpResult<()> {
+    pub fn cancel(&mut self) -> PhpResult<()> {
         guarded(|| {
             self.ensure_not_reading("cancel")?;
-            self.export.borrow_mut().cancel_and_wait();
+            self.export.cancel_and_wait();
             Ok(())
         })
     }

@@ -329,8 +329,7 @@ type GiveUp = (fn() -> bool, &'static str);
 pub struct Export {
     task: Arc<Task>,
     task_id: String,
-    /// Shared with a front end's row reader ([`Export::shared_columns`]).
-    columns: Arc<[Column]>,
+    columns: Vec<Column>,
     format: Format,
     replace_invalid_utf8: bool,
     text_limit: Option<TextLimit>,
@@ -459,7 +458,7 @@ impl Export {
         let export = Self {
             task: task.clone(),
             task_id,
-            columns: spec.columns.clone().into(),
+            columns: spec.columns.clone(),
             format: spec.format,
             replace_invalid_utf8: spec.replace_invalid_utf8,
             text_limit: spec.text_limit(),
@@ -485,12 +484,6 @@ impl Export {
     /// Columns of the sheet being written: what a row must match.
     pub fn columns(&self) -> &[Column] {
         &self.columns
-    }
-
-    /// [`Export::columns`], for a reader that must not borrow the export
-    /// while it reads.
-    pub fn shared_columns(&self) -> Arc<[Column]> {
-        Arc::clone(&self.columns)
     }
 
     /// Data rows accepted so far.
@@ -677,7 +670,7 @@ impl Export {
                 "sheet(): a CSV file has one sheet; use format xlsx for several",
             ));
         }
-        let columns = columns.unwrap_or_else(|| self.columns.to_vec());
+        let columns = columns.unwrap_or_else(|| self.columns.clone());
         let mut taken = self.sheet_names.clone();
         let current = self.sheet_names.last().expect("the first sheet is named");
         crate::writer::xlsx::add_overflow_names(current, self.sheet_rows, &mut taken);
@@ -691,7 +684,7 @@ impl Export {
             name: name.to_owned(),
             columns: columns.clone(),
         })?;
-        self.columns = columns.into();
+        self.columns = columns;
         taken.push(name.to_owned());
         self.sheet_names = taken;
         self.sheet_rows = 0;
