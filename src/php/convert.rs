@@ -13,7 +13,7 @@ use ext_php_rs::zend::{ClassEntry, ExecutorGlobals};
 use crate::batch::RecordBatch;
 use crate::config::OptionValue;
 use crate::error::ExportError;
-use crate::schema::{CellError, Column, LocalDateTime, Value};
+use crate::schema::{self, CellError, Column, LocalDateTime, Value};
 
 /// A PHP array of options as an option tree.
 pub fn options(ht: &ZendHashTable) -> OptionValue {
@@ -427,7 +427,7 @@ fn keyed_value<'a>(bucket: &'a Bucket, key: &str) -> Option<&'a Zval> {
     // SAFETY: the bucket holds an element (see `buckets`), so its key is
     // null (an integer key) or a zend_string the array holds a reference to.
     let bucket_key = unsafe { bucket.key.as_ref() }?;
-    (bucket_key.as_bytes() == key.as_bytes()).then_some(&bucket.val)
+    schema::same_key(bucket_key.as_bytes(), key.as_bytes()).then_some(&bucket.val)
 }
 
 /// An extra reference on a row reached through a PHP reference
