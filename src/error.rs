@@ -66,6 +66,13 @@ impl ExportError {
         }
     }
 
+    /// The same kind of error with another message, kept within the same
+    /// limit: what code adds to a message it passes on (the upload's
+    /// location, the retries) counts too.
+    pub fn reworded(self, message: String) -> Self {
+        Self::new(self.kind, message)
+    }
+
     pub fn invalid_option(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::InvalidOption, message)
     }
@@ -210,6 +217,18 @@ impl std::error::Error for ExportError {}
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_reworded_message_keeps_to_the_limit() {
+        let cause = ExportError::new(ErrorKind::Storage, "x".repeat(1_900));
+        let e = cause.reworded(format!(
+            "upload to s3://bucket/{} failed",
+            "k".repeat(3_000)
+        ));
+        assert_eq!(e.kind, ErrorKind::Storage);
+        assert!(e.message.len() < MESSAGE_LIMIT + 100, "{}", e.message.len());
+        assert!(e.message.ends_with("kk failed"), "{}", e.message);
+    }
 
     #[test]
     fn a_long_message_keeps_its_start_and_end() {

@@ -335,13 +335,16 @@ impl Upload<'_> {
                     tokio::time::sleep(jittered(delay)).await;
                     delay = (delay * 2).min(Duration::from_secs(10));
                 }
-                Err(Failure { mut error, .. }) => {
+                Err(Failure { error, .. }) => {
                     // The first failure is often the cause, a retry's only
                     // its echo (a 500, then 403 for an upload id used up).
-                    if let Some(first) = first_failure.filter(|f| *f != error.message) {
-                        error.message = format!("{} (the first try: {first})", error.message);
-                    }
-                    return Err(error);
+                    return Err(match first_failure.filter(|f| *f != error.message) {
+                        Some(first) => {
+                            let message = format!("{} (the first try: {first})", error.message);
+                            error.reworded(message)
+                        }
+                        None => error,
+                    });
                 }
             }
         }

@@ -366,25 +366,23 @@ impl ObjectStore {
             (watch.progress)(size);
             Ok::<_, ExportError>(())
         };
-        if let Err(mut e) = stored.await {
-            e.message = format!("upload to {}/{key} failed: {}", self.location, e.message);
+        if let Err(e) = stored.await {
+            let mut message = format!("upload to {}/{key} failed: {}", self.location, e.message);
             let retries = retries.load(Ordering::Relaxed);
             if retries > 0 {
-                e.message = format!(
-                    "{} (after {retries} retries in all, at most fluxo.max_retries = {} per request)",
-                    e.message, self.upload.max_retries
-                );
+                message.push_str(&format!(
+                    " (after {retries} retries in all, at most fluxo.max_retries = {} per request)",
+                    self.upload.max_retries
+                ));
             }
             // rustls's words for a certificate no CA this host trusts signed.
-            if e.message
-                .contains("invalid peer certificate: UnknownIssuer")
-            {
-                e.message.push_str(
+            if message.contains("invalid peer certificate: UnknownIssuer") {
+                message.push_str(
                     "; a store whose certificate comes from a private CA needs that CA in this \
                      host's trust store (update-ca-certificates), or in the file SSL_CERT_FILE names",
                 );
             }
-            return Err(e);
+            return Err(e.reworded(message));
         }
         let signed = self
             .base
