@@ -611,6 +611,11 @@ async fn a_client_that_goes_away_leaves_a_cancelled_task() {
         .unwrap();
     let s = wait_final(&mut client, &id).await;
     assert_eq!(s.status, TaskStatus::Cancelled as i32, "{s:?}");
+    assert!(
+        s.error_message
+            .starts_with("the stream ended before the export did: "),
+        "{s:?}"
+    );
     assert!(server.spool_files().is_empty());
     let files: Vec<_> = walk(&server.dir.path().join("out"));
     assert!(files.is_empty(), "{files:?}");
@@ -634,6 +639,12 @@ async fn a_client_that_cancels_after_its_last_batch_leaves_a_cancelled_task() {
     drop(call);
     let s = wait_final(&mut client, &id).await;
     assert_eq!(s.status, TaskStatus::Cancelled as i32, "{s:?}");
+    assert_eq!(
+        s.error_message,
+        "the stream ended before the export did: the client stopped reading responses while \
+         the file was finished",
+        "{s:?}"
+    );
     holder.half_close();
     assert_eq!(
         holder.recv().await.unwrap().status,

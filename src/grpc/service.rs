@@ -227,6 +227,15 @@ fn idle_reason(settings: &Settings) -> String {
     )
 }
 
+/// How a stream's task ends when its client goes away: CANCELLED, with why
+/// in its status and in its one log line.
+fn client_gone(why: &str) -> ExportError {
+    ExportError::new(
+        ErrorKind::Cancelled,
+        format!("the stream ended before the export did: {why}"),
+    )
+}
+
 pub(super) fn shutdown_reason(settings: &Settings) -> String {
     format!(
         "the server shut down before the export finished (fluxo.shutdown_timeout = {} s)",
@@ -344,8 +353,8 @@ async fn session(shared: Arc<Shared>, mut io: Io) -> Result<(), Status> {
         let batch = match next(&mut io).await {
             Inbound::HalfClosed => break,
             Inbound::Gone(why) => {
-                tracing::info!(task_id = %task_id, component = "grpc", event = "stream_cancelled", reason = %why, "client went away: export cancelled");
-                export.cancel();
+                // Logged once, by the task, with this reason.
+                export.fail(client_gone(&why));
                 return Err(Status::cancelled(format!("export cancelled: {why}")));
             }
             Inbound::Bad(status) => {
@@ -450,8 +459,10 @@ async fn session(shared: Arc<Shared>, mut io: Io) -> Result<(), Status> {
         // A client that cancels after its half-close, while the file is
         // finished: the task ends CANCELLED, as for a cancel mid-stream.
         _ = io.out.closed() => {
-            tracing::info!(task_id = %task_id, component = "grpc", event = "stream_cancelled", reason = "the client stopped reading responses", "client went away while the file was finished: cancelling the export (an upload in progress is stopped and aborted)");
-            canceller.cancel();
+            // An upload in progress is stopped and aborted.
+            canceller.fail(client_gone(
+                "the client stopped reading responses while the file was finished",
+            ));
             finishing.await
         }
     };
