@@ -138,7 +138,10 @@ pub fn sheet_columns(defs: &[pb::ColumnDefinition]) -> Result<Option<Vec<Column>
     column_options(defs)
         .and_then(|options| crate::config::parse_columns(&options))
         .map(Some)
-        .map_err(|e| ExportError::new(e.kind, format!("SheetStart: {}", e.message)))
+        .map_err(|e| {
+            let message = format!("SheetStart: {}", e.message);
+            e.reworded(message)
+        })
 }
 
 /// The checked export spec of a metadata message.
