@@ -3,6 +3,7 @@
 
 use std::collections::VecDeque;
 use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 struct Inner<T> {
     items: VecDeque<(T, usize)>,
@@ -11,12 +12,26 @@ struct Inner<T> {
     closed: bool,
     /// The consumer gave up (failed or cancelled): pushes are refused.
     aborted: bool,
+    /// Threads waiting on `changed`. A change wakes them only if there are
+    /// any: the producer and the writer mostly take turns without waiting,
+    /// and a notify is a system call even when no one listens.
+    waiting: usize,
 }
 
 pub struct ByteQueue<T> {
     inner: Mutex<Inner<T>>,
     changed: Condvar,
     limit: usize,
+}
+
+/// What [`ByteQueue::pop_within`] found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Popped<T> {
+    Item(T),
+    /// Closed and drained, or aborted: no item will come.
+    Ended,
+    /// No item came in the time given.
+    Nothing,
 }
 
 /// Why a push was refused.
@@ -58,6 +73,7 @@ impl<T> ByteQueue<T> {
                 bytes: 0,
                 closed: false,
                 aborted: false,
+                waiting: 0,
             }),
             changed: Condvar::new(),
             limit,
@@ -79,7 +95,14 @@ impl<T> ByteQueue<T> {
     ) -> Result<(), Refused> {
         let mut q = self.lock();
         while !q.aborted && !q.items.is_empty() && q.bytes + bytes > self.limit {
-            q = wait_unless(&self.changed, q, give_up).ok_or(Refused::GaveUp)?;
+            q.waiting += 1;
+            let woken = wait_unless(&self.changed, q, give_up);
+            let gave_up = woken.is_none();
+            q = woken.unwrap_or_else(|| self.lock());
+            q.waiting -= 1;
+            if gave_up {
+                return Err(Refused::GaveUp);
+            }
         }
         self.enqueue(q, item, bytes)
     }
@@ -100,33 +123,70 @@ impl<T> ByteQueue<T> {
         }
         q.bytes += bytes;
         q.items.push_back((item, bytes));
-        self.changed.notify_all();
+        self.changed_by(q);
         Ok(())
+    }
+
+    /// Releases the lock after a change, then wakes whoever waits for one.
+    /// Woken with the lock still held, a waiter would only block on it.
+    fn changed_by(&self, q: MutexGuard<'_, Inner<T>>) {
+        let waiting = q.waiting > 0;
+        drop(q);
+        if waiting {
+            self.changed.notify_all();
+        }
     }
 
     /// The next item; `None` once the queue is closed and empty, or aborted.
     pub fn pop(&self) -> Option<T> {
+        match self.pop_within(None) {
+            Popped::Item(item) => Some(item),
+            Popped::Ended | Popped::Nothing => None,
+        }
+    }
+
+    /// The next item, waiting for one at most `timeout` (`None`: for as long
+    /// as it takes).
+    pub fn pop_within(&self, timeout: Option<Duration>) -> Popped<T> {
+        let deadline = timeout.map(|t| Instant::now() + t);
         let mut q = self.lock();
         loop {
             if q.aborted {
-                return None;
+                return Popped::Ended;
             }
             if let Some((item, bytes)) = q.items.pop_front() {
                 q.bytes -= bytes;
-                self.changed.notify_all();
-                return Some(item);
+                self.changed_by(q);
+                return Popped::Item(item);
             }
             if q.closed {
-                return None;
+                return Popped::Ended;
             }
-            q = self.changed.wait(q).unwrap_or_else(|p| p.into_inner());
+            q.waiting += 1;
+            q = match deadline {
+                None => self.changed.wait(q).unwrap_or_else(|p| p.into_inner()),
+                Some(deadline) => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        q.waiting -= 1;
+                        return Popped::Nothing;
+                    }
+                    let (q, _) = self
+                        .changed
+                        .wait_timeout(q, left)
+                        .unwrap_or_else(|p| p.into_inner());
+                    q
+                }
+            };
+            q.waiting -= 1;
         }
     }
 
     /// The producer is done: `pop` drains what is left, then ends.
     pub fn close(&self) {
-        self.lock().closed = true;
-        self.changed.notify_all();
+        let mut q = self.lock();
+        q.closed = true;
+        self.changed_by(q);
     }
 
     /// Drops everything queued and refuses further pushes.
@@ -135,7 +195,7 @@ impl<T> ByteQueue<T> {
         q.aborted = true;
         q.items.clear();
         q.bytes = 0;
-        self.changed.notify_all();
+        self.changed_by(q);
     }
 
     /// Whether the consumer gave up: pushes are refused.
@@ -143,7 +203,8 @@ impl<T> ByteQueue<T> {
         self.lock().aborted
     }
 
-    pub fn queued_bytes(&self) -> usize {
+    #[cfg(test)]
+    fn queued_bytes(&self) -> usize {
         self.lock().bytes
     }
 }
@@ -169,6 +230,30 @@ mod tests {
         q.close();
         assert_eq!(q.pop(), Some(2));
         assert_eq!(q.pop(), None);
+    }
+
+    #[test]
+    fn a_waiting_consumer_is_woken_by_a_push() {
+        let q = Arc::new(ByteQueue::new(100));
+        let consumer = {
+            let q = q.clone();
+            std::thread::spawn(move || q.pop_within(None))
+        };
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(!consumer.is_finished(), "waits while the queue is empty");
+        q.push(7, 10, None).unwrap();
+        assert_eq!(consumer.join().unwrap(), Popped::Item(7));
+    }
+
+    #[test]
+    fn a_timed_pop_ends_with_nothing_then_with_the_queue() {
+        let q = ByteQueue::new(100);
+        let short = Some(Duration::from_millis(20));
+        assert_eq!(q.pop_within(short), Popped::Nothing);
+        q.push(1, 10, None).unwrap();
+        assert_eq!(q.pop_within(short), Popped::Item(1));
+        q.close();
+        assert_eq!(q.pop_within(short), Popped::Ended);
     }
 
     #[test]
