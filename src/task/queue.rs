@@ -12,9 +12,8 @@ struct Inner<T> {
     closed: bool,
     /// The consumer gave up (failed or cancelled): pushes are refused.
     aborted: bool,
-    /// Threads waiting on `changed`. A change wakes them only if there are
-    /// any: the producer and the writer mostly take turns without waiting,
-    /// and a notify is a system call even when no one listens.
+    /// Threads waiting on `changed`: a notify is a system call even when no
+    /// one listens.
     waiting: usize,
 }
 
@@ -42,6 +41,17 @@ pub enum Refused {
     /// The producer's `give_up` test turned true while it waited.
     GaveUp,
 }
+
+/// A consumer waiting on an empty queue is woken by a push only once the
+/// queue holds this share of its limit; below that, it finds the items
+/// when it looks again, [`LOOK_AGAIN`] later. Woken for every batch, the
+/// writer cost the PHP thread a wake-up per 1,000 rows.
+const WAKE_AT_SHARE: usize = 8;
+/// How long a consumer waits on an empty queue before it looks again;
+/// doubled after each look that finds nothing, up to [`LOOK_AGAIN_AT_MOST`],
+/// so that an idle export's writer wakes a few times a second only.
+const LOOK_AGAIN: Duration = Duration::from_millis(1);
+const LOOK_AGAIN_AT_MOST: Duration = Duration::from_millis(64);
 
 /// How often a waiting producer runs its `give_up` test.
 pub const GIVE_UP_POLL: std::time::Duration = std::time::Duration::from_millis(100);
@@ -123,7 +133,9 @@ impl<T> ByteQueue<T> {
         }
         q.bytes += bytes;
         q.items.push_back((item, bytes));
-        self.changed_by(q);
+        if q.bytes >= self.limit / WAKE_AT_SHARE {
+            self.changed_by(q);
+        }
         Ok(())
     }
 
@@ -149,6 +161,7 @@ impl<T> ByteQueue<T> {
     /// as it takes).
     pub fn pop_within(&self, timeout: Option<Duration>) -> Popped<T> {
         let deadline = timeout.map(|t| Instant::now() + t);
+        let mut look_again = LOOK_AGAIN;
         let mut q = self.lock();
         loop {
             if q.aborted {
@@ -162,23 +175,19 @@ impl<T> ByteQueue<T> {
             if q.closed {
                 return Popped::Ended;
             }
+            let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            if left.is_some_and(|left| left.is_zero()) {
+                return Popped::Nothing;
+            }
             q.waiting += 1;
-            q = match deadline {
-                None => self.changed.wait(q).unwrap_or_else(|p| p.into_inner()),
-                Some(deadline) => {
-                    let left = deadline.saturating_duration_since(Instant::now());
-                    if left.is_zero() {
-                        q.waiting -= 1;
-                        return Popped::Nothing;
-                    }
-                    let (q, _) = self
-                        .changed
-                        .wait_timeout(q, left)
-                        .unwrap_or_else(|p| p.into_inner());
-                    q
-                }
-            };
+            let wait = left.map_or(look_again, |left| left.min(look_again));
+            q = self
+                .changed
+                .wait_timeout(q, wait)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
             q.waiting -= 1;
+            look_again = (look_again * 2).min(LOOK_AGAIN_AT_MOST);
         }
     }
 
@@ -233,7 +242,7 @@ mod tests {
     }
 
     #[test]
-    fn a_waiting_consumer_is_woken_by_a_push() {
+    fn a_waiting_consumer_finds_what_is_pushed() {
         let q = Arc::new(ByteQueue::new(100));
         let consumer = {
             let q = q.clone();
@@ -241,8 +250,16 @@ mod tests {
         };
         std::thread::sleep(Duration::from_millis(50));
         assert!(!consumer.is_finished(), "waits while the queue is empty");
+        // Below the share that wakes it: found when it looks again.
         q.push(7, 10, None).unwrap();
         assert_eq!(consumer.join().unwrap(), Popped::Item(7));
+        let consumer = {
+            let q = q.clone();
+            std::thread::spawn(move || q.pop_within(None))
+        };
+        std::thread::sleep(Duration::from_millis(50));
+        q.push(8, 50, None).unwrap();
+        assert_eq!(consumer.join().unwrap(), Popped::Item(8));
     }
 
     #[test]
