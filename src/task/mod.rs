@@ -526,10 +526,18 @@ impl Export {
 
     /// An empty batch shaped for the current columns.
     pub fn new_batch(&mut self) -> RecordBatch {
-        let capacity = (self.last_batch_bytes + self.last_batch_bytes / 8).max(64 * 1024);
         let arena = match std::mem::take(&mut self.spare_arena) {
             spare if spare.capacity() > 0 => spare,
             _ => self.task.kept_arena().unwrap_or_default(),
+        };
+        // A new arena has room for an eighth more than the last batch. One
+        // used before is not grown for that room while the last batch fits:
+        // `reserve` would double it, and the arenas kept grew batch by batch
+        // (2 MB more peak RSS at 5M rows).
+        let capacity = if arena.capacity() >= self.last_batch_bytes {
+            0
+        } else {
+            (self.last_batch_bytes + self.last_batch_bytes / 8).max(64 * 1024)
         };
         let batch = RecordBatch::new_in(arena, self.columns.len(), capacity)
             .with_text_limit(self.text_limit);
@@ -1551,6 +1559,10 @@ mod tests {
             export.task.kept_arena().is_none(),
             "taken by the next batch"
         );
+        // Just big enough for the last batch (10,000 cells of 9 bytes): used
+        // as it is, not doubled for the room a new arena has.
+        export.task.keep_arena(Vec::with_capacity(90_000));
+        assert_eq!(export.new_batch().into_arena().capacity(), 90_000);
         assert_eq!(status(&settings, &id).unwrap().unwrap().records, 10_000);
 
         for capacity in [SPARE_ARENA_KEPT + 1, 1024, 1024, 1024, 1024, 1024] {
