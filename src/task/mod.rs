@@ -1173,7 +1173,15 @@ fn write_and_store(
                 task.save();
                 continue;
             }
-            Popped::Ended => break,
+            Popped::Ended => {
+                // No batch comes to use them: not kept for as long as the
+                // export's handle lives (a PHP object kept after finish()).
+                task.written_arenas
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .clear();
+                break;
+            }
         };
         match message {
             Message::Rows(batch) => {
@@ -1572,7 +1580,12 @@ mod tests {
             .map(|arena| arena.capacity())
             .collect();
         assert_eq!(kept, [1024; ARENAS_KEPT]);
+        export.task.keep_arena(Vec::with_capacity(1024));
         assert_eq!(export.finish().unwrap().records, 10_000);
+        assert!(
+            export.task.kept_arena().is_none(),
+            "let go once no batch comes"
+        );
     }
 
     /// A batch of one row (`addRow()`'s kind).

@@ -150,7 +150,8 @@ impl<T> ByteQueue<T> {
     }
 
     /// The next item; `None` once the queue is closed and empty, or aborted.
-    pub fn pop(&self) -> Option<T> {
+    #[cfg(test)]
+    fn pop(&self) -> Option<T> {
         match self.pop_within(None) {
             Popped::Item(item) => Some(item),
             Popped::Ended | Popped::Nothing => None,
