@@ -159,7 +159,8 @@ $childCommand = static function (string $variant, int $rows, bool $assoc, ?strin
     $kept = [];
     for ($i = 0; $i < count($options); $i++) {
         $value = $options[$i] === '-d' ? ($options[$i + 1] ?? '') : preg_replace('/^-d/', '', $options[$i]);
-        if (str_starts_with($options[$i], '-d') && preg_match('/^extension\s*=.*fluxo/', $value)) {
+        $extension = preg_match('/^extension\s*=\s*(.*)$/', $value, $m) ? $m[1] : null;
+        if (str_starts_with($options[$i], '-d') && $extension !== null && (str_contains($extension, 'fluxo') || $extension === $so)) {
             $i += $options[$i] === '-d' ? 1 : 0; // replaced by FLUXO_SO below
             continue;
         }

@@ -54,6 +54,27 @@ final class BenchScriptsTest extends FluxoTestCase
         self::assertSame($bytes[0], $bytes[1], 'the same cells, found by key');
     }
 
+    public function testCompareBuildsRunsEachBuildInEachRound(): void
+    {
+        $so = (string) getenv('FLUXO_SO');
+        // The same build under two paths, one without "fluxo" in it: bench.php must load it once.
+        $copy = sys_get_temp_dir() . '/compare-builds-' . getmypid() . '.so';
+        self::assertTrue(copy($so, $copy));
+        try {
+            [$code, $out, $err] = $this->runScript('compare-builds.php', ['--rows=2000', '--rounds=2', $so, $copy]);
+        } finally {
+            unlink($copy);
+        }
+        self::assertSame(0, $code, $out . $err);
+        self::assertStringNotContainsString('already loaded', $err);
+        foreach ([$so, $copy] as $build) {
+            self::assertMatchesRegularExpression('/^' . preg_quote($build, '/') . ' +\d+\.\d\d +\d+\.\d\d +\d+\.\d\d \d+\.\d\d$/m', $out);
+        }
+        [$code, , $err] = $this->runScript('compare-builds.php', []);
+        self::assertSame(2, $code, 'no build given');
+        self::assertStringContainsString('usage:', $err);
+    }
+
     public function testWalkByKindBenchRuns(): void
     {
         [$code, $out, $err] = $this->runScript('walk-by-kind.php', ['2000']);
