@@ -145,19 +145,30 @@ impl Task {
             let mut s = self.status();
             change(&mut s);
             s.updated_ms = now_ms();
-            let mut last = self.last_saved.lock().unwrap_or_else(|p| p.into_inner());
-            if !now && last.elapsed() < SAVE_INTERVAL {
+            if !now && self.last_saved().elapsed() < SAVE_INTERVAL {
                 self.unsaved.store(true, Ordering::Relaxed);
                 return true;
             }
-            *last = Instant::now();
         }
         self.save()
+    }
+
+    fn last_saved(&self) -> std::sync::MutexGuard<'_, Instant> {
+        self.last_saved.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// How long a change not saved yet may wait for the next one; `None`
+    /// if every change is saved.
+    fn unsaved_for_at_most(&self) -> Option<Duration> {
+        self.unsaved
+            .load(Ordering::Relaxed)
+            .then(|| SAVE_INTERVAL.saturating_sub(self.last_saved().elapsed()))
     }
 
     /// Saves the status as it is now. False if it could not be written.
     fn save(&self) -> bool {
         self.unsaved.store(false, Ordering::Relaxed);
+        *self.last_saved() = Instant::now();
         let snapshot = self.status().clone();
         self.files
             .save(&snapshot)
@@ -179,6 +190,16 @@ impl Task {
         if kept.len() < ARENAS_KEPT && arena.capacity() <= SPARE_ARENA_KEPT {
             kept.push(arena);
         }
+    }
+
+    /// Lets the kept arenas go once no batch comes to use them, so that an
+    /// export's handle kept after it ended (a PHP object after `finish()`)
+    /// does not hold them.
+    fn let_kept_arenas_go(&self) {
+        self.written_arenas
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
     }
 
     /// An arena [`Task::keep_arena`] kept, if any.
@@ -534,7 +555,7 @@ impl Export {
         // used before is not grown for that room while the last batch fits:
         // `reserve` would double it, and the arenas kept grew batch by batch
         // (2 MB more peak RSS at 5M rows).
-        let capacity = if arena.capacity() >= self.last_batch_bytes {
+        let capacity = if arena.capacity() > 0 && arena.capacity() >= self.last_batch_bytes {
             0
         } else {
             (self.last_batch_bytes + self.last_batch_bytes / 8).max(64 * 1024)
@@ -674,7 +695,9 @@ impl Export {
             }
             let text_limit = self.text_limit;
             let (gathered, since) = self.gathered.get_or_insert_with(|| {
-                let rows = RecordBatch::new(batch.columns(), GATHERED_SENT_AT + SMALL_BATCH);
+                let arena = self.task.kept_arena().unwrap_or_default();
+                let rows =
+                    RecordBatch::new_in(arena, batch.columns(), GATHERED_SENT_AT + SMALL_BATCH);
                 (rows.with_text_limit(text_limit), Instant::now())
             });
             gathered.append(&batch);
@@ -1019,6 +1042,7 @@ fn run(task: Arc<Task>, spec: ExportSpec, settings: Settings, store: Box<dyn Sto
         span.in_scope(|| write_and_store(&task, &spec, &settings, &spool, store.as_ref()))
     }))
     .unwrap_or_else(|panic| Err(ExportError::from_panic(panic.as_ref(), "the export worker")));
+    task.let_kept_arenas_go();
     let result = result.map(|mut outcome| {
         outcome.duration_ms = started.elapsed().as_millis() as u64;
         outcome
@@ -1160,28 +1184,17 @@ fn write_and_store(
     let mut records = 0u64;
     loop {
         // Progress is saved at most every SAVE_INTERVAL, and a producer that
-        // pauses (a slow query) finds it saved one interval later at most.
+        // pauses (a slow query) finds it saved one interval after the last
+        // save at most.
         // Saving whenever the writer had caught up saved after almost every
         // batch: a file written and renamed per 1,000 rows.
-        let wait = task
-            .unsaved
-            .load(Ordering::Relaxed)
-            .then_some(SAVE_INTERVAL);
-        let message = match task.queue.pop_within(wait) {
+        let message = match task.queue.pop_within(task.unsaved_for_at_most()) {
             Popped::Item(message) => message,
             Popped::Nothing => {
                 task.save();
                 continue;
             }
-            Popped::Ended => {
-                // No batch comes to use them: not kept for as long as the
-                // export's handle lives (a PHP object kept after finish()).
-                task.written_arenas
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .clear();
-                break;
-            }
+            Popped::Ended => break,
         };
         match message {
             Message::Rows(batch) => {
@@ -1536,6 +1549,37 @@ mod tests {
         // Queued, processing, uploading, completed, and the progress.
         let most = 4 + took.as_millis().div_ceil(SAVE_INTERVAL.as_millis()) as usize;
         assert!(saves <= most, "{saves} saves in {took:?}");
+    }
+
+    /// Progress not saved when the producer pauses reaches the status file
+    /// (what other processes read) within an interval, with no batch after it.
+    #[test]
+    fn an_idle_producers_progress_reaches_the_status_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = one_slot_settings(dir.path());
+        let mut export = Export::start(one_column_spec(&settings), &settings).unwrap();
+        let id = export.task_id().to_owned();
+        let mut batch = export.new_batch();
+        for n in 0..10_000 {
+            batch
+                .push(
+                    crate::schema::Value::Int(n),
+                    crate::schema::ColumnType::Auto,
+                )
+                .unwrap();
+            batch.end_row();
+        }
+        export.add(batch).unwrap();
+        let file = StatusFiles::new(&settings.work_dir);
+        let saved = (0..500).any(|_| {
+            std::thread::sleep(Duration::from_millis(10));
+            file.load(&id).unwrap().is_some_and(|s| s.records == 10_000)
+        });
+        assert!(
+            saved,
+            "the file shows the rows written while the producer pauses"
+        );
+        assert_eq!(export.finish().unwrap().records, 10_000);
     }
 
     /// The arena of a batch written goes back to the producer's next batch,

@@ -43,13 +43,14 @@ pub enum Refused {
 }
 
 /// A consumer waiting on an empty queue is woken by a push only once the
-/// queue holds this share of its limit; below that, it finds the items
-/// when it looks again, [`LOOK_AGAIN`] later. Woken for every batch, the
-/// writer cost the PHP thread a wake-up per 1,000 rows.
+/// queue holds this share of its limit (or the push has to wait); below
+/// that, it finds the items when it looks again, within
+/// [`LOOK_AGAIN_AT_MOST`]. Woken for every batch, the writer cost the PHP
+/// thread a wake-up per 1,000 rows.
 const WAKE_AT_SHARE: usize = 8;
 /// How long a consumer waits on an empty queue before it looks again;
 /// doubled after each look that finds nothing, up to [`LOOK_AGAIN_AT_MOST`],
-/// so that an idle export's writer wakes a few times a second only.
+/// so that an idle export's writer wakes about 16 times a second at most.
 const LOOK_AGAIN: Duration = Duration::from_millis(1);
 const LOOK_AGAIN_AT_MOST: Duration = Duration::from_millis(64);
 
@@ -105,6 +106,11 @@ impl<T> ByteQueue<T> {
     ) -> Result<(), Refused> {
         let mut q = self.lock();
         while !q.aborted && !q.items.is_empty() && q.bytes + bytes > self.limit {
+            // Only the consumer makes room: if it waits, it is woken now,
+            // not when it looks again.
+            if q.waiting > 0 {
+                self.changed.notify_all();
+            }
             q.waiting += 1;
             let woken = wait_unless(&self.changed, q, give_up);
             let gave_up = woken.is_none();
@@ -192,7 +198,7 @@ impl<T> ByteQueue<T> {
         }
     }
 
-    /// The producer is done: `pop` drains what is left, then ends.
+    /// The producer is done: the consumer takes what is left, then the end.
     pub fn close(&self) {
         let mut q = self.lock();
         q.closed = true;
@@ -242,36 +248,43 @@ mod tests {
         assert_eq!(q.pop(), None);
     }
 
+    /// A consumer that waits is counted while it waits, and takes what is
+    /// pushed, woken or not (an item below the share is found when it
+    /// looks again).
     #[test]
     fn a_waiting_consumer_finds_what_is_pushed() {
         let q = Arc::new(ByteQueue::new(100));
-        let consumer = {
-            let q = q.clone();
-            std::thread::spawn(move || q.pop_within(None))
-        };
-        std::thread::sleep(Duration::from_millis(50));
-        assert!(!consumer.is_finished(), "waits while the queue is empty");
-        // Below the share that wakes it: found when it looks again.
-        q.push(7, 10, None).unwrap();
-        assert_eq!(consumer.join().unwrap(), Popped::Item(7));
-        let consumer = {
-            let q = q.clone();
-            std::thread::spawn(move || q.pop_within(None))
-        };
-        std::thread::sleep(Duration::from_millis(50));
-        q.push(8, 50, None).unwrap();
-        assert_eq!(consumer.join().unwrap(), Popped::Item(8));
+        for (item, bytes) in [(7, 10), (8, 50)] {
+            let consumer = {
+                let q = q.clone();
+                std::thread::spawn(move || q.pop_within(Some(Duration::from_secs(10))))
+            };
+            let waits = (0..500).any(|_| {
+                std::thread::sleep(Duration::from_millis(10));
+                q.lock().waiting == 1
+            });
+            assert!(waits, "counted while it waits");
+            q.push(item, bytes, None).unwrap();
+            assert_eq!(consumer.join().unwrap(), Popped::Item(item));
+            assert_eq!(q.lock().waiting, 0);
+        }
     }
 
     #[test]
     fn a_timed_pop_ends_with_nothing_then_with_the_queue() {
         let q = ByteQueue::new(100);
-        let short = Some(Duration::from_millis(20));
-        assert_eq!(q.pop_within(short), Popped::Nothing);
+        let short = Duration::from_millis(20);
+        let started = Instant::now();
+        assert_eq!(q.pop_within(Some(short)), Popped::Nothing);
+        assert!(started.elapsed() >= short, "waited for {short:?}");
         q.push(1, 10, None).unwrap();
-        assert_eq!(q.pop_within(short), Popped::Item(1));
+        assert_eq!(q.pop_within(Some(short)), Popped::Item(1));
         q.close();
-        assert_eq!(q.pop_within(short), Popped::Ended);
+        assert_eq!(q.pop_within(Some(short)), Popped::Ended);
+        let aborted = ByteQueue::new(100);
+        aborted.push(2, 10, None).unwrap();
+        aborted.abort();
+        assert_eq!(aborted.pop_within(Some(short)), Popped::Ended);
     }
 
     #[test]
