@@ -1518,6 +1518,26 @@ mod tests {
         }
     }
 
+    /// 10,000 numbers from `first` on, 90 KB: a batch sent at once, not
+    /// gathered.
+    fn ten_thousand_numbers(export: &mut Export, first: i64) -> RecordBatch {
+        let mut batch = export.new_batch();
+        for n in first..first + 10_000 {
+            let value = crate::schema::Value::Int(n);
+            batch.push(value, crate::schema::ColumnType::Auto).unwrap();
+            batch.end_row();
+        }
+        batch
+    }
+
+    /// Whether `done` turns true within 5 s, asked every 10 ms.
+    fn within_5_s(mut done: impl FnMut() -> bool) -> bool {
+        (0..500).any(|_| {
+            std::thread::sleep(Duration::from_millis(10));
+            done()
+        })
+    }
+
     /// A writer that catches up with its producer after every batch saves
     /// the progress at most every SAVE_INTERVAL, not after every batch.
     #[test]
@@ -1528,13 +1548,7 @@ mod tests {
         let id = export.task_id().to_owned();
         let started = Instant::now();
         for round in 0..100 {
-            // 10,000 numbers, 90 KB: sent at once, not gathered.
-            let mut batch = export.new_batch();
-            for n in 0..10_000 {
-                let value = crate::schema::Value::Int(round * 10_000 + n);
-                batch.push(value, crate::schema::ColumnType::Auto).unwrap();
-                batch.end_row();
-            }
+            let batch = ten_thousand_numbers(&mut export, round * 10_000);
             export.add(batch).unwrap();
             std::thread::sleep(Duration::from_millis(3));
         }
@@ -1559,22 +1573,10 @@ mod tests {
         let settings = one_slot_settings(dir.path());
         let mut export = Export::start(one_column_spec(&settings), &settings).unwrap();
         let id = export.task_id().to_owned();
-        let mut batch = export.new_batch();
-        for n in 0..10_000 {
-            batch
-                .push(
-                    crate::schema::Value::Int(n),
-                    crate::schema::ColumnType::Auto,
-                )
-                .unwrap();
-            batch.end_row();
-        }
+        let batch = ten_thousand_numbers(&mut export, 0);
         export.add(batch).unwrap();
         let file = StatusFiles::new(&settings.work_dir);
-        let saved = (0..500).any(|_| {
-            std::thread::sleep(Duration::from_millis(10));
-            file.load(&id).unwrap().is_some_and(|s| s.records == 10_000)
-        });
+        let saved = within_5_s(|| file.load(&id).unwrap().is_some_and(|s| s.records == 10_000));
         assert!(
             saved,
             "the file shows the rows written while the producer pauses"
@@ -1590,21 +1592,9 @@ mod tests {
         let settings = one_slot_settings(dir.path());
         let mut export = Export::start(one_column_spec(&settings), &settings).unwrap();
         let id = export.task_id().to_owned();
-        let mut batch = export.new_batch();
-        for n in 0..10_000 {
-            batch
-                .push(
-                    crate::schema::Value::Int(n),
-                    crate::schema::ColumnType::Auto,
-                )
-                .unwrap();
-            batch.end_row();
-        }
+        let batch = ten_thousand_numbers(&mut export, 0);
         export.add(batch).unwrap();
-        let written = (0..500).any(|_| {
-            std::thread::sleep(Duration::from_millis(10));
-            export.task.written_arenas.lock().unwrap().len() == 1
-        });
+        let written = within_5_s(|| export.task.written_arenas.lock().unwrap().len() == 1);
         assert!(written, "the arena comes back once the batch is written");
         let _next = export.new_batch();
         assert!(
