@@ -183,10 +183,7 @@ impl Task {
     /// the PHP thread page faults: freed at once, the memory went back to
     /// the system, and the next batch faulted it in again.
     fn keep_arena(&self, arena: Vec<u8>) {
-        let mut kept = self
-            .written_arenas
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+        let mut kept = self.written_arenas();
         if kept.len() < ARENAS_KEPT && arena.capacity() <= SPARE_ARENA_KEPT {
             kept.push(arena);
         }
@@ -196,18 +193,18 @@ impl Task {
     /// export's handle kept after it ended (a PHP object after `finish()`)
     /// does not hold them.
     fn let_kept_arenas_go(&self) {
-        self.written_arenas
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clear();
+        self.written_arenas().clear();
     }
 
     /// An arena [`Task::keep_arena`] kept, if any.
     fn kept_arena(&self) -> Option<Vec<u8>> {
+        self.written_arenas().pop()
+    }
+
+    fn written_arenas(&self) -> std::sync::MutexGuard<'_, Vec<Vec<u8>>> {
         self.written_arenas
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .pop()
     }
 
     fn outcome(&self) -> std::sync::MutexGuard<'_, Option<Result<ExportOutcome>>> {
@@ -1183,11 +1180,11 @@ fn write_and_store(
     writer.begin_sheet(&spec.sheet, &spec.columns)?;
     let mut records = 0u64;
     loop {
-        // Progress is saved at most every SAVE_INTERVAL, and a producer that
-        // pauses (a slow query) finds it saved one interval after the last
-        // save at most.
-        // Saving whenever the writer had caught up saved after almost every
-        // batch: a file written and renamed per 1,000 rows.
+        // Progress is saved at most every SAVE_INTERVAL (saving whenever the
+        // writer had caught up saved after almost every batch: a file
+        // written and renamed per 1,000 rows), and a producer that pauses (a
+        // slow query) finds it saved one interval after the last save at
+        // most.
         let message = match task.queue.pop_within(task.unsaved_for_at_most()) {
             Popped::Item(message) => message,
             Popped::Nothing => {
@@ -1530,10 +1527,11 @@ mod tests {
         batch
     }
 
-    /// Whether `done` turns true within 5 s, asked every 10 ms.
-    fn within_5_s(mut done: impl FnMut() -> bool) -> bool {
-        (0..500).any(|_| {
-            std::thread::sleep(Duration::from_millis(10));
+    /// Whether `done` turns true within `patience`, asked every 10 ms.
+    fn within(patience: Duration, mut done: impl FnMut() -> bool) -> bool {
+        let step = Duration::from_millis(10);
+        (0..patience.as_millis() / step.as_millis()).any(|_| {
+            std::thread::sleep(step);
             done()
         })
     }
@@ -1576,7 +1574,9 @@ mod tests {
         let batch = ten_thousand_numbers(&mut export, 0);
         export.add(batch).unwrap();
         let file = StatusFiles::new(&settings.work_dir);
-        let saved = within_5_s(|| file.load(&id).unwrap().is_some_and(|s| s.records == 10_000));
+        let saved = within(Duration::from_secs(5), || {
+            file.load(&id).unwrap().is_some_and(|s| s.records == 10_000)
+        });
         assert!(
             saved,
             "the file shows the rows written while the producer pauses"
@@ -1594,7 +1594,9 @@ mod tests {
         let id = export.task_id().to_owned();
         let batch = ten_thousand_numbers(&mut export, 0);
         export.add(batch).unwrap();
-        let written = within_5_s(|| export.task.written_arenas.lock().unwrap().len() == 1);
+        let written = within(Duration::from_secs(5), || {
+            export.task.written_arenas.lock().unwrap().len() == 1
+        });
         assert!(written, "the arena comes back once the batch is written");
         let _next = export.new_batch();
         assert!(
@@ -1646,10 +1648,7 @@ mod tests {
         assert_eq!(written(), 0, "one row, gathered");
         let row = one_row(&mut export);
         export.add(row).unwrap();
-        let shown = (0..200).any(|_| {
-            std::thread::sleep(Duration::from_millis(10));
-            written() == 2
-        });
+        let shown = within(Duration::from_secs(2), || written() == 2);
         assert!(
             shown,
             "both rows sent with the second, 0.6 s after the first"
