@@ -217,7 +217,10 @@ impl StatusFiles {
             .join(format!(".{}.{}.tmp", status.task_id, std::process::id()));
         let json = serde_json::to_vec(status).expect("a status always serializes");
         #[cfg(test)]
-        tests::SAVED.lock().unwrap().push(status.task_id.clone());
+        tests::SAVED
+            .lock()
+            .unwrap()
+            .push((status.task_id.clone(), status.state));
         write_atomically(&temp, &target, &json)
             .map_err(|e| ExportError::io("cannot write status file", &target, e))
     }
@@ -387,8 +390,10 @@ pub(super) mod tests {
     /// another test held an owner lock kept it locked until its exec.
     const NO_PROCESS: u32 = 1 << 30;
 
-    /// The task id of every status saved by this test binary, in order.
-    pub(crate) static SAVED: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    /// The task id and state of every status saved by this test binary, in
+    /// order.
+    pub(crate) static SAVED: std::sync::Mutex<Vec<(String, TaskState)>> =
+        std::sync::Mutex::new(Vec::new());
 
     /// A status as a running export saves it, for tests here and in `task`.
     pub(crate) fn status(id: &str, state: TaskState, pid: u32) -> TaskStatus {

@@ -76,8 +76,9 @@ pub trait FormatWriter: Send {
 /// The file a writer makes. As it grows, its dirty pages are handed to the
 /// kernel for writing every [`OutputFile::WRITEBACK_STEP`] bytes, so that
 /// whoever makes it durable afterwards (local storage does) waits for the
-/// last few megabytes only: the `fsync` of an 800,000-row CSV took 45 ms
-/// without this, 1–5 ms with it.
+/// last two megabytes only: the `fsync` of an 800,000-row CSV took 45 ms
+/// without this, 3.8–3.9 ms with a step of 8 MB, 0.7–1.0 ms with 2 MB
+/// (`strace -T`).
 pub struct OutputFile {
     file: File,
     written: u64,
@@ -85,7 +86,7 @@ pub struct OutputFile {
 }
 
 impl OutputFile {
-    const WRITEBACK_STEP: u64 = 8 << 20;
+    const WRITEBACK_STEP: u64 = 2 << 20;
 
     pub fn create(path: &Path) -> io::Result<Self> {
         Ok(Self {
