@@ -77,7 +77,7 @@ impl Store for LocalStore {
         spool: &Path,
         key: &str,
         _meta: &ObjectMeta,
-        _watch: &Watch<'_>,
+        watch: &Watch<'_>,
     ) -> Result<StoredObject> {
         let target = self.target(key)?;
         let dir = target.parent().expect("a key has a file name");
@@ -87,7 +87,9 @@ impl Store for LocalStore {
                 return Err(ExportError::io("cannot move the file to", &target, err));
             }
             // Another filesystem: copy beside the target, then rename, so the
-            // target never exists half-written.
+            // target never exists half-written. The copy takes a while for
+            // a big file: reporting its start shows the task as uploading.
+            (watch.progress)(0);
             let partial = target.with_extension("part");
             fs::copy(spool, &partial)
                 .and_then(|_| fs::rename(&partial, &target))
@@ -126,6 +128,35 @@ mod tests {
         assert!(
             obj.url.starts_with("file:///") && obj.url.ends_with("/t/%E6%8A%A5%E8%A1%A8%201.csv")
         );
+    }
+
+    /// A move reports nothing; a copy to another filesystem (here /dev/shm,
+    /// where that is one) reports its start.
+    #[test]
+    fn a_copy_to_another_filesystem_reports_its_start() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let device = |path: &Path| fs::metadata(path).map(|m| m.dev()).ok();
+        let mut roots = vec![(dir.path().join("out"), vec![])];
+        if device(Path::new("/dev/shm")).is_some_and(|shm| Some(shm) != device(dir.path())) {
+            roots.push((tempfile::tempdir_in("/dev/shm").unwrap().keep(), vec![0]));
+        }
+        let meta = ObjectMeta::new("text/csv", "a.csv", "00");
+        for (root, expected) in roots {
+            let spool = dir.path().join("x.part");
+            fs::write(&spool, b"data").unwrap();
+            let reported = std::sync::Mutex::new(Vec::new());
+            let watch = Watch {
+                progress: &|sent| reported.lock().unwrap().push(sent),
+                stopped: &|| false,
+            };
+            let obj = LocalStore::new(&root)
+                .put_file(&spool, "t/a.csv", &meta, &watch)
+                .unwrap();
+            assert_eq!(fs::read(obj.path.unwrap()).unwrap(), b"data");
+            assert_eq!(*reported.lock().unwrap(), expected, "{}", root.display());
+            let _ = fs::remove_dir_all(root);
+        }
     }
 
     #[test]

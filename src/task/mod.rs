@@ -131,11 +131,12 @@ fn forks() -> Option<u64> {
 }
 
 /// Writes `bytes` back to memory and drops them from every cache: the writer
-/// does it to an arena it has read before the producer fills it again. The
-/// producer otherwise took each line of it back from the writer's core,
-/// which cost the PHP thread more than lines from memory do: 5–10 ms of
-/// 0.24 s in the CSV benchmark (BENCHMARKS.md). A hint only: the bytes
-/// stay as they are.
+/// does it to an arena it has read, before the producer fills it again. On
+/// the project's machine (an AMD EPYC, producer and writer on two cores)
+/// the producer otherwise took each line back from the writer's core, which
+/// cost the PHP thread more than lines from memory: evicting them saved it
+/// 5–10 ms of 0.24 s in the CSV benchmark (BENCHMARKS.md, thirteenth
+/// round). A hint only: the bytes stay as they are.
 fn evict_from_caches(bytes: &[u8]) {
     #[cfg(target_arch = "x86_64")]
     if !bytes.is_empty() && has_clflushopt() {
@@ -143,25 +144,35 @@ fn evict_from_caches(bytes: &[u8]) {
         let first_line = bytes.as_ptr().addr() & !(LINE - 1);
         for line in (first_line..bytes.as_ptr().addr() + bytes.len()).step_by(LINE) {
             // SAFETY: `clflushopt` writes back and drops the cache line at
-            // `line`, which holds at least one byte of `bytes`, so it is
-            // mapped; it changes no memory, as caches are coherent.
+            // `line`. Each line holds a byte of `bytes` (the first one,
+            // aligned down, is in the same page as `bytes[0]`), so it is
+            // mapped; and it changes no memory, as caches are coherent.
             unsafe {
                 std::arch::asm!(
                     "clflushopt [{}]",
                     in(reg) bytes.as_ptr().with_addr(line),
-                    options(nostack, preserves_flags)
+                    options(nostack, preserves_flags, readonly)
                 );
             }
         }
     }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = bytes;
 }
 
 /// Whether this CPU has `clflushopt` (CPUID leaf 7, EBX bit 23), which
 /// `is_x86_feature_detected!` does not know.
 #[cfg(target_arch = "x86_64")]
 fn has_clflushopt() -> bool {
+    use std::arch::x86_64::{__cpuid, __cpuid_count};
     static HAS: OnceLock<bool> = OnceLock::new();
-    *HAS.get_or_init(|| std::arch::x86_64::__cpuid_count(7, 0).ebx & (1 << 23) != 0)
+    // SAFETY: every x86-64 CPU has `cpuid`. Leaf 7 is asked only of a CPU
+    // whose highest leaf (leaf 0's answer) is 7 or more: others answer with
+    // another leaf's bits. (`unsafe` until Rust 1.91, and this crate builds
+    // with 1.89.)
+    #[allow(unused_unsafe)]
+    let ask = || unsafe { __cpuid(0).eax >= 7 && __cpuid_count(7, 0).ebx & (1 << 23) != 0 };
+    *HAS.get_or_init(ask)
 }
 
 /// How often a running task rewrites its status file with progress.
@@ -174,6 +185,7 @@ enum Save {
     /// Within [`SAVE_INTERVAL`]: progress, which changes with every batch.
     Soon,
     /// With the save that follows at once: a state that lasts a moment.
+    /// Nothing saves it on its own; the caller saves next.
     WithNext,
 }
 
@@ -232,9 +244,13 @@ impl Task {
     /// the PHP thread page faults: freed at once, the memory went back to
     /// the system, and the next batch faulted it in again.
     fn keep_arena(&self, arena: Vec<u8>) {
+        if arena.capacity() > SPARE_ARENA_KEPT {
+            return;
+        }
+        // Before the lock, which the producer may be waiting for.
+        evict_from_caches(&arena);
         let mut kept = self.written_arenas();
-        if kept.len() < ARENAS_KEPT && arena.capacity() <= SPARE_ARENA_KEPT {
-            evict_from_caches(&arena);
+        if kept.len() < ARENAS_KEPT {
             kept.push(arena);
         }
     }
@@ -1267,6 +1283,8 @@ fn write_and_store(
     // Local storage moves the file in a millisecond or two and saves the
     // outcome right after: saving this state as well took 0.3–0.6 ms of the
     // 2–2.5 ms that finish() waits for the writer (strace, BENCHMARKS.md).
+    // A copy to another filesystem, which takes longer, reports its start
+    // (`LocalStore::put_file`), and that is saved at once.
     let uploading = if object_store {
         Save::Now
     } else {
@@ -1289,8 +1307,9 @@ fn write_and_store(
         &filename,
     );
     let meta = ObjectMeta::new(spec.content_type(), &filename, &written.sha256);
+    let report_save = if object_store { Save::Soon } else { Save::Now };
     let report = |sent: u64| {
-        task.update(Save::Soon, |s| s.uploaded_bytes = sent);
+        task.update(report_save, |s| s.uploaded_bytes = sent);
     };
     // With keep_local the local copy is made first and uploaded from: a
     // copy that fails then fails the export before any object exists.
@@ -1624,6 +1643,15 @@ mod tests {
             .filter(|(task, _)| task == id)
             .map(|(_, state)| *state)
             .collect()
+    }
+
+    #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+    #[test]
+    fn clflushopt_is_found_where_linux_finds_it() {
+        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap();
+        let flags = cpuinfo.lines().find(|l| l.starts_with("flags")).unwrap();
+        let listed = flags.split_whitespace().any(|flag| flag == "clflushopt");
+        assert_eq!(has_clflushopt(), listed);
     }
 
     #[test]
