@@ -1594,6 +1594,17 @@ mod tests {
 
     /// 10,000 numbers from `first` on, 90 KB: a batch sent at once, not
     /// gathered.
+    /// A one-column export with one slot in `dir`, given 10,000 numbers:
+    /// its settings, itself and its task id.
+    fn given_ten_thousand_numbers(dir: &std::path::Path) -> (Settings, Export, String) {
+        let settings = one_slot_settings(dir);
+        let mut export = Export::start(one_column_spec(&settings), &settings).unwrap();
+        let id = export.task_id().to_owned();
+        let batch = ten_thousand_numbers(&mut export, 0);
+        export.add(batch).unwrap();
+        (settings, export, id)
+    }
+
     fn ten_thousand_numbers(export: &mut Export, first: i64) -> RecordBatch {
         let mut batch = export.new_batch();
         for n in first..first + 10_000 {
@@ -1669,11 +1680,7 @@ mod tests {
     #[test]
     fn a_local_export_saves_no_uploading_state() {
         let dir = tempfile::tempdir().unwrap();
-        let settings = one_slot_settings(dir.path());
-        let mut export = Export::start(one_column_spec(&settings), &settings).unwrap();
-        let id = export.task_id().to_owned();
-        let batch = ten_thousand_numbers(&mut export, 0);
-        export.add(batch).unwrap();
+        let (_, mut export, id) = given_ten_thousand_numbers(dir.path());
         assert_eq!(export.finish().unwrap().records, 10_000);
         let states = saved_states(&id);
         assert!(!states.contains(&TaskState::Uploading), "{states:?}");
@@ -1685,11 +1692,7 @@ mod tests {
     #[test]
     fn an_idle_producers_progress_reaches_the_status_file() {
         let dir = tempfile::tempdir().unwrap();
-        let settings = one_slot_settings(dir.path());
-        let mut export = Export::start(one_column_spec(&settings), &settings).unwrap();
-        let id = export.task_id().to_owned();
-        let batch = ten_thousand_numbers(&mut export, 0);
-        export.add(batch).unwrap();
+        let (settings, mut export, id) = given_ten_thousand_numbers(dir.path());
         let file = StatusFiles::new(&settings.work_dir);
         let saved = within(Duration::from_secs(5), || {
             file.load(&id).unwrap().is_some_and(|s| s.records == 10_000)
