@@ -116,7 +116,10 @@ fn push(
 ) -> Result<(), Fault> {
     let ty = column.column_type;
     let pushed = match php_value(zv) {
-        PhpValue::Text(bytes) => batch.push(Value::Bytes(bytes), ty),
+        // SAFETY: `bytes` is a `zend_string`'s text, which its 24-byte
+        // header precedes in the same allocation: the 16 bytes that end
+        // where the text ends lie within it.
+        PhpValue::Text(bytes) => unsafe { batch.push_text_with_headroom(bytes, ty) },
         PhpValue::Int(i) => {
             let i = if ty.is_temporal() {
                 zone.wall_clock(i)?
