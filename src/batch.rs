@@ -158,52 +158,55 @@ impl RecordBatch {
         true
     }
 
-    /// [`RecordBatch::push`] of text that is preceded in memory by bytes
-    /// that may be read (a PHP string's header precedes its text). A text
-    /// of at most 16 bytes kept as it comes is then read as the 16-byte word
-    /// that ends where it ends, shifted down, and copied and checked for
-    /// ASCII without a branch on its length: the branches on the length in
-    /// copying and checking it mispredicted on a column of texts of mixed
-    /// lengths, such as city names (BENCHMARKS.md, thirteenth round).
+    /// [`RecordBatch::push`] of the `len` bytes of text at `text`, which
+    /// bytes that may be read precede in memory (a PHP string's header
+    /// precedes its text). A text of at most 16 bytes kept as it comes is
+    /// then read as the 16-byte word that ends where it ends, shifted down,
+    /// and copied and checked for ASCII without a branch on its length: the
+    /// branches on the length in copying and checking it mispredicted on a
+    /// column of texts of mixed lengths, such as city names (BENCHMARKS.md,
+    /// thirteenth round). Where `push` would grow the arena, `push` does.
     ///
     /// # Safety
     ///
-    /// The 16 bytes that end where `text` ends must be readable, those
-    /// before `text` included.
+    /// `text` points to `len` initialised bytes, and the 16 bytes that end
+    /// at `text + len` are initialised, readable and part of the same
+    /// allocation as the text: for an empty text as well.
     #[inline(always)]
-    pub unsafe fn push_text_with_headroom(
+    pub(crate) unsafe fn push_text_with_headroom(
         &mut self,
-        text: &[u8],
+        text: *const u8,
+        len: usize,
         column_type: ColumnType,
     ) -> Result<(), CellError> {
         const WORD: usize = 16;
+        // SAFETY: the caller's promise: `len` bytes at `text`.
+        let bytes = unsafe { std::slice::from_raw_parts(text, len) };
         let plain = matches!(column_type, ColumnType::Auto | ColumnType::String)
             && self.text_limit.is_none();
-        if !plain || text.len() > WORD {
-            return self.push(Value::Bytes(text), column_type);
+        let room = self.data.capacity() - self.data.len();
+        if !plain || len > WORD || room < 5 + WORD {
+            return self.push(Value::Bytes(bytes), column_type);
         }
-        let len = text.len();
-        // SAFETY: the caller's promise: the word ending at `text`'s end may
-        // be read. The bytes before `text` in it are shifted out.
+        // SAFETY: the caller's promise: the word ending at `text + len` may
+        // be read. The bytes before the text in it are shifted out.
         let word = unsafe {
-            text.as_ptr()
-                .add(len)
+            text.add(len)
                 .sub(WORD)
                 .cast::<[u8; WORD]>()
                 .read_unaligned()
         };
-        let bytes = u128::from_le_bytes(word)
+        let shifted = u128::from_le_bytes(word)
             .checked_shr(8 * (WORD - len) as u32)
             .unwrap_or(0);
         const HIGH_BITS: u128 = u128::MAX / 0xff * 0x80;
-        if bytes & HIGH_BITS != 0 && std::str::from_utf8(text).is_err() {
-            return self.push(Value::Bytes(text), column_type);
+        if shifted & HIGH_BITS != 0 && std::str::from_utf8(bytes).is_err() {
+            return self.push(Value::Bytes(bytes), column_type);
         }
-        self.data.reserve(5 + WORD);
         let at = self.data.len();
-        // SAFETY: `reserve` made room for the tag, the length and a whole
-        // word after `at`; `set_len` counts the text's `len` bytes of that
-        // word only, all written. The text is UTF-8 (ASCII, or checked
+        // SAFETY: there is room for the tag, the length and a whole word
+        // after `at` (`room`); `set_len` counts the text's `len` bytes of
+        // that word only, all written. The text is UTF-8 (ASCII, or checked
         // above), as `BatchReader::next_cell` requires of TEXT cells.
         unsafe {
             let cell = self.data.as_mut_ptr().add(at);
@@ -213,7 +216,7 @@ impl RecordBatch {
                 .write_unaligned(text_len(len).to_le_bytes());
             cell.add(5)
                 .cast::<[u8; WORD]>()
-                .write_unaligned(bytes.to_le_bytes());
+                .write_unaligned(shifted.to_le_bytes());
             self.data.set_len(at + 5 + len);
         }
         self.cells_in_row += 1;
@@ -520,30 +523,86 @@ mod tests {
     }
 
     /// Texts pushed with headroom (here bytes with the high bit set, which
-    /// must not count) make the cells `push` makes, for every length up to
-    /// a word and past it, ASCII or not, valid or not, and with a limit.
+    /// must not count) make the cells, the errors and the arena `push`
+    /// makes: texts of every length up to a word and past it, ASCII or not,
+    /// valid or not, that other columns read as numbers, bools or dates; in
+    /// every column type, with and without each kind of text limit and
+    /// repair of invalid UTF-8, and one after another in arenas with 0 to
+    /// 21 bytes of room.
     #[test]
     fn text_pushed_with_headroom_is_pushed_as_text_is() {
+        use ColumnType as T;
         let texts: Vec<Vec<u8>> = (0..=17)
             .map(|n| (0..n).map(|i| b'a' + i as u8).collect())
-            .chain(["成都", "São Paulo", "é", "0123456789abcdé"].map(|t| t.as_bytes().to_vec()))
+            .chain(
+                [
+                    "成都",
+                    "São Paulo",
+                    "é",
+                    "0123456789abcdé",
+                    "12",
+                    "-3.5",
+                    "true",
+                    "2024-01-02",
+                    "2024-01-02 10:00:00",
+                    "10:00:00",
+                ]
+                .map(|t| t.as_bytes().to_vec()),
+            )
             .chain([b"\xff".to_vec(), b"ok\xc3".to_vec()])
             .collect();
-        for text in &texts {
-            let mut stored = vec![0xff; 16];
-            stored.extend_from_slice(text);
-            let in_place = &stored[16..];
-            for ty in [ColumnType::Auto, ColumnType::String, ColumnType::Date] {
-                for limit in [None, Some(TextLimit::Chars(3))] {
-                    let mut pushed = RecordBatch::new(1, 0).with_text_limit(limit);
-                    let mut with_headroom = pushed.clone();
-                    let expected = pushed.push(Value::Bytes(text), ty);
-                    // SAFETY: the 16 bytes of `stored` before `in_place`.
-                    let got = unsafe { with_headroom.push_text_with_headroom(in_place, ty) };
-                    assert_eq!(got, expected, "{text:?} in {ty:?}");
-                    assert_eq!(with_headroom.data, pushed.data, "{text:?} in {ty:?}");
-                    assert_eq!(with_headroom.cells_in_row, pushed.cells_in_row);
+        let stored: Vec<Vec<u8>> = texts
+            .iter()
+            .map(|text| [&[0xff; 16][..], text].concat())
+            .collect();
+        let types = [
+            T::Auto,
+            T::String,
+            T::Int,
+            T::Number,
+            T::Bool,
+            T::Date,
+            T::DateTime,
+            T::Time,
+            T::DateOrDateTime,
+        ];
+        let limits = [
+            None,
+            Some(TextLimit::Chars(3)),
+            Some(TextLimit::Encoding(encoding_rs::GBK)),
+        ];
+        for (replace, ty, limit, room) in [false, true]
+            .into_iter()
+            .flat_map(|r| types.map(move |t| (r, t)))
+            .flat_map(|(r, t)| limits.map(move |l| (r, t, l)))
+            .flat_map(|(r, t, l)| (0..=21).map(move |room| (r, t, l, room)))
+        {
+            let with_room = || {
+                let mut batch = RecordBatch::new(1, 64).with_text_limit(limit);
+                if replace {
+                    batch = batch.replacing_invalid_utf8();
                 }
+                let filler = "x".repeat(batch.data.capacity() - room - 5);
+                batch.push_cell(&Cell::Text(&filler));
+                assert_eq!(batch.data.capacity() - batch.data.len(), room);
+                batch
+            };
+            let (mut pushed, mut with_headroom) = (with_room(), with_room());
+            for (text, stored) in texts.iter().zip(&stored) {
+                let expected = pushed.push(Value::Bytes(text), ty);
+                // SAFETY: `stored` holds 16 bytes and then the text.
+                let got = unsafe {
+                    with_headroom.push_text_with_headroom(stored.as_ptr().add(16), text.len(), ty)
+                };
+                let case = format!("{text:?} in {ty:?}, {limit:?}, room {room}");
+                assert_eq!(got, expected, "{case}");
+                assert_eq!(with_headroom.data, pushed.data, "{case}");
+                assert_eq!(
+                    with_headroom.data.capacity(),
+                    pushed.data.capacity(),
+                    "{case}"
+                );
+                assert_eq!(with_headroom.cells_in_row, pushed.cells_in_row, "{case}");
             }
         }
     }

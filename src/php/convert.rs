@@ -3,8 +3,8 @@
 
 use ext_php_rs::convert::IntoZvalDyn;
 use ext_php_rs::ffi::{
-    zend_array_destroy, Bucket, IS_DOUBLE, IS_FALSE, IS_LONG, IS_NULL, IS_OBJECT, IS_STRING,
-    IS_TRUE,
+    zend_array_destroy, zend_string, Bucket, IS_DOUBLE, IS_FALSE, IS_LONG, IS_NULL, IS_OBJECT,
+    IS_STRING, IS_TRUE,
 };
 use ext_php_rs::flags::DataType;
 use ext_php_rs::types::{ZendCallable, ZendHashTable, ZendObject, Zval};
@@ -65,7 +65,9 @@ fn class_named(name: &str) -> Option<&'static ClassEntry> {
 
 /// A PHP value (already dereferenced) by its type: what [`push`] converts.
 enum PhpValue<'a> {
-    Text(&'a [u8]),
+    /// A live `zend_string`, by pointer: its text is read with the header
+    /// before it ([`RecordBatch::push_text_with_headroom`]).
+    Text(*const zend_string),
     Int(i64),
     Float(f64),
     Null,
@@ -88,7 +90,7 @@ fn php_value(zv: &Zval) -> PhpValue<'_> {
     // holds a reference to, so it outlives the borrow of `zv`.
     unsafe {
         match u32::from(zv.u1.v.type_) {
-            IS_STRING => PhpValue::Text((*zv.value.str_).as_bytes()),
+            IS_STRING => PhpValue::Text(zv.value.str_),
             IS_LONG => PhpValue::Int(zv.value.lval),
             IS_DOUBLE => PhpValue::Float(zv.value.dval),
             IS_NULL => PhpValue::Null,
@@ -96,7 +98,7 @@ fn php_value(zv: &Zval) -> PhpValue<'_> {
             // and false: a column of both sent it two ways, which the CPU
             // mispredicted (the walk of the bench's rows, a third of them
             // false: 6.8 → 6.1 ns per cell, BENCHMARKS.md).
-            IS_TRUE | IS_FALSE => PhpValue::Bool(zv.u1.v.type_ == IS_TRUE as u8),
+            kind @ (IS_TRUE | IS_FALSE) => PhpValue::Bool(kind == IS_TRUE),
             IS_OBJECT => PhpValue::Object(&*zv.value.obj),
             _ => PhpValue::Other,
         }
@@ -116,10 +118,14 @@ fn push(
 ) -> Result<(), Fault> {
     let ty = column.column_type;
     let pushed = match php_value(zv) {
-        // SAFETY: `bytes` is a `zend_string`'s text, which its 24-byte
-        // header precedes in the same allocation: the 16 bytes that end
-        // where the text ends lie within it.
-        PhpValue::Text(bytes) => unsafe { batch.push_text_with_headroom(bytes, ty) },
+        // SAFETY: `string` is a live `zend_string` (`php_value`), whose
+        // `len` bytes of text at `val` its header precedes in the same
+        // allocation: `gc`, `h` and `len`, 16 bytes or more on any target,
+        // all set when it was made, and written by this thread only.
+        PhpValue::Text(string) => unsafe {
+            let text = std::ptr::addr_of!((*string).val).cast::<u8>();
+            batch.push_text_with_headroom(text, (*string).len, ty)
+        },
         PhpValue::Int(i) => {
             let i = if ty.is_temporal() {
                 zone.wall_clock(i)?
