@@ -173,6 +173,8 @@ impl RecordBatch {
     /// at `text + len` are initialised, readable and part of the same
     /// allocation as the text: for an empty text as well.
     #[inline(always)]
+    // Only the PHP front end calls it: unused in a build without it.
+    #[cfg_attr(not(feature = "php"), allow(dead_code))]
     pub(crate) unsafe fn push_text_with_headroom(
         &mut self,
         text: *const u8,
