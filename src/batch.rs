@@ -404,6 +404,18 @@ impl<'a> BatchReader<'a> {
 mod tests {
     use super::*;
 
+    const EVERY_TYPE: [ColumnType; 9] = [
+        ColumnType::Auto,
+        ColumnType::String,
+        ColumnType::Int,
+        ColumnType::Number,
+        ColumnType::Bool,
+        ColumnType::Date,
+        ColumnType::DateTime,
+        ColumnType::Time,
+        ColumnType::DateOrDateTime,
+    ];
+
     #[test]
     fn text_past_the_batch_limit_is_refused_as_it_is_added() {
         let text = |batch: &mut RecordBatch, t: &str| {
@@ -448,7 +460,6 @@ mod tests {
 
     #[test]
     fn values_kept_as_they_come_are_appended_as_converted() {
-        use ColumnType as T;
         let dt = LocalDateTime {
             seconds: 86_400,
             nanos: 5,
@@ -484,21 +495,10 @@ mod tests {
             Value::Bytes(b"10:00:00"),
             Value::DateTime(dt),
         ];
-        let types = [
-            T::Auto,
-            T::String,
-            T::Int,
-            T::Number,
-            T::Bool,
-            T::Date,
-            T::DateTime,
-            T::Time,
-            T::DateOrDateTime,
-        ];
         let mut kept = 0;
         for limit in [None, Some(TextLimit::Chars(2))] {
             for value in values {
-                for ty in types {
+                for ty in EVERY_TYPE {
                     let mut as_is = RecordBatch::new(1, 0).with_text_limit(limit);
                     let mut converted = as_is.clone();
                     if as_is.push_as_is(value, ty) {
@@ -533,7 +533,6 @@ mod tests {
     /// 21 bytes of room.
     #[test]
     fn text_pushed_with_headroom_is_pushed_as_text_is() {
-        use ColumnType as T;
         let texts: Vec<Vec<u8>> = (0..=17)
             .map(|n| (0..n).map(|i| b'a' + i as u8).collect())
             .chain(
@@ -557,17 +556,6 @@ mod tests {
             .iter()
             .map(|text| [&[0xff; 16][..], text].concat())
             .collect();
-        let types = [
-            T::Auto,
-            T::String,
-            T::Int,
-            T::Number,
-            T::Bool,
-            T::Date,
-            T::DateTime,
-            T::Time,
-            T::DateOrDateTime,
-        ];
         let limits = [
             None,
             Some(TextLimit::Chars(3)),
@@ -575,7 +563,7 @@ mod tests {
         ];
         for (replace, ty, limit, room) in [false, true]
             .into_iter()
-            .flat_map(|r| types.map(move |t| (r, t)))
+            .flat_map(|r| EVERY_TYPE.map(move |t| (r, t)))
             .flat_map(|(r, t)| limits.map(move |l| (r, t, l)))
             .flat_map(|(r, t, l)| (0..=21).map(move |room| (r, t, l, room)))
         {
