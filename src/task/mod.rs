@@ -1592,8 +1592,6 @@ mod tests {
         }
     }
 
-    /// 10,000 numbers from `first` on, 90 KB: a batch sent at once, not
-    /// gathered.
     /// A one-column export with one slot in `dir`, given 10,000 numbers:
     /// its settings, itself and its task id.
     fn given_ten_thousand_numbers(dir: &std::path::Path) -> (Settings, Export, String) {
@@ -1605,6 +1603,8 @@ mod tests {
         (settings, export, id)
     }
 
+    /// 10,000 numbers from `first` on, 90 KB: a batch sent at once, not
+    /// gathered.
     fn ten_thousand_numbers(export: &mut Export, first: i64) -> RecordBatch {
         let mut batch = export.new_batch();
         for n in first..first + 10_000 {
@@ -1709,11 +1709,7 @@ mod tests {
     #[test]
     fn arenas_of_batches_written_are_used_again() {
         let dir = tempfile::tempdir().unwrap();
-        let settings = one_slot_settings(dir.path());
-        let mut export = Export::start(one_column_spec(&settings), &settings).unwrap();
-        let id = export.task_id().to_owned();
-        let batch = ten_thousand_numbers(&mut export, 0);
-        export.add(batch).unwrap();
+        let (settings, mut export, id) = given_ten_thousand_numbers(dir.path());
         let written = within(Duration::from_secs(5), || {
             export.task.written_arenas.lock().unwrap().len() == 1
         });
